@@ -1,0 +1,3 @@
+from producer_tools.cli import main
+
+main()

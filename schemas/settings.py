@@ -1,0 +1,130 @@
+"""Typed settings, shared by both deployables: every field is an env var with the prefix `UCS_`.
+
+Read once at start (`Settings()`), passed down explicitly; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import wire
+
+
+class Settings(BaseSettings):
+    """ucs-tasks configuration. The README's configuration table is generated from this class."""
+
+    model_config = SettingsConfigDict(env_prefix="UCS_", extra="ignore", frozen=True)
+
+    # --- Kafka
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle for SSL.")
+    topic_requests: str = Field(
+        default=wire.DEFAULT_REQUEST_TOPIC, description="Task-start requests topic."
+    )
+    topic_created: str = Field(
+        default=wire.DEFAULT_CREATED_TOPIC,
+        description="Task-created events: every created reply, a complete log of tasks.",
+    )
+    topic_rejected: str = Field(
+        default=wire.DEFAULT_REJECTED_TOPIC, description="Task-rejected replies (default)."
+    )
+    topic_dead_letter: str = Field(
+        default=wire.DEFAULT_DEAD_LETTER_TOPIC,
+        description="Undecodable records, byte for byte, with error headers.",
+    )
+    topic_partitions: int = Field(
+        default=6, ge=1, description="Partitions when `ucs-tasks` creates the topics."
+    )
+    consumer_group: str = Field(default="ucs-tasks", description="Consumer group id.")
+
+    # --- PostgreSQL
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5433/ucs_tasks",
+        description="SQLAlchemy URL of the tasks database (asyncpg driver).",
+    )
+    database_pool_size: int = Field(default=5, ge=1, description="Connection pool size.")
+
+    # --- consumer tuning
+    batch_max_records: int = Field(
+        default=1000, ge=1, description="Most records taken per poll (one DB round trip each)."
+    )
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=0, description="How long a poll waits for records when none are ready."
+    )
+    producer_linger_ms: int = Field(default=5, ge=0, description="Producer linger (batching).")
+    retry_backoff_initial_ms: int = Field(
+        default=200, ge=1, description="First back-off after a transient failure."
+    )
+    retry_backoff_max_ms: int = Field(
+        default=10_000, ge=1, description="Back-off cap for transient failures."
+    )
+
+    # --- contract limits
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest task-start body (HTTP 413 beyond it)."
+    )
+    max_string_length: int = Field(
+        default=1024, ge=1, description="Longest value of a standard string field."
+    )
+    base_uri: str = Field(
+        default="http://127.0.0.1:8080/genesys/1/cs",
+        description="`${base_uri}` of the Location template.",
+    )
+
+    # --- HTTP bridge
+    bridge_host: str = Field(default="127.0.0.1", description="Bridge listen address.")
+    bridge_port: int = Field(default=8080, ge=0, le=65535, description="Bridge listen port.")
+    bridge_reply_timeout_ms: int = Field(
+        default=5_000, ge=1, description="How long the bridge waits for a reply."
+    )
+    bridge_accept_on_timeout: bool = Field(
+        default=True, description="On reply timeout answer 202 + status Location (else 504)."
+    )
+
+    # --- dev stack
+    dev_data_dir: str = Field(
+        default=".devstack", description="Where `ucs-tasks dev` keeps the embedded database."
+    )
+    dev_kafka_port: int = Field(default=9092, description="Embedded broker port (`ucs-tasks dev`).")
+    dev_postgres_port: int = Field(
+        default=5433, description="Embedded PostgreSQL port (`ucs-tasks dev`)."
+    )
+
+    @field_validator("base_uri")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def location(self, service_id: int, task_id: int) -> str:
+        """The contract's Location: `${base_uri}/service/${service_id}/tasks/${task_id}`."""
+        return f"{self.base_uri}/service/{service_id}/tasks/{task_id}"
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection options common to every aiokafka client (never logged: holds secrets)."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            import ssl  # noqa: PLC0415 - only SSL deployments pay for it
+
+            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+        return options

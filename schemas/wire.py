@@ -1,0 +1,307 @@
+"""The Kafka record layout: CloudEvents 1.0 Kafka protocol binding for task-start events and replies.
+
+This is the one module that knows how records are laid out (headers, key, value). Pure functions
+on `(key, value, headers)`; no Kafka client here, so both deployables and the tools share it.
+
+- Binary mode: `ce_*` headers carry the attributes; the value is the Task Start Event JSON, exactly
+  the HTTP body; `content-type: application/json`.
+- Structured mode: `content-type: application/cloudevents+json`; the value is the whole CloudEvent
+  as JSON with the event under `data`, so one JSON line is a self-contained, replayable record.
+- Key: the service id in decimal ASCII (per-service ordering).
+- Identity: `source` + `id`, the idempotency key. Extensions: `serviceid` (the 64-bit service id),
+  `replyto` (topic for the reply), `correlationid` (echoed on the reply).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+TYPE_TASK_START = "com.genesys.ucs.task.start.v1"
+TYPE_TASK_CREATED = "com.genesys.ucs.task.created.v1"
+TYPE_TASK_REJECTED = "com.genesys.ucs.task.rejected.v1"
+REPLY_SOURCE = "urn:ucs-tasks:consumer"
+
+JSON_CONTENT_TYPE = "application/json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+CONTENT_TYPE_HEADER = "content-type"
+CE_PREFIX = "ce_"
+
+DEFAULT_REQUEST_TOPIC = "ucs.tasks.start"
+DEFAULT_CREATED_TOPIC = "ucs.tasks.created"
+DEFAULT_REJECTED_TOPIC = "ucs.tasks.rejected"
+DEFAULT_DEAD_LETTER_TOPIC = "ucs.tasks.start.dlq"
+
+# Headers added to dead-lettered records (the original headers are kept untouched before them).
+DLQ_ERROR = "ucs_dlq_error"
+DLQ_TOPIC = "ucs_dlq_topic"
+DLQ_PARTITION = "ucs_dlq_partition"
+DLQ_OFFSET = "ucs_dlq_offset"
+
+MAX_ID_LENGTH = 256
+"""Longest accepted `id` or `source` (identity columns are indexed)."""
+
+Headers = Sequence[tuple[str, bytes]]
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+"""(key, value, headers) of one record to publish."""
+
+_REQUIRED = ("specversion", "id", "source", "type")
+_KNOWN = (*_REQUIRED, "time", "subject", "datacontenttype", "serviceid", "replyto", "correlationid")
+
+
+class UndecodableRecordError(ValueError):
+    """The record is not a task-start CloudEvent with an identity: it goes to the dead letters."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded task-start request: CloudEvent attributes plus the still-unvalidated data.
+
+    `data` is the raw JSON bytes in binary mode and the decoded JSON value in structured mode;
+    `service_id` is as written (validated later, with the body, so a bad one gets a reply).
+    """
+
+    id: str
+    source: str
+    service_id: str | int | None
+    data: bytes | Any
+    time: str | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    structured: bool = False
+
+
+def _header_map(headers: Headers) -> dict[str, bytes]:
+    # Last one wins, as in HTTP; CloudEvents forbids repeating an attribute anyway.
+    return {name.lower(): value for name, value in headers}
+
+
+def _text(value: bytes, name: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UndecodableRecordError(f"header {name} is not UTF-8") from exc
+
+
+def _check_attributes(attrs: Mapping[str, Any]) -> None:
+    missing = [name for name in _REQUIRED if not attrs.get(name)]
+    if missing:
+        raise UndecodableRecordError(f"not a CloudEvent: missing {', '.join(missing)}")
+    for name in ("specversion", "id", "source", "type"):
+        if not isinstance(attrs[name], str):
+            raise UndecodableRecordError(f"CloudEvent attribute {name} must be a string")
+    if attrs["specversion"] != SPECVERSION:
+        raise UndecodableRecordError(f"unsupported CloudEvents specversion {attrs['specversion']}")
+    if attrs["type"] != TYPE_TASK_START:
+        raise UndecodableRecordError(f"not a task-start event: type {attrs['type']}")
+    for name in ("id", "source"):
+        if len(attrs[name]) > MAX_ID_LENGTH:
+            raise UndecodableRecordError(f"CloudEvent {name} longer than {MAX_ID_LENGTH}")
+
+
+def _optional_str(attrs: Mapping[str, Any], name: str) -> str | None:
+    value = attrs.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UndecodableRecordError(f"CloudEvent attribute {name} must be a string")
+    return value
+
+
+def decode_request(value: bytes | None, headers: Headers) -> Envelope:
+    """Decode one task-start record (binary or structured mode), or raise UndecodableRecordError."""
+    hmap = _header_map(headers)
+    content_type = _text(hmap.get(CONTENT_TYPE_HEADER, b""), CONTENT_TYPE_HEADER)
+    if "ce_specversion" in hmap and not content_type.startswith(STRUCTURED_CONTENT_TYPE):
+        attrs = {
+            name[len(CE_PREFIX) :]: _text(raw, name)
+            for name, raw in hmap.items()
+            if name.startswith(CE_PREFIX)
+        }
+        _check_attributes(attrs)
+        return Envelope(
+            id=attrs["id"],
+            source=attrs["source"],
+            service_id=attrs.get("serviceid"),
+            data=value if value is not None else b"",
+            time=attrs.get("time"),
+            reply_to=attrs.get("replyto") or None,
+            correlation_id=attrs.get("correlationid"),
+        )
+    if value is None:
+        raise UndecodableRecordError("empty record: no CloudEvent")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableRecordError(f"structured CloudEvent is not valid JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise UndecodableRecordError("structured CloudEvent is not a JSON object")
+    _check_attributes(event)
+    service_id = event.get("serviceid")
+    if isinstance(service_id, bool) or not isinstance(service_id, str | int | None):
+        service_id = orjson.dumps(service_id).decode()  # kept as text: validation names it
+    return Envelope(
+        id=event["id"],
+        source=event["source"],
+        service_id=service_id,
+        data=event.get("data"),
+        time=_optional_str(event, "time"),
+        reply_to=_optional_str(event, "replyto") or None,
+        correlation_id=_optional_str(event, "correlationid"),
+        structured=True,
+    )
+
+
+def service_key(service_id: int | str | None) -> bytes | None:
+    """The record key: the service id in decimal ASCII."""
+    return None if service_id is None else str(service_id).encode()
+
+
+def encode_request_binary(
+    *,
+    service_id: int,
+    body: bytes,
+    event_id: str,
+    source: str,
+    time: str | None = None,
+    reply_to: str | None = None,
+    correlation_id: str | None = None,
+) -> Record:
+    """A binary-mode task-start record: the body goes out untouched."""
+    headers = [
+        ("ce_specversion", SPECVERSION.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", TYPE_TASK_START.encode()),
+        ("ce_serviceid", str(service_id).encode()),
+        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+    ]
+    optional = (("ce_time", time), ("ce_replyto", reply_to), ("ce_correlationid", correlation_id))
+    headers.extend((name, text.encode()) for name, text in optional if text is not None)
+    return service_key(service_id), body, headers
+
+
+def structured_request(
+    *,
+    service_id: int | str,
+    data: Any,
+    event_id: str,
+    source: str,
+    time: str | None = None,
+    reply_to: str | None = None,
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    """A structured-mode task-start CloudEvent as a JSON-ready dict (one JSON-lines record)."""
+    event: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": event_id,
+        "source": source,
+        "type": TYPE_TASK_START,
+        "datacontenttype": JSON_CONTENT_TYPE,
+        "serviceid": str(service_id),
+    }
+    optional = (("time", time), ("replyto", reply_to), ("correlationid", correlation_id))
+    event.update((name, text) for name, text in optional if text is not None)
+    event["data"] = data
+    return event
+
+
+def encode_structured(event: Mapping[str, Any]) -> Record:
+    """A structured-mode record from a CloudEvent dict."""
+    return (
+        service_key(event.get("serviceid")),
+        orjson.dumps(event),
+        [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())],
+    )
+
+
+def reply_event_id(source: str, event_id: str) -> str:
+    """Deterministic id of the reply to one request: the same request always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
+
+
+def encode_reply(
+    *,
+    reply_type: str,
+    payload: Mapping[str, Any],
+    service_id: int | None,
+    request_source: str,
+    request_id: str,
+    correlation_id: str | None,
+    time: str,
+) -> Record:
+    """A binary-mode reply record (task-created or task-rejected); `payload` is the reply JSON."""
+    headers = [
+        ("ce_specversion", SPECVERSION.encode()),
+        ("ce_id", reply_event_id(request_source, request_id).encode()),
+        ("ce_source", REPLY_SOURCE.encode()),
+        ("ce_type", reply_type.encode()),
+        ("ce_time", time.encode()),
+        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+    ]
+    if service_id is not None:
+        headers.append(("ce_serviceid", str(service_id).encode()))
+    if correlation_id is not None:
+        headers.append(("ce_correlationid", correlation_id.encode()))
+    return service_key(service_id), orjson.dumps(payload), headers
+
+
+def reply_correlation(headers: Headers) -> str | None:
+    """The correlation id a reply echoes, read from its headers without decoding the value."""
+    raw = _header_map(headers).get("ce_correlationid")
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def reply_type(headers: Headers) -> str | None:
+    """The CloudEvents type of a reply record (task-created or task-rejected)."""
+    raw = _header_map(headers).get("ce_type")
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def dead_letter_headers(
+    headers: Headers, *, error: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """The original headers untouched, then headers naming the error and where the record was."""
+    return [
+        *headers,
+        (DLQ_ERROR, error.encode("utf-8", "replace")),
+        (DLQ_TOPIC, topic.encode()),
+        (DLQ_PARTITION, str(partition).encode()),
+        (DLQ_OFFSET, str(offset).encode()),
+    ]
+
+
+def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any]:
+    """Turn a request record of either mode into one self-contained structured CloudEvent dict.
+
+    Used by export: the result is one JSON line that `produce` can replay faithfully.
+    """
+    envelope = decode_request(value, headers)
+    if envelope.structured:
+        event = orjson.loads(value or b"")
+        assert isinstance(event, dict)  # noqa: S101 - decode_request checked it
+        return event
+    try:
+        data: Any = orjson.loads(envelope.data)
+    except orjson.JSONDecodeError:
+        data = None
+    hmap = _header_map(headers)
+    event = structured_request(
+        service_id=envelope.service_id if envelope.service_id is not None else "",
+        data=data,
+        event_id=envelope.id,
+        source=envelope.source,
+        time=envelope.time,
+        reply_to=envelope.reply_to,
+        correlation_id=envelope.correlation_id,
+    )
+    for name, raw in hmap.items():
+        attr = name[len(CE_PREFIX) :]
+        if name.startswith(CE_PREFIX) and attr not in _KNOWN:
+            event.setdefault(attr, raw.decode("utf-8", "replace"))
+    return event
