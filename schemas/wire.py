@@ -1,4 +1,4 @@
-"""The Kafka record layout: CloudEvents 1.0 Kafka protocol binding for task-start events and replies.
+"""The Kafka record layout: the CloudEvents 1.0 Kafka binding for task-start events and replies.
 
 This is the one module that knows how records are laid out (headers, key, value). Pure functions
 on `(key, value, headers)`; no Kafka client here, so both deployables and the tools share it.
@@ -14,7 +14,9 @@ on `(key, value, headers)`; no Kafka client here, so both deployables and the to
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,7 @@ Headers = Sequence[tuple[str, bytes]]
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 """(key, value, headers) of one record to publish."""
 
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 _REQUIRED = ("specversion", "id", "source", "type")
 _KNOWN = (*_REQUIRED, "time", "subject", "datacontenttype", "serviceid", "replyto", "correlationid")
 
@@ -149,12 +152,36 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
         id=event["id"],
         source=event["source"],
         service_id=service_id,
-        data=event.get("data"),
+        data=_structured_data(event),
         time=_optional_str(event, "time"),
         reply_to=_optional_str(event, "replyto") or None,
         correlation_id=_optional_str(event, "correlationid"),
         structured=True,
     )
+
+
+def _structured_data(event: Mapping[str, Any]) -> bytes | Any:
+    # `data_base64` (CloudEvents JSON format) carries a body that is not faithful as JSON
+    # (see record_to_structured): the raw bytes then get validated exactly as in binary mode.
+    if "data" in event or "data_base64" not in event:
+        return event.get("data")
+    encoded = event["data_base64"]
+    if isinstance(encoded, str):
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except ValueError:  # binascii.Error, or non-ASCII text
+            pass
+    raise UndecodableRecordError("CloudEvent data_base64 is not a base64 string")
+
+
+def _faithful_json(body: bytes) -> tuple[bool, Any]:
+    # False for bodies that are not JSON and for 19+ digit numbers, which orjson may turn into
+    # floats: re-encoding either would change what validation sees.
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False, None
+    return _LONG_NUMBER.search(body) is None, data
 
 
 def service_key(service_id: int | str | None) -> bytes | None:
@@ -279,17 +306,16 @@ def dead_letter_headers(
 def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any]:
     """Turn a request record of either mode into one self-contained structured CloudEvent dict.
 
-    Used by export: the result is one JSON line that `produce` can replay faithfully.
+    Used by export: the result is one JSON line that `produce` can replay faithfully. A binary
+    body that is not faithful as JSON (malformed, or with 19+ digit numbers) goes in
+    `data_base64` instead of `data`, so its replay meets the same validation.
     """
     envelope = decode_request(value, headers)
     if envelope.structured:
         event = orjson.loads(value or b"")
         assert isinstance(event, dict)  # noqa: S101 - decode_request checked it
         return event
-    try:
-        data: Any = orjson.loads(envelope.data)
-    except orjson.JSONDecodeError:
-        data = None
+    faithful, data = _faithful_json(envelope.data)
     hmap = _header_map(headers)
     event = structured_request(
         service_id=envelope.service_id if envelope.service_id is not None else "",
@@ -300,6 +326,9 @@ def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any
         reply_to=envelope.reply_to,
         correlation_id=envelope.correlation_id,
     )
+    if not faithful:
+        del event["data"]
+        event["data_base64"] = base64.b64encode(envelope.data).decode("ascii")
     for name, raw in hmap.items():
         attr = name[len(CE_PREFIX) :]
         if name.startswith(CE_PREFIX) and attr not in _KNOWN:
