@@ -1,0 +1,1 @@
+"""The consumer: the service that owns tasks (validate, assign ids, persist, reply)."""

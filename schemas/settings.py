@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=6, ge=1, description="Partitions when `ucs-tasks` creates the topics."
     )
     consumer_group: str = Field(default="ucs-tasks", description="Consumer group id.")
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, ge=1, description="Group session timeout (a dead member is noticed then)."
+    )
+    consumer_heartbeat_interval_ms: int = Field(
+        default=3_000, ge=1, description="Group heartbeat interval (below a third of the session)."
+    )
 
     # --- PostgreSQL
     database_url: str = Field(
@@ -93,6 +99,20 @@ class Settings(BaseSettings):
     bridge_accept_on_timeout: bool = Field(
         default=True, description="On reply timeout answer 202 + status Location (else 504)."
     )
+    bridge_reply_topic: str | None = Field(
+        default=None,
+        description="This bridge instance's own reply topic (created at start if missing); "
+        "default `ucs.tasks.replies.<host name>-<bridge_port>`, stable across restarts.",
+    )
+    bridge_reply_partitions: int = Field(
+        default=1, ge=1, description="Partitions when the bridge creates its reply topic."
+    )
+    bridge_send_timeout_ms: int = Field(
+        default=3_000,
+        ge=1,
+        description="Longest wait for the broker to acknowledge a request (503 beyond it).",
+    )
+    bridge_access_log: bool = Field(default=True, description="Log every HTTP request.")
 
     # --- dev stack
     dev_data_dir: str = Field(

@@ -1,0 +1,126 @@
+"""Composition root: builds the real adapters from settings, runs the consumer, disposes all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from contextlib import AsyncExitStack
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from consumer.db.engine import build_engine
+from consumer.db.repository import translate_errors
+from consumer.db.uow import SqlUnitOfWork
+from consumer.domain import StorageUnavailableError
+from consumer.kafka.publisher import KafkaPublisher
+from consumer.kafka.runner import Runner, SettleOnRevoke
+from consumer.ports import UnitOfWork
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""Replies carry the whole task: room for a maximal body several times over."""
+
+
+def client_id() -> str:
+    """Names this process in broker logs and group listings."""
+    return f"ucs-tasks-consumer-{socket.gethostname()}-{os.getpid()}"
+
+
+def build_producer(settings: Settings) -> AIOKafkaProducer:
+    """The reply producer (idempotence off: not every Kafka-protocol broker supports it)."""
+    return AIOKafkaProducer(
+        **settings.kafka_client_options(),
+        client_id=client_id(),
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=settings.producer_linger_ms,
+        max_request_size=MAX_REQUEST_BYTES,
+        max_batch_size=1024 * 1024,
+    )
+
+
+def build_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer-group member with manual commits."""
+    return AIOKafkaConsumer(
+        **settings.kafka_client_options(),
+        client_id=client_id(),
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+        fetch_max_bytes=4 * MAX_REQUEST_BYTES,
+    )
+
+
+async def _until_ready(
+    what: str, attempt: object, settings: Settings, stopping: asyncio.Event
+) -> bool:
+    """Retry a start-up step with capped back-off; False if asked to stop first."""
+    delay = settings.retry_backoff_initial_ms / 1000
+    while not stopping.is_set():
+        try:
+            await attempt()  # type: ignore[operator]
+        except (KafkaError, StorageUnavailableError, OSError) as exc:
+            log.warning("%s not ready, retrying in %.1fs: %s", what, delay, exc)
+            try:
+                async with asyncio.timeout(delay):
+                    await stopping.wait()
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, settings.retry_backoff_max_ms / 1000)
+            continue
+        return True
+    return False
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    """Fail fast on wiring: the database answers and is migrated."""
+    with translate_errors():
+        async with engine.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    if version is None:
+        raise StorageUnavailableError("database is not migrated: run `ucs-tasks db upgrade`")
+
+
+async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | None:
+    """Run one consumer until `stopping` is set; returns the runner (for its counters)."""
+    async with AsyncExitStack() as stack:
+        engine = build_engine(settings.database_url, settings.database_pool_size)
+        stack.push_async_callback(engine.dispose)
+
+        def uow_factory() -> UnitOfWork:
+            return SqlUnitOfWork(engine)
+
+        if not await _until_ready("database", lambda: check_database(engine), settings, stopping):
+            return None
+        publisher = KafkaPublisher(build_producer(settings))
+        if not await _until_ready("broker (producer)", publisher.start, settings, stopping):
+            return None
+        stack.push_async_callback(publisher.stop)
+        consumer = build_consumer(settings)
+        runner = Runner(consumer, publisher, uow_factory, settings)
+        consumer.subscribe([settings.topic_requests], listener=SettleOnRevoke(runner.in_flight))
+        if not await _until_ready("broker (consumer)", consumer.start, settings, stopping):
+            return None
+        stack.push_async_callback(consumer.stop)
+        log.info(
+            "consuming %s as group %s; replies to %s / %s",
+            settings.topic_requests,
+            settings.consumer_group,
+            settings.topic_created,
+            settings.topic_rejected,
+        )
+        await runner.run(stopping)
+        log.info("stopped after %d records", runner.processed)
+        return runner
+    return None

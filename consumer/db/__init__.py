@@ -1,0 +1,1 @@
+"""PostgreSQL adapters: tables, the batched repository, the unit of work, reads, migrations."""

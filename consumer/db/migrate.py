@@ -1,0 +1,44 @@
+"""Apply Alembic migrations programmatically (`ucs-tasks db upgrade`, the dev stack, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for our migrations folder and this database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate the database to `revision`; safe to call from inside a running event loop."""
+    config = alembic_config(database_url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(config, revision)
+        return
+    # env.py runs its own event loop: give it a thread of its own.
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            command.upgrade(config, revision)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, name="alembic-upgrade")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,88 @@
+"""Task value objects, id bounds and domain errors (standard library only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+TASK_ID_MIN = 1
+TASK_ID_MAX = 2**31 - 1
+"""Task ids are 32-bit and never wrap: when the space is used up, events are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventIdentity:
+    """CloudEvents `source` + `id`: the idempotency key of a task-start event."""
+
+    source: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record was read from (stored with the task, named in dead letters)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartCommand:
+    """A validated task-start event, ready for the service layer."""
+
+    identity: EventIdentity
+    service_id: int
+    fields: dict[str, Any]
+    """Standard fields by name (state_id, task_type, ... timestamp); absent ones are missing."""
+    attached_data: dict[str, Any]
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as persisted."""
+
+    task_id: int
+    service_id: int
+    fields: dict[str, Any]
+    """Standard fields, None when absent; `timestamp` is always set (server time when absent)."""
+    attached_data_json: str
+    """Attached data exactly as stored: JSON text, key order and types kept."""
+    identity: EventIdentity
+    received_at: datetime
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A task-start event refused by validation: recorded, answered, never retried."""
+
+    identity: EventIdentity
+    service_id: int | None
+    status: int
+    code: str
+    body: dict[str, Any]
+    """The error body (`message`, `exception`, `errors`)."""
+    position: Position
+
+
+class DomainError(Exception):
+    """Base of the domain errors; `retriable` says whether backing off and retrying can help."""
+
+    retriable = False
+
+
+class StorageUnavailableError(DomainError):
+    """The database cannot be reached or failed transiently: retry the batch later."""
+
+    retriable = True
+
+
+class UnstorableEventError(DomainError):
+    """The database refused the event's data itself: retrying would fail again."""
+
+
+class IdSpaceExhaustedError(DomainError):
+    """All 2,147,483,647 task ids are used: no new task can be created."""

@@ -1,0 +1,1 @@
+"""Kafka adapters: record translation, the reply publisher, the consume loop."""

@@ -1,0 +1,163 @@
+"""The consume loop: poll a batch, translate, run the service, publish replies, then commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from consumer.domain import DomainError, Position
+from consumer.kafka.codec import (
+    Inbound,
+    OutRecord,
+    created_records,
+    dead_letter_record,
+    now_iso,
+    rejected_records,
+    translate,
+)
+from consumer.kafka.publisher import BrokerUnavailableError, KafkaPublisher
+from consumer.ports import UnitOfWorkFactory
+from consumer.service import start_tasks
+from schemas.settings import Settings
+from schemas.task_start import Limits
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+REVOKE_WAIT_S = 30.0
+
+
+class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    """Before partitions go, let the in-flight batch finish (and commit) or give up on it."""
+
+    def __init__(self, in_flight: asyncio.Lock) -> None:
+        self._in_flight = in_flight
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            async with asyncio.timeout(REVOKE_WAIT_S):
+                await self._in_flight.acquire()
+            self._in_flight.release()
+        except TimeoutError:
+            log.warning("in-flight batch still running at revoke: it will be redelivered")
+        log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+
+
+class Runner:
+    """Drives one consumer-group member until `stopping` is set."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        publisher: KafkaPublisher,
+        uow_factory: UnitOfWorkFactory,
+        settings: Settings,
+    ) -> None:
+        self._consumer = consumer
+        self._publisher = publisher
+        self._uow_factory = uow_factory
+        self._settings = settings
+        self._limits = Limits(
+            max_body_bytes=settings.max_body_bytes, max_string_length=settings.max_string_length
+        )
+        self.in_flight = asyncio.Lock()
+        self.processed = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Poll, process and commit batches; return after the in-flight batch once stopping."""
+        while not stopping.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
+            )
+            if not batch:
+                continue
+            async with self.in_flight:
+                if await self._process(batch, stopping):
+                    await self._commit(batch)
+
+    async def _process(
+        self, batch: dict[TopicPartition, list[Any]], stopping: asyncio.Event
+    ) -> bool:
+        """Settle the batch, retrying transient failures with back-off; False if abandoned."""
+        inbound = [
+            translate(
+                Position(r.topic, r.partition, r.offset), r.key, r.value, r.headers, self._limits
+            )
+            for records in batch.values()
+            for r in records
+        ]
+        attempt = 0
+        while True:
+            try:
+                await self._settle(inbound)
+            except (DomainError, BrokerUnavailableError) as exc:
+                if not exc.retriable:
+                    raise
+                if stopping.is_set():
+                    log.warning("stopping with an unsettled batch: it will be redelivered")
+                    return False
+                delay = self._backoff(attempt)
+                attempt += 1
+                log.warning(
+                    "transient failure (attempt %d), retrying in %.2fs: %s", attempt, delay, exc
+                )
+                await _sleep_unless(stopping, delay)
+                continue
+            self.processed += len(inbound)
+            return True
+
+    def _backoff(self, attempt: int) -> float:
+        s = self._settings
+        capped = min(s.retry_backoff_max_ms, s.retry_backoff_initial_ms * 2 ** min(attempt, 20))
+        return float(capped) / 1000 * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+    async def _settle(self, inbound: Sequence[Inbound]) -> None:
+        s = self._settings
+        commands = [i.command for i in inbound if i.command is not None]
+        refused = [i.rejection for i in inbound if i.rejection is not None]
+        outcome = await start_tasks(commands, refused, self._uow_factory)
+        out: list[OutRecord] = []
+        now = now_iso()
+        for item in inbound:
+            if item.dead_letter is not None:
+                out.append(dead_letter_record(item, s.topic_dead_letter))
+                continue
+            identity = (item.command or item.rejection).identity  # type: ignore[union-attr]
+            task = outcome.tasks.get(identity) if item.command is not None else None
+            if task is not None:
+                location = s.location(task.service_id, task.task_id)
+                out += created_records(item, task, location, s.topic_created, now)
+            else:
+                rejection = outcome.rejections.get(identity) or item.rejection
+                assert rejection is not None  # noqa: S101 - the service answers every identity
+                out += rejected_records(item, rejection, s.topic_rejected, now)
+        await self._publisher.publish(out)
+
+    async def _commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another member: it will redeliver, and replays are idempotent.
+            log.warning(
+                "offset commit refused after a rebalance (safe, will be redelivered): %s", exc
+            )
+        except KafkaError as exc:
+            log.warning("offset commit failed (safe, will be redelivered): %r", exc)
+
+
+async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    except TimeoutError:
+        pass
