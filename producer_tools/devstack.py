@@ -1,0 +1,265 @@
+"""`ucs-tasks dev`: the whole system on one machine, plus helpers the tests share.
+
+The dev stack starts an embedded broker and PostgreSQL (unless UCS_KAFKA_BOOTSTRAP_SERVERS /
+UCS_DATABASE_URL point elsewhere), migrates, creates the topics, then runs the consumer and the
+HTTP bridge as child processes and supervises them until Ctrl-C/SIGTERM or until one dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from producer_tools.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    ServerStartError,
+    die_with_parent,
+    free_port,
+)
+from schemas.settings import Settings
+
+__all__ = [
+    "EmbeddedBroker",
+    "EmbeddedPostgres",
+    "ServerStartError",
+    "create_topics",
+    "free_port",
+    "run_dev",
+]
+
+_CHILD_STOP_TIMEOUT_S = 10.0
+_POLL_S = 0.25
+
+
+async def create_topics(settings: Settings, partitions: int | None = None) -> None:
+    """Create the four topics of `settings` (requests, created, rejected, dead letter).
+
+    Idempotent: topics that already exist are left as they are.
+    """
+    names = [
+        settings.topic_requests,
+        settings.topic_created,
+        settings.topic_rejected,
+        settings.topic_dead_letter,
+    ]
+    count = partitions if partitions is not None else settings.topic_partitions
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        replicas = max(1, min(3, len(brokers)))
+        topics = [NewTopic(name, count, replicas) for name in dict.fromkeys(names)]
+        response = await admin.create_topics(topics)
+    finally:
+        await admin.close()
+    # aiokafka reports per-topic errors in the response instead of raising them.
+    for topic, code, message in response.topic_errors:
+        if code == 0:
+            continue
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            continue
+        raise error(f"cannot create topic {topic}: {message}")
+
+
+class DevStackError(RuntimeError):
+    """The dev stack could not be brought up."""
+
+
+@dataclass
+class _Child:
+    name: str
+    process: asyncio.subprocess.Process
+
+
+def run_dev(settings: Settings, with_bridge: bool = True) -> int:
+    """Run the dev stack in the foreground; the process exit code (0 after Ctrl-C/SIGTERM)."""
+    console = Console()
+    try:
+        return asyncio.run(_DevStack(settings, with_bridge, console).run())
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+
+
+class _DevStack:
+    def __init__(self, settings: Settings, with_bridge: bool, console: Console) -> None:
+        self.settings = settings
+        self.with_bridge = with_bridge
+        self.console = console
+        self.data_dir = Path(settings.dev_data_dir)
+        self.broker: EmbeddedBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.children: list[_Child] = []
+        self.stop_requested = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        starting = True
+
+        def on_signal() -> None:
+            if starting and main is not None:
+                main.cancel()  # abort the start-up; the exit stack below unwinds what is up
+            self.stop_requested.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    await self._start(stack)
+                except asyncio.CancelledError:
+                    if main is not None:
+                        main.uncancel()  # we handled it: let the clean-up below await normally
+                    self.console.print("[yellow]interrupted while starting; stopping[/]")
+                    return 130
+                except (DevStackError, ServerStartError, KafkaError, OSError) as exc:
+                    self.console.print(f"[red]dev stack failed to start:[/] {exc}")
+                    return 1
+                starting = False
+                code = await self._supervise()
+                self.console.print("stopping ...")
+            self.console.print("stopped")
+            return code
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        fields = self.settings.model_fields_set
+        if "kafka_bootstrap_servers" in fields:
+            bootstrap = self.settings.kafka_bootstrap_servers
+        else:
+            self.broker = EmbeddedBroker(
+                self.settings.dev_kafka_port, log_path=self.data_dir / "broker.log"
+            )
+            self.console.print(f"starting the broker on {self.broker.bootstrap_servers} ...")
+            await stack.enter_async_context(self.broker)
+            bootstrap = self.broker.bootstrap_servers
+        if "database_url" in fields:
+            database_url = self.settings.database_url
+        else:
+            self.postgres = EmbeddedPostgres(
+                self.data_dir / "pgdata", self.settings.dev_postgres_port
+            )
+            self.console.print(f"starting PostgreSQL on port {self.postgres.port} ...")
+            await stack.enter_async_context(self.postgres)
+            database_url = self.postgres.url
+        env = {
+            **os.environ,
+            "UCS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "UCS_DATABASE_URL": database_url,
+        }
+        self.console.print("applying migrations ...")
+        migrate = await self._spawn("migrations", ["-m", "producer_tools", "db", "upgrade"], env)
+        stack.push_async_callback(_stop_child, migrate)  # only matters if start-up is interrupted
+        if (code := await migrate.process.wait()) != 0:
+            raise DevStackError(f"`ucs-tasks db upgrade` failed with exit code {code}")
+        resolved = self.settings.model_copy(
+            update={"kafka_bootstrap_servers": bootstrap, "database_url": database_url}
+        )
+        await create_topics(resolved)
+
+        consumer = await self._spawn("consumer", ["-m", "consumer"], env)
+        self._watch(stack, consumer)
+        bridge = self._bridge_unavailable_reason()
+        if bridge is None:
+            self._watch(stack, await self._spawn("bridge", ["-m", "producer_tools", "bridge"], env))
+            bridge = f"http://{self.settings.bridge_host}:{self.settings.bridge_port}"
+        self._print_table(bootstrap, database_url, consumer, bridge)
+
+    def _bridge_unavailable_reason(self) -> str | None:
+        if not self.with_bridge:
+            return "disabled (--no-bridge)"
+        try:
+            available = importlib.util.find_spec("producer_tools.bridge.app") is not None
+        except ImportError:
+            available = False
+        if not available:
+            self.console.print("[yellow]the HTTP bridge is not available yet; running without[/]")
+            return "not available"
+        return None
+
+    async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> _Child:
+        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # they go when we go, even by SIGKILL
+        )
+        return _Child(name, process)
+
+    def _watch(self, stack: contextlib.AsyncExitStack, child: _Child) -> None:
+        self.children.append(child)
+        stack.push_async_callback(_stop_child, child)
+
+    async def _supervise(self) -> int:
+        while not self.stop_requested.is_set():
+            if (died := self._first_dead()) is not None:
+                self.console.print(f"[red]{died} exited unexpectedly; stopping the rest[/]")
+                return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), _POLL_S)
+        return 0
+
+    def _first_dead(self) -> str | None:
+        for child in self.children:
+            if child.process.returncode is not None:
+                return (
+                    f"the {child.name} (pid {child.process.pid}, code {child.process.returncode})"
+                )
+        servers: list[tuple[str, EmbeddedBroker | EmbeddedPostgres | None]] = [
+            ("the broker", self.broker),
+            ("PostgreSQL", self.postgres),
+        ]
+        for name, server in servers:
+            if server is not None and not server.running:
+                return f"{name} (log: {server.log_path})"
+        return None
+
+    def _print_table(
+        self, bootstrap: str, database_url: str, consumer: _Child, bridge: str
+    ) -> None:
+        table = Table(title="ucs-tasks dev", show_header=True)
+        table.add_column("component")
+        table.add_column("where", overflow="fold")
+        table.add_row(f"Kafka broker ({_origin(self.broker)})", bootstrap)
+        shown_url = make_url(database_url).render_as_string(hide_password=True)
+        table.add_row(f"PostgreSQL ({_origin(self.postgres)})", shown_url)
+        table.add_row("consumer", f"pid {consumer.process.pid}")
+        table.add_row("HTTP bridge", bridge)
+        if self.broker is not None or self.postgres is not None:
+            table.add_row("data and logs", str(self.data_dir.resolve()))
+        self.console.print(table)
+        self.console.print("try: ucs-tasks send 21456878 '{...}'    (Ctrl-C stops everything)")
+
+
+def _origin(server: object) -> str:
+    return "embedded" if server is not None else "external"
+
+
+async def _stop_child(child: _Child) -> None:
+    process = child.process
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), _CHILD_STOP_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
