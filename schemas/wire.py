@@ -79,6 +79,9 @@ class Envelope:
     structured: bool = False
 
 
+_BINARY_ATTRIBUTES = tuple((CE_PREFIX + name, name) for name in _KNOWN)
+
+
 def _header_map(headers: Headers) -> dict[str, bytes]:
     # Last one wins, as in HTTP; CloudEvents forbids repeating an attribute anyway.
     return {name.lower(): value for name, value in headers}
@@ -121,10 +124,11 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
     hmap = _header_map(headers)
     content_type = _text(hmap.get(CONTENT_TYPE_HEADER, b""), CONTENT_TYPE_HEADER)
     if "ce_specversion" in hmap and not content_type.startswith(STRUCTURED_CONTENT_TYPE):
+        # Only the attributes we use are decoded (this runs once per record on the hot path).
         attrs = {
-            name[len(CE_PREFIX) :]: _text(raw, name)
-            for name, raw in hmap.items()
-            if name.startswith(CE_PREFIX)
+            attr: _text(raw, header)
+            for header, attr in _BINARY_ATTRIBUTES
+            if (raw := hmap.get(header)) is not None
         }
         _check_attributes(attrs)
         return Envelope(
