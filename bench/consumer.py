@@ -149,9 +149,8 @@ async def two_processes(settings: Settings, events: int) -> float:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=30)
     rate = events / seconds
-    print(
-        f"| {'ucs-tasks consumer x2 (procs)':<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} |"
-    )
+    name = "ucs-tasks consumer x2 (procs)"
+    print(f"| {name:<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} |")
     return rate
 
 

@@ -56,6 +56,14 @@ def send(
     raise typer.Exit(send_tool.run(Settings(), service_id, data.encode(), event_id, timeout))
 
 
+@app.command()
+def bridge() -> None:
+    """Run the HTTP bridge (UCS_BRIDGE_HOST:UCS_BRIDGE_PORT, default 127.0.0.1:8080)."""
+    from producer_tools.bridge.app import serve  # noqa: PLC0415
+
+    serve(Settings())
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the migrations to UCS_DATABASE_URL."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 import orjson
 
@@ -15,9 +17,11 @@ from consumer.domain import (
     IdSpaceExhaustedError,
     Rejection,
     StartCommand,
+    StorageUnavailableError,
     Task,
     UnstorableEventError,
 )
+from consumer.kafka.codec import OutRecord
 
 
 class FakeStore:
@@ -106,3 +110,96 @@ class FakeUnitOfWork:
         # Like a sequence, ids handed out in a rolled-back transaction stay used.
         self._store.next_id = self.tasks.next_id
         self.tasks = FakeRepository(self._store)
+
+
+# --- the consume loop's collaborators (tests/unit/test_runner.py) -------------------------------
+
+
+class FakePartition(NamedTuple):
+    """Stands in for aiokafka's TopicPartition: the runner only uses it as a dict key."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """A consumed record with the attributes the runner reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+Batch = dict[FakePartition, list[FakeRecord]]
+
+
+class FakeConsumer:
+    """A consumer-group member: hands out queued batches, records every commit in `committed`."""
+
+    def __init__(self, *batches: Batch) -> None:
+        self.batches = list(batches)
+        self.committed: list[dict[FakePartition, int]] = []
+        self.polls = 0
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Batch:
+        self.polls += 1
+        if self.batches:
+            return self.batches.pop(0)
+        await asyncio.sleep(min(timeout_ms, 5) / 1000)  # an idle poll, kept short for fast tests
+        return {}
+
+    async def commit(self, offsets: dict[FakePartition, int]) -> None:
+        self.committed.append(dict(offsets))
+
+
+class FakePublisher:
+    """Publishes into `published` (one list per successful call) after raising `failures` in turn.
+
+    `on_attempt` is called at the start of every call, failed or not, so a test can look at the
+    rest of the world (say the consumer's commits) at that moment.
+    """
+
+    def __init__(
+        self,
+        failures: Sequence[Exception] = (),
+        on_attempt: Callable[[], None] | None = None,
+    ) -> None:
+        self.failures = list(failures)
+        self.on_attempt = on_attempt
+        self.attempts = 0
+        self.published: list[list[OutRecord]] = []
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        self.attempts += 1
+        if self.on_attempt is not None:
+            self.on_attempt()
+        if self.failures:
+            raise self.failures.pop(0)
+        self.published.append(list(records))
+
+
+class UnreachableUnitOfWork(FakeUnitOfWork):
+    """A unit of work whose database cannot be reached: entering it fails, as a refused connect."""
+
+    async def __aenter__(self) -> Self:
+        raise StorageUnavailableError("fake database is down")
+
+
+class FlakyDatabase:
+    """A unit-of-work factory over `store` that is unreachable for its first `outages` calls."""
+
+    def __init__(self, store: FakeStore, outages: int) -> None:
+        self.store = store
+        self.outages = outages
+        self.calls = 0
+
+    def __call__(self) -> FakeUnitOfWork:
+        self.calls += 1
+        if self.outages > 0:
+            self.outages -= 1
+            return UnreachableUnitOfWork(self.store)
+        return FakeUnitOfWork(self.store)
