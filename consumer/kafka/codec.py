@@ -34,6 +34,8 @@ class OutRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    optional: bool = False
+    """A copy to a requester-named `replyto` topic: skipped (logged) if that topic is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +134,6 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def _destinations(default: str, reply_to: str | None) -> tuple[str, ...]:
-    if reply_to is None or reply_to == default:
-        return (default,)
-    return (default, reply_to)
-
-
 def created_records(
     inbound: Inbound, task: Task, location: str, log_topic: str, time: str
 ) -> list[OutRecord]:
@@ -151,7 +147,9 @@ def created_records(
         "correlation_id": inbound.correlation_id,
         "task": task_json(task),
     }
-    return _reply(inbound, wire.TYPE_TASK_CREATED, payload, task.service_id, log_topic, time)
+    return _reply(
+        inbound, wire.TYPE_TASK_CREATED, payload, task.service_id, log=log_topic, time=time
+    )
 
 
 def rejected_records(
@@ -167,7 +165,9 @@ def rejected_records(
         "correlation_id": inbound.correlation_id,
         "error": rejection.body,
     }
-    return _reply(inbound, wire.TYPE_TASK_REJECTED, payload, rejection.service_id, log_topic, time)
+    return _reply(
+        inbound, wire.TYPE_TASK_REJECTED, payload, rejection.service_id, log=log_topic, time=time
+    )
 
 
 def _reply(
@@ -175,6 +175,7 @@ def _reply(
     reply_type: str,
     payload: dict[str, Any],
     service_id: int | None,
+    *,
     log: str,
     time: str,
 ) -> list[OutRecord]:
@@ -188,7 +189,10 @@ def _reply(
         correlation_id=inbound.correlation_id,
         time=time,
     )
-    return [OutRecord(topic, key, value, headers) for topic in _destinations(log, inbound.reply_to)]
+    records = [OutRecord(log, key, value, headers)]
+    if inbound.reply_to is not None and inbound.reply_to != log:
+        records.append(OutRecord(inbound.reply_to, key, value, headers, optional=True))
+    return records
 
 
 def dead_letter_record(inbound: Inbound, topic: str) -> OutRecord:

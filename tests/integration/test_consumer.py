@@ -214,3 +214,22 @@ async def test_a_burst_of_events_each_gets_exactly_one_task(
     await client.wait_for(lambda: all(c in client.replies for c in correlations))
     ids = {client.replies[c][0].payload["task_id"] for c in correlations}
     assert len(ids) == 300
+
+
+async def test_a_reply_topic_that_does_not_exist_does_not_hold_up_the_reply_in_the_log(
+    client: TaskClient, settings: Settings
+) -> None:
+    correlation_id = uuid.uuid4().hex
+    key, value, headers = wire.encode_request_binary(
+        service_id=6,
+        body=b"{}",
+        event_id=uuid.uuid4().hex,
+        source="urn:test",
+        reply_to=f"no-such-topic-{uuid.uuid4().hex}",
+        correlation_id=correlation_id,
+    )
+    await client.send_raw(value, key=key, headers=headers)
+    reply = await client.reply(correlation_id, timeout=15)
+    assert (reply.topic, reply.payload["kind"]) == (settings.topic_created, "task.created")
+    follow_up = await client.reply(await client.send(b'{"state_id": 7}'), timeout=15)
+    assert follow_up.payload["kind"] == "task.created"
