@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -62,14 +63,35 @@ def build_consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
+async def _unless_stopping(attempt: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
+    """Run one attempt, cancelled if `stopping` is set first; False if it was cancelled.
+
+    An attempt can hang for long (a broker that accepts connections but never answers holds a
+    start for its 40 s request timeout): a stop must not wait for it.
+    """
+    step = asyncio.ensure_future(attempt())
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (step, stop):
+            task.cancel()
+        await asyncio.gather(step, stop, return_exceptions=True)
+    if step.cancelled():
+        return False
+    step.result()  # the attempt's own error, if it failed
+    return True
+
+
 async def _until_ready(
-    what: str, attempt: object, settings: Settings, stopping: asyncio.Event
+    what: str, attempt: Callable[[], Awaitable[None]], settings: Settings, stopping: asyncio.Event
 ) -> bool:
     """Retry a start-up step with capped back-off; False if asked to stop first."""
     delay = settings.retry_backoff_initial_ms / 1000
     while not stopping.is_set():
         try:
-            await attempt()  # type: ignore[operator]
+            if not await _unless_stopping(attempt, stopping):
+                return False
         except (KafkaError, StorageUnavailableError, OSError) as exc:
             log.warning("%s not ready, retrying in %.1fs: %s", what, delay, exc)
             try:
@@ -103,16 +125,19 @@ async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | 
 
         if not await _until_ready("database", lambda: check_database(engine), settings, stopping):
             return None
-        publisher = KafkaPublisher(build_producer(settings))
+        producer = build_producer(settings)
+        # Closes a producer whose start failed or was abandoned too (a no-op after publisher.stop).
+        stack.push_async_callback(producer.stop)
+        publisher = KafkaPublisher(producer)
         if not await _until_ready("broker (producer)", publisher.start, settings, stopping):
             return None
         stack.push_async_callback(publisher.stop)
         consumer = build_consumer(settings)
+        stack.push_async_callback(consumer.stop)  # safe on a consumer that never started
         runner = Runner(consumer, publisher, uow_factory, settings)
         consumer.subscribe([settings.topic_requests], listener=SettleOnRevoke(runner.in_flight))
         if not await _until_ready("broker (consumer)", consumer.start, settings, stopping):
             return None
-        stack.push_async_callback(consumer.stop)
         log.info(
             "consuming %s as group %s; replies to %s / %s",
             settings.topic_requests,

@@ -28,6 +28,10 @@ _PLAIN_FIELDS = (
 )
 
 
+TASK_FIELDS = (*_PLAIN_FIELDS, *LONG_OR_STRING_FIELDS, "timestamp")
+"""The standard fields every Task carries (None when absent from the event)."""
+
+
 def row_to_task(row: Mapping[Any, Any]) -> Task:
     """A task from a row holding READ_COLUMNS."""
     fields: dict[str, Any] = {name: row[name] for name in _PLAIN_FIELDS}
