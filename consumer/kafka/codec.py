@@ -5,6 +5,7 @@ The consumer's side of the wire contract (the layout itself lives in `schemas.wi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,10 @@ def _rejection(
     )
 
 
+# Many timestamps of a batch are equal (received_at is the transaction's time): render each once.
+_render = functools.lru_cache(maxsize=4096)(format_timestamp)
+
+
 def now_iso() -> str:
     """The current time in the contract's form (reply `ce_time`), taken once per batch."""
     return format_timestamp(datetime.now(UTC))
@@ -120,14 +125,14 @@ def now_iso() -> str:
 def task_json(task: Task) -> dict[str, Any]:
     """The persisted task as the StoredTask reply model lays it out."""
     fields = dict(task.fields)
-    fields["timestamp"] = format_timestamp(task.fields["timestamp"])
+    fields["timestamp"] = _render(task.fields["timestamp"])
     return {
         "task_id": task.task_id,
         "service_id": task.service_id,
         **fields,
         "attached_data": orjson.Fragment(task.attached_data_json),
         "event": {"source": task.identity.source, "id": task.identity.id},
-        "received_at": format_timestamp(task.received_at),
+        "received_at": _render(task.received_at),
         "source_topic": task.position.topic,
         "source_partition": task.position.partition,
         "source_offset": task.position.offset,
