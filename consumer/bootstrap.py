@@ -109,7 +109,11 @@ async def check_database(engine: AsyncEngine) -> None:
     """Fail fast on wiring: the database answers and is migrated."""
     with translate_errors():
         async with engine.connect() as conn:
-            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            table = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+            version = None
+            if table is not None:
+                query = text("SELECT version_num FROM alembic_version")
+                version = (await conn.execute(query)).scalar()
     if version is None:
         raise StorageUnavailableError("database is not migrated: run `ucs-tasks db upgrade`")
 

@@ -101,7 +101,7 @@ def _rejection(
 ) -> Rejection:
     main = max(problems, key=lambda p: p.status)  # 413 outranks 400
     errors = [e for p in problems for e in p.errors]
-    message = "; ".join(p.message for p in problems)
+    message = " ".join(p.message for p in problems)
     body = ErrorBody(message=message, errors=errors)
     return Rejection(
         identity=identity,

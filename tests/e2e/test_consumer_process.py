@@ -1,0 +1,96 @@
+"""The consumer as a real process: a stop signal mid-flow finishes the batch in hand and exits 0.
+
+Graceful means more than a clean exit code: every event answered before the stop is committed,
+so the next process neither loses an event nor answers one a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from consumer.db.engine import build_engine
+from schemas.replies import TaskCreated
+from schemas.settings import Settings
+from tests.kafka_client import SOURCE, TaskClient
+from tests.processes import start_consumer
+
+EVENTS = 2000
+BATCH = 50
+STOP_WITHIN_S = 5.0
+
+
+async def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals) -> tuple[int, float]:
+    """Send `sig`; return the exit code and how long the process took to exit."""
+    started = time.monotonic()
+    process.send_signal(sig)
+    try:
+        code = await asyncio.to_thread(process.wait, 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        await asyncio.to_thread(process.wait)
+        pytest.fail(f"the consumer ignored {sig.name} for 30 s")
+    return code, time.monotonic() - started
+
+
+async def rows_per_event(database_url: str, event_ids: list[str]) -> dict[str, int]:
+    engine = build_engine(database_url, 1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT event_id, count(*) FROM tasks"
+                    " WHERE event_source = :source AND event_id = ANY(:ids) GROUP BY event_id"
+                ),
+                {"source": SOURCE, "ids": event_ids},
+            )
+            return dict(rows.all())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_the_rest_once(
+    settings: Settings, tmp_path: Path, sig: signal.Signals
+) -> None:
+    client = TaskClient(settings)
+    await client.start()
+    log = tmp_path / "consumer.log"
+    ids = [f"graceful-{settings.consumer_group}-{i}" for i in range(EVENTS)]
+    try:
+        await asyncio.gather(
+            *(client.send(orjson.dumps({"state_id": i}), event_id=e, correlation_id=e)
+              for i, e in enumerate(ids))
+        )  # fmt: skip
+        first = start_consumer(settings, log, batch_max_records=BATCH)
+        try:
+            await client.wait_for(lambda: len(client.replies) >= EVENTS // 10, timeout=60)
+        finally:
+            code, took = await stop_process(first, sig)
+        assert code == 0, f"exit code {code} after {sig.name}; see {log}"
+        assert took < STOP_WITHIN_S, f"{took:.1f}s to stop after {sig.name}"
+        answered_by_first = len(client.replies)
+        assert answered_by_first < EVENTS, "the signal came too late to test anything"
+
+        second = start_consumer(settings, log, batch_max_records=BATCH)
+        try:
+            await client.wait_for(lambda: all(e in client.replies for e in ids), timeout=60)
+            await asyncio.sleep(0.5)  # room for a (wrong) second answer to arrive
+        finally:
+            code, took = await stop_process(second, signal.SIGTERM)
+        assert code == 0, f"exit code {code} after SIGTERM; see {log}"
+    finally:
+        await client.stop()
+
+    answered_twice = [e for e in ids if len(client.replies[e]) != 1]
+    assert not answered_twice, f"{len(answered_twice)} events answered twice: {answered_twice[:5]}"
+    task_ids = {TaskCreated.model_validate(client.replies[e][0].payload).task_id for e in ids}
+    assert len(task_ids) == EVENTS
+    assert await rows_per_event(settings.database_url, ids) == dict.fromkeys(ids, 1)

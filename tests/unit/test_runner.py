@@ -1,0 +1,200 @@
+"""The consume loop over fakes of its collaborators: retry, commit after replies, offset + 1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from consumer.domain import EventIdentity
+from consumer.kafka.publisher import BrokerUnavailableError
+from consumer.kafka.runner import Runner
+from consumer.ports import UnitOfWorkFactory
+from schemas import wire
+from schemas.settings import Settings
+from tests.fakes import (
+    Batch,
+    FakeConsumer,
+    FakePartition,
+    FakePublisher,
+    FakeRecord,
+    FakeStore,
+    FakeUnitOfWork,
+    FlakyDatabase,
+)
+
+REQUESTS = "requests"
+P0 = FakePartition(REQUESTS, 0)
+P1 = FakePartition(REQUESTS, 1)
+SETTINGS = Settings(
+    topic_requests=REQUESTS,
+    topic_created="created",
+    topic_rejected="rejected",
+    topic_dead_letter="dlq",
+    retry_backoff_initial_ms=1,
+    retry_backoff_max_ms=4,
+)
+
+
+def event(partition: int, offset: int, body: bytes = b'{"state_id": 1}') -> FakeRecord:
+    key, value, headers = wire.encode_request_binary(
+        service_id=7,
+        body=body,
+        event_id=f"evt-{partition}-{offset}",
+        source="urn:test",
+        correlation_id=f"corr-{partition}-{offset}",
+    )
+    return FakeRecord(REQUESTS, partition, offset, key, value, tuple(headers))
+
+
+def two_partitions() -> Batch:
+    return {P0: [event(0, 5), event(0, 6), event(0, 7)], P1: [event(1, 10)]}
+
+
+def store_factory(store: FakeStore) -> UnitOfWorkFactory:
+    return lambda: FakeUnitOfWork(store)
+
+
+async def run_until(
+    runner: Runner, done: Callable[[], bool], stopping: asyncio.Event | None = None
+) -> None:
+    """Run the loop until `done()` holds, then stop it and wait for it to return."""
+    stopping = stopping or asyncio.Event()
+    loop = asyncio.create_task(runner.run(stopping))
+    try:
+        async with asyncio.timeout(5):
+            while not done():
+                if loop.done():
+                    loop.result()  # surfaces the loop's exception
+                    pytest.fail("the loop returned before the condition held")
+                await asyncio.sleep(0.001)
+    finally:
+        stopping.set()
+        async with asyncio.timeout(5):
+            await loop
+
+
+def replies_in(publisher: FakePublisher) -> list[dict[str, object]]:
+    return [orjson.loads(r.value or b"") for call in publisher.published for r in call]
+
+
+def make_runner(
+    consumer: FakeConsumer, publisher: FakePublisher, uow_factory: UnitOfWorkFactory
+) -> Runner:
+    # The fakes have the shapes the loop uses (getmany/commit, publish), not the adapter types.
+    return Runner(consumer, publisher, uow_factory, SETTINGS)  # type: ignore[arg-type]
+
+
+async def test_a_batch_is_committed_once_at_offset_plus_one_per_partition_after_its_replies() -> (
+    None
+):
+    consumer = FakeConsumer(two_partitions())
+    seen_at_publish: list[int] = []
+    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
+    store = FakeStore()
+    runner = make_runner(consumer, publisher, store_factory(store))
+
+    await run_until(runner, lambda: bool(consumer.committed))
+
+    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert seen_at_publish == [0]
+    assert len(store.tasks) == 4
+    replies = replies_in(publisher)
+    assert [r["kind"] for r in replies] == ["task.created"] * 4
+    assert runner.processed == 4
+
+
+async def test_retriable_publish_failures_are_retried_and_nothing_is_committed_until_success() -> (
+    None
+):
+    consumer = FakeConsumer(two_partitions())
+    failures = [BrokerUnavailableError("not enough replicas", retriable=True) for _ in range(3)]
+    commits_at_attempt: list[int] = []
+    publisher = FakePublisher(
+        failures, on_attempt=lambda: commits_at_attempt.append(len(consumer.committed))
+    )
+    store = FakeStore()
+    runner = make_runner(consumer, publisher, store_factory(store))
+
+    await run_until(runner, lambda: bool(consumer.committed))
+
+    assert publisher.attempts == 4
+    assert commits_at_attempt == [0, 0, 0, 0]
+    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert len(publisher.published) == 1
+    # Each retry ran the service again: the identities kept their first task ids.
+    assert len(store.tasks) == 4
+    task_ids = sorted(int(str(r["task_id"])) for r in replies_in(publisher))
+    assert task_ids == sorted(t.task_id for t in store.tasks.values())
+
+
+async def test_a_non_retriable_publish_failure_propagates_and_commits_nothing() -> None:
+    consumer = FakeConsumer(two_partitions())
+    publisher = FakePublisher([BrokerUnavailableError("record too large", retriable=False)])
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+
+    with pytest.raises(BrokerUnavailableError, match="record too large"):
+        async with asyncio.timeout(5):
+            await runner.run(asyncio.Event())
+
+    assert publisher.attempts == 1
+    assert consumer.committed == []
+
+
+async def test_an_unreachable_database_is_retried_without_publishing_or_committing() -> None:
+    consumer = FakeConsumer(two_partitions())
+    publisher = FakePublisher()
+    store = FakeStore()
+    database = FlakyDatabase(store, outages=3)
+    runner = make_runner(consumer, publisher, database)
+
+    await run_until(runner, lambda: bool(consumer.committed))
+
+    assert database.calls == 4
+    assert publisher.attempts == 1
+    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert len(store.tasks) == 4
+
+
+async def test_stopping_while_retrying_abandons_the_batch_uncommitted_for_redelivery() -> None:
+    consumer = FakeConsumer(two_partitions())
+    publisher = FakePublisher(
+        [BrokerUnavailableError("broker down", retriable=True) for _ in range(1000)]
+    )
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+
+    await run_until(runner, lambda: publisher.attempts >= 3)
+
+    assert consumer.committed == []
+    assert publisher.published == []
+    assert runner.processed == 0
+
+
+async def test_every_record_of_a_mixed_batch_is_answered_before_the_batch_is_committed() -> None:
+    garbage = FakeRecord(REQUESTS, 1, 11, b"k", b"\xff not an event", (("x-h", b"v"),))
+    batch = {P0: [event(0, 0), event(0, 1, body=b'{"state_id": "x"}')], P1: [garbage]}
+    consumer = FakeConsumer(batch)
+    publisher = FakePublisher()
+    store = FakeStore()
+    runner = make_runner(consumer, publisher, store_factory(store))
+
+    await run_until(runner, lambda: bool(consumer.committed))
+
+    (records,) = publisher.published
+    assert [r.topic for r in records] == ["created", "rejected", "dlq"]
+    assert (records[2].key, records[2].value) == (b"k", b"\xff not an event")
+    assert consumer.committed == [{P0: 2, P1: 12}]
+    assert set(store.rejections) == {EventIdentity("urn:test", "evt-0-1")}
+
+
+async def test_consecutive_batches_are_committed_in_order_each_after_its_own_replies() -> None:
+    consumer = FakeConsumer({P0: [event(0, 0)]}, {P0: [event(0, 1)], P1: [event(1, 0)]})
+    publisher = FakePublisher()
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+
+    await run_until(runner, lambda: len(consumer.committed) == 2)
+
+    assert consumer.committed == [{P0: 1}, {P0: 2, P1: 1}]
+    assert [len(call) for call in publisher.published] == [1, 2]
