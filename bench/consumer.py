@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,6 @@ RAW_INSERT = """INSERT INTO raw_tasks (service_id, event_id, state_id, task_type
 async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
     """The raw loop (no project code)."""
     db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
-    await db.execute(RAW_TABLE)
     consumer = AIOKafkaConsumer(
         settings.topic_requests,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -114,14 +114,16 @@ async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
 
 async def measure(settings: Settings, events: int, name: str, table: str, runner: Any) -> float:
     stopping = asyncio.Event()
+    cpu = time.process_time()
     task = asyncio.create_task(runner(settings, stopping))
     try:
         seconds = await time_rows(settings.database_url, table, events)
     finally:
         stopping.set()
         await task
+    cpu_us = (time.process_time() - cpu) / events * 1e6
     rate = events / seconds
-    print(f"| {name:<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} |")
+    print(f"| {name:<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} | {cpu_us:>10.1f} |")
     return rate
 
 
@@ -150,7 +152,7 @@ async def two_processes(settings: Settings, events: int) -> float:
                 child.wait(timeout=30)
     rate = events / seconds
     name = "ucs-tasks consumer x2 (procs)"
-    print(f"| {name:<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} |")
+    print(f"| {name:<28} | {events:>8} | {seconds:>8.2f} | {rate:>10,.0f} | {'(2 procs)':>10} |")
     return rate
 
 
@@ -160,11 +162,16 @@ async def main() -> None:
     args = parser.parse_args()
     async with embedded_stack() as settings:
         await produce_events(settings, args.events)
+        conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+        await conn.execute(RAW_TABLE)
+        await conn.close()
         print(
             f"{args.events} events pre-produced; broker, PostgreSQL and consumers on this machine"
         )
-        print(f"| {'pipeline':<28} | {'events':>8} | {'seconds':>8} | {'events/s':>10} |")
-        print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+        print("(cpu us/event: this process's CPU time per event, the figure least moved by load)")
+        header = f"| {'pipeline':<28} | {'events':>8} | {'seconds':>8} | {'events/s':>10} |"
+        print(f"{header} {'cpu us/ev':>10} |")
+        print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 12}|")
         raw = await measure(
             settings, args.events, "raw loop (no project code)", "raw_tasks", raw_pipeline
         )
