@@ -68,9 +68,7 @@ _ADD_OR_GET = text(
     f"  SELECT {', '.join(_SELECTED)} FROM fresh ORDER BY ord"
     "  ON CONFLICT ON CONSTRAINT tasks_event_identity_key DO NOTHING"
     "  RETURNING event_source, event_id, task_id, started_at, received_at)"
-    " SELECT true, event_source, event_id, task_id, started_at, received_at FROM inserted"
-    " UNION ALL SELECT false, t.event_source, t.event_id, t.task_id, NULL, NULL"
-    " FROM tasks t JOIN input i ON t.event_source = i.event_source AND t.event_id = i.event_id"
+    " SELECT event_source, event_id, task_id, started_at, received_at FROM inserted"
 )
 
 _RECORD_REJECTIONS = text(
@@ -169,7 +167,7 @@ class SqlTaskRepository:
         for command, attached_text in zip(commands, texts, strict=True):
             identity = command.identity
             row = rows.get((identity.source, identity.id))
-            if row is not None and row[0]:
+            if row is not None:
                 found[identity] = (_new_task(command, attached_text, row), True)
             else:  # stored before, or by another consumer after our snapshot was taken
                 known.append(identity)
