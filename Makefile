@@ -32,6 +32,19 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Benchmarks (bench/README.md): the `bench` extra on top of the dev install.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run_all.py
+
+soak: $(BENCH_STAMP)
+	$(BIN)/python bench/soak.py
+
 schemas: $(STAMP)
 	$(BIN)/ucs-tasks schemas export
 

@@ -1,0 +1,586 @@
+"""Soak: the consumer (and the bridge) as real processes at half of max load, sampled over time.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--load 0.5] [--sample-s 10]
+
+Needs the `bench` extra (`make soak` installs it): psutil, httpx.
+
+1. Starts the embedded stack (tansu broker, PostgreSQL with fsync off, migrations, topics) and
+   pre-produces `--calibrate-events` task-start events.
+2. Starts the HTTP bridge (`python -m producer_tools bridge` on a free port, access log off) when
+   `producer_tools.bridge.app` is importable, then the consumer (`python -m consumer`).
+3. Calibrates: the consumer's max rate on the pre-produced backlog (rows per second from its
+   first row, for at most `--calibrate-s`), then waits until the backlog is drained.
+4. Loads for `--minutes` at `--load` x that rate (open loop, paced every 20 ms): `--bridge-rate`
+   requests/s of it as `POST .../tasks/start` through the bridge (httpx, keep-alive; a fixed,
+   modest rate: an HTTP request costs the shared cores far more than an event on Kafka), the
+   rest produced straight to Kafka. Every `--sample-s` it samples each process (RSS, open file
+   descriptors, open inet connections), the tasks stored, the backlog (sent - stored), and the
+   bridge's latency percentiles and non-201 answers of that interval.
+5. Stops the load, waits for the backlog to drain, stops the processes (SIGTERM), prints the
+   totals and the growth of RSS, fds and connections from the sample after warm-up
+   (`--baseline-sample`, the 2nd by default) to the last.
+
+Exit code 1 if a process died, the tasks stored differ from the events sent, the backlog did not
+drain, or a process did not stop cleanly. Both processes' logs are kept (the path is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import BODY, embedded_stack, produce_events
+from producer_tools.embedded import die_with_parent, free_port
+from schemas import wire
+from schemas.settings import Settings
+
+try:
+    import httpx
+    import psutil
+except ImportError:  # pragma: no cover - a clear message instead of a traceback
+    sys.exit("bench/soak.py needs the bench extra: `make soak` (pip install -e '.[bench]')")
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK_S = 0.02
+MAX_BURST_S = 0.2
+SERVICES = 50
+MAX_BRIDGE_IN_FLIGHT = 256
+DRAIN_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+MB = 1024 * 1024
+
+
+# --- the processes ---------------------------------------------------------------------------
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"UCS_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    listen_port: int | None = None
+    stats: psutil.Process = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stats = psutil.Process(self.process.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def sample(self) -> tuple[float, int, int, int]:
+        """RSS in MiB, open file descriptors, outbound connections (broker, database), and
+        inbound HTTP connections (those depend on the load generator's keep-alive pool)."""
+        with self.stats.oneshot():
+            rss = self.stats.memory_info().rss / MB
+            fds = self.stats.num_fds()
+        connected = [c for c in self.stats.net_connections(kind="inet") if c.raddr]
+        inbound = sum(1 for c in connected if c.laddr.port == self.listen_port)
+        return rss, fds, len(connected) - inbound, inbound
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after a grace period; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_problems(self) -> int:
+        text = self.log.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if " WARNING " in line or " ERROR " in line)
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(
+    name: str, args: list[str], settings: Settings, logs: Path, listen_port: int | None = None
+) -> Child:
+    log = logs / f"{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            env=child_env(settings),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - one prctl call
+        )
+    return Child(name, process, log, listen_port)
+
+
+def bridge_available() -> bool:
+    try:
+        return importlib.util.find_spec("producer_tools.bridge.app") is not None
+    except ImportError:
+        return False
+
+
+async def wait_bridge_ready(client: httpx.AsyncClient, bridge: Child) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            if not bridge.alive:
+                raise RuntimeError(f"the bridge exited while starting:\n{bridge.tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+# --- counting stored tasks -------------------------------------------------------------------
+
+
+async def stored(db: asyncpg.Connection) -> int:
+    """Tasks stored so far. The highest task id: an index lookup, where count(*) would scan a
+    table of millions of rows every sample; equal to the count because our consumer never burns
+    an id (checked once with count(*) at the end)."""
+    return await db.fetchval("SELECT coalesce(max(task_id), 0) FROM tasks")
+
+
+async def calibrate(db: asyncpg.Connection, target: int, seconds: float) -> tuple[int, float]:
+    """(rows, seconds) from the first row until `target` rows or `seconds`, polled every 50 ms."""
+    async with asyncio.timeout(120):
+        while not (first := await stored(db)):
+            await asyncio.sleep(0.01)
+    began = time.perf_counter()
+    while True:
+        await asyncio.sleep(0.05)
+        rows, elapsed = await stored(db), time.perf_counter() - began
+        if rows >= target or elapsed >= seconds:
+            return rows - first, elapsed
+
+
+async def drain(db: asyncpg.Connection, target: int, timeout_s: float) -> float | None:
+    """Seconds until `target` tasks are stored, None after `timeout_s`."""
+    began = time.perf_counter()
+    while await stored(db) < target:
+        if time.perf_counter() - began > timeout_s:
+            return None
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - began
+
+
+# --- the load --------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What the load generators sent and saw; the bridge's figures are per sample interval."""
+
+    produced: int = 0
+    bridge_sent: int = 0
+    bridge_accepted: int = 0  # 2xx: the event was published (201, or 202 on a reply timeout)
+    bridge_unknown: int = 0  # no answer: the event may or may not have been published
+    bridge_failed: int = 0
+    owed: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def take_interval(self) -> tuple[list[float], int]:
+        latencies, self.latencies_ms = self.latencies_ms, []
+        failed, self.bridge_failed = self.bridge_failed, 0
+        return latencies, failed
+
+
+async def paced(rate: float, stop_at: float, send_due: Callable[[int], Awaitable[None]]) -> int:
+    """Call `send_due(n)` every tick with the sends due since the start (open loop) until
+    `stop_at`; the sends still owed then (a load generator that could not keep up)."""
+    began = time.perf_counter()
+    burst = max(1, int(rate * MAX_BURST_S))
+    done = 0
+    while (now := time.perf_counter()) < stop_at:
+        due = int(rate * (now - began))
+        if due > done:
+            n = min(due - done, burst)  # catch up gradually, never long past stop_at
+            await send_due(n)
+            done += n
+        await asyncio.sleep(TICK_S)
+    return max(0, int(rate * (stop_at - began)) - done)
+
+
+async def kafka_load(settings: Settings, rate: float, stop_at: float, load: Load) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=False,  # the embedded broker does not support it
+        linger_ms=5,
+    )
+    await producer.start()
+    ids = itertools.count()
+    try:
+
+        async def send(n: int) -> None:
+            pending = []
+            for _ in range(n):
+                i = next(ids)
+                key, value, headers = wire.encode_request_binary(
+                    service_id=1000 + i % SERVICES,
+                    body=BODY,
+                    event_id=f"soak-{i}",
+                    source="urn:soak",
+                )
+                pending.append(
+                    await producer.send(settings.topic_requests, value, key, headers=headers)
+                )
+            await asyncio.gather(*pending)
+            load.produced += n
+
+        load.owed += await paced(rate, stop_at, send)
+    finally:
+        await producer.stop()
+
+
+async def bridge_load(client: httpx.AsyncClient, rate: float, stop_at: float, load: Load) -> None:
+    slots = asyncio.Semaphore(MAX_BRIDGE_IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+    services = itertools.cycle(range(2000, 2000 + SERVICES))
+
+    async def post() -> None:
+        async with slots:
+            path = f"/genesys/1/cs/services/{next(services)}/tasks/start"
+            began = time.perf_counter()
+            try:
+                response = await client.post(
+                    path, content=BODY, headers={"Content-Type": "application/json"}
+                )
+                status = str(response.status_code)
+                load.bridge_accepted += response.is_success
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+                load.bridge_unknown += 1
+            load.latencies_ms.append((time.perf_counter() - began) * 1000)
+            load.statuses[status] = load.statuses.get(status, 0) + 1
+            load.bridge_failed += status != "201"
+
+    async def send(n: int) -> None:
+        for _ in range(n):
+            task = asyncio.create_task(post())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        load.bridge_sent += n
+
+    load.owed += await paced(rate, stop_at, send)
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+
+
+# --- sampling and the report -----------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    at_s: float
+    sent: int
+    stored: int
+    rate: float
+    processes: dict[str, tuple[float, int, int, int]]
+    p50_ms: float | None
+    p99_ms: float | None
+    failed: int
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def sampler(
+    db: asyncpg.Connection,
+    children: list[Child],
+    load: Load,
+    *,
+    base: int,
+    began: float,
+    count: int,
+    every_s: float,
+) -> list[Sample]:
+    """`count` samples, one every `every_s` from `began`; raises if a process died."""
+    samples: list[Sample] = []
+    previous, previous_at = await stored(db), began
+    for n in range(1, count + 1):
+        await asyncio.sleep(max(0.0, began + n * every_s - time.perf_counter()))
+        for child in children:
+            if not child.alive:
+                raise RuntimeError(
+                    f"the {child.name} died (code {child.process.returncode}):\n{child.tail()}"
+                )
+        rows, now = await stored(db), time.perf_counter()
+        latencies, failed = load.take_interval()
+        samples.append(
+            Sample(
+                at_s=now - began,
+                sent=load.produced + load.bridge_accepted,
+                stored=rows - base,
+                rate=(rows - previous) / (now - previous_at),
+                processes={child.name: child.sample() for child in children},
+                p50_ms=statistics.median(latencies) if latencies else None,
+                p99_ms=percentile(latencies, 0.99) if latencies else None,
+                failed=failed,
+            )
+        )
+        previous, previous_at = rows, now
+        print_sample(samples[-1], header=n == 1)
+    return samples
+
+
+def print_sample(sample: Sample, *, header: bool) -> None:
+    names = list(sample.processes)
+    if header:
+        cols = [
+            f"{'t s':>6}",
+            f"{'sent':>9}",
+            f"{'stored':>9}",
+            f"{'backlog':>8}",
+            f"{'tasks/s':>8}",
+        ]
+        for name in names:
+            cols += [f"{name + ' RSS MB':>17}", f"{'fds':>5}", f"{'conns':>5}"]
+        if "bridge" in names:
+            cols += [f"{'http':>5}", f"{'p50 ms':>7}", f"{'p99 ms':>7}", f"{'non-201':>7}"]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
+    cols = [
+        f"{sample.at_s:>6.0f}",
+        f"{sample.sent:>9}",
+        f"{sample.stored:>9}",
+        f"{sample.sent - sample.stored:>8}",
+        f"{sample.rate:>8.0f}",
+    ]
+    for name in names:
+        rss, fds, conns, _ = sample.processes[name]
+        cols += [f"{rss:>17.1f}", f"{fds:>5}", f"{conns:>5}"]
+    if "bridge" in names:
+        cols.append(f"{sample.processes['bridge'][3]:>5}")
+        p50 = f"{sample.p50_ms:>7.1f}" if sample.p50_ms is not None else f"{'-':>7}"
+        p99 = f"{sample.p99_ms:>7.1f}" if sample.p99_ms is not None else f"{'-':>7}"
+        cols += [p50, p99, f"{sample.failed:>7}"]
+    print("| " + " | ".join(cols) + " |", flush=True)
+
+
+def growth_lines(samples: list[Sample], baseline: int) -> list[str]:
+    first, last = samples[min(baseline, len(samples)) - 1], samples[-1]
+    lines = []
+    for name in last.processes:
+        # Inbound HTTP sockets follow the load generator's keep-alive pool: not counted.
+        rss0, fds0, conns0, http0 = first.processes[name]
+        rss1, fds1, conns1, http1 = last.processes[name]
+        fds0, fds1 = fds0 - http0, fds1 - http1
+        besides = " besides HTTP" if name == "bridge" else ""
+        peak = max(s.processes[name][0] for s in samples)
+        lines.append(
+            f"{name}: RSS growth {(rss1 - rss0) / rss0 * 100:+.1f}% ({rss0:.1f} -> {rss1:.1f} MB,"
+            f" peak {peak:.1f}), connection growth {conns1 - conns0:+d} ({conns0} -> {conns1}"
+            " to the broker and database),"
+            f" fd growth {fds1 - fds0:+d} ({fds0} -> {fds1}{besides})"
+            f"   [sample {min(baseline, len(samples))} at {first.at_s:.0f} s -> last at"
+            f" {last.at_s:.0f} s]"
+        )
+    return lines
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    samples: list[Sample]
+    load: Load
+    stored: int
+    drained_s: float | None
+
+
+async def start_processes(
+    settings: Settings, client: httpx.AsyncClient, logs: Path, children: list[Child]
+) -> bool:
+    """The bridge (when available and wanted), then the consumer; True if the bridge runs."""
+    with_bridge = settings.bridge_port > 0 and bridge_available()
+    if with_bridge:
+        args = ["-m", "producer_tools", "bridge"]
+        children.append(spawn("bridge", args, settings, logs, settings.bridge_port))
+        await wait_bridge_ready(client, children[-1])
+    else:
+        print("bridge: not available or --bridge-rate 0; soaking the consumer alone")
+    children.insert(0, spawn("consumer", ["-m", "consumer"], settings, logs))
+    return with_bridge
+
+
+async def run_load(
+    args: argparse.Namespace,
+    settings: Settings,
+    db: asyncpg.Connection,
+    client: httpx.AsyncClient,
+    children: list[Child],
+    *,
+    bridge_rate: float,
+    kafka_rate: float,
+) -> Outcome:
+    """The paced load for `--minutes`, sampled; then the drain."""
+    load = Load()
+    base = args.calibrate_events
+    began = time.perf_counter()
+    stop_at = began + args.minutes * 60
+    generators = [asyncio.create_task(kafka_load(settings, kafka_rate, stop_at, load))]
+    if bridge_rate > 0:
+        generators.append(asyncio.create_task(bridge_load(client, bridge_rate, stop_at, load)))
+    try:
+        samples = await sampler(
+            db,
+            children,
+            load,
+            base=base,
+            began=began,
+            count=max(1, int(args.minutes * 60 / args.sample_s)),
+            every_s=args.sample_s,
+        )
+    except BaseException:
+        for task in generators:
+            task.cancel()
+        await asyncio.gather(*generators, return_exceptions=True)
+        raise
+    await asyncio.gather(*generators)  # they stop at stop_at; their own errors surface here
+    sent = load.produced + load.bridge_accepted
+    drained = await drain(db, base + sent, DRAIN_TIMEOUT_S)
+    total = await db.fetchval("SELECT count(*) FROM tasks")
+    return Outcome(samples, load, total - base, drained)
+
+
+def stopped_cleanly(child: Child, code: int) -> bool:
+    # uvicorn re-raises the signal it caught once its graceful shutdown is complete.
+    return code == 0 or (child.name == "bridge" and code == -signal.SIGTERM)
+
+
+async def soak(args: argparse.Namespace) -> int:
+    logs = Path(tempfile.mkdtemp(prefix="ucs-soak-logs-"))
+    children: list[Child] = []
+    async with embedded_stack() as stack:
+        port = free_port() if args.bridge_rate > 0 else 0
+        settings = stack.model_copy(
+            update={
+                "bridge_port": port,
+                "bridge_access_log": False,
+                "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
+            }
+        )
+        db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30)
+        try:
+            await produce_events(settings, args.calibrate_events)
+            with_bridge = await start_processes(settings, client, logs, children)
+            rows, seconds = await calibrate(db, args.calibrate_events, args.calibrate_s)
+            if await drain(db, args.calibrate_events, DRAIN_TIMEOUT_S) is None:
+                print("the consumer did not drain the calibration backlog")
+                return 1
+            max_rate = rows / seconds
+            target = max_rate * args.load
+            bridge_rate = min(args.bridge_rate, target / 2) if with_bridge else 0.0
+            print(
+                f"max consumer rate {max_rate:,.0f} tasks/s ({rows} events in {seconds:.1f} s);"
+                f" load {args.load:.0%} = {target:,.0f}/s: {target - bridge_rate:,.0f}/s to Kafka"
+                f" + {bridge_rate:,.0f}/s through the bridge, for {args.minutes:g} min,"
+                f" sampled every {args.sample_s:g} s"
+            )
+            outcome = await run_load(
+                args,
+                settings,
+                db,
+                client,
+                children,
+                bridge_rate=bridge_rate,
+                kafka_rate=target - bridge_rate,
+            )
+        finally:
+            await client.aclose()
+            codes = {child.name: child.stop() for child in reversed(children)}
+            await db.close()
+    return report(outcome, children, codes, logs, args.baseline_sample)
+
+
+def report(
+    outcome: Outcome, children: list[Child], codes: dict[str, int], logs: Path, baseline: int
+) -> int:
+    load = outcome.load
+    sent = load.produced + load.bridge_accepted
+    print(
+        f"sent {sent} ({load.produced} to Kafka, {load.bridge_accepted} accepted by the bridge of"
+        f" {load.bridge_sent} posted: {dict(sorted(load.statuses.items()))}); the load generators"
+        f" fell {load.owed} sends short of the schedule"
+    )
+    drained = (
+        f"backlog drained {outcome.drained_s:.1f} s after the load stopped"
+        if outcome.drained_s is not None
+        else f"backlog NOT drained within {DRAIN_TIMEOUT_S:.0f} s"
+    )
+    print(f"stored {outcome.stored} tasks (count(*)); {drained}")
+    clean = all(stopped_cleanly(child, codes[child.name]) for child in children)
+    print(
+        f"exit codes after SIGTERM: {codes} ({'clean' if clean else 'NOT clean'});"
+        f" logs in {logs}: "
+        + ", ".join(f"{c.name} {c.log_problems()} warning/error lines" for c in children)
+    )
+    for line in growth_lines(outcome.samples, baseline):
+        print(line)
+    complete = sent <= outcome.stored <= sent + load.bridge_unknown
+    ok = outcome.drained_s is not None and complete and clean
+    return 0 if ok else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=10.0, help="load duration (default 10)")
+    parser.add_argument("--load", type=float, default=0.5, help="fraction of the max rate (0.5)")
+    parser.add_argument("--sample-s", type=float, default=10.0, help="sampling period (10 s)")
+    parser.add_argument(
+        "--baseline-sample", type=int, default=2, help="growth is measured from this sample (2)"
+    )
+    parser.add_argument(
+        "--calibrate-events", type=int, default=60_000, help="backlog for the max rate (60,000)"
+    )
+    parser.add_argument(
+        "--calibrate-s", type=float, default=10.0, help="longest calibration (10 s)"
+    )
+    parser.add_argument(
+        "--bridge-rate",
+        type=float,
+        default=20.0,
+        help="requests/s of the load sent through the HTTP bridge (20; 0: no bridge)",
+    )
+    args = parser.parse_args()
+    sys.exit(asyncio.run(soak(args)))
+
+
+if __name__ == "__main__":
+    main()
