@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -31,6 +32,13 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
 REVOKE_WAIT_S = 30.0
+
+
+class Fetched(NamedTuple):
+    """One poll: the records by partition and their translations, in the same order."""
+
+    records: dict[TopicPartition, list[Any]]
+    inbound: list[Inbound]
 
 
 class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
@@ -73,28 +81,46 @@ class Runner:
         self.processed = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Poll, process and commit batches; return after the in-flight batch once stopping."""
-        while not stopping.is_set():
-            batch = await self._consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
-            )
-            if not batch:
-                continue
-            async with self.in_flight:
-                if await self._process(batch, stopping):
-                    await self._commit(batch)
+        """Poll, process and commit batches; return after the in-flight batch once stopping.
 
-    async def _process(
-        self, batch: dict[TopicPartition, list[Any]], stopping: asyncio.Event
-    ) -> bool:
-        """Settle the batch, retrying transient failures with back-off; False if abandoned."""
+        The next batch is fetched and translated while the current one waits on the database
+        and the broker (CPU work overlapping I/O). It is settled only after the current batch
+        is committed, so offsets still advance strictly in order; a prefetched batch dropped at
+        shutdown was never answered nor committed, and is redelivered.
+        """
+        prefetch: asyncio.Task[Fetched] | None = None
+        try:
+            while not stopping.is_set():
+                fetched = await (prefetch if prefetch is not None else self._fetch())
+                prefetch = None
+                if not fetched.records:
+                    continue
+                prefetch = asyncio.create_task(self._fetch())
+                async with self.in_flight:
+                    if await self._process(fetched, stopping):
+                        await self._commit(fetched.records)
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await prefetch
+
+    async def _fetch(self) -> Fetched:
+        records = await self._consumer.getmany(
+            timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
+        )
         inbound = [
             translate(
                 Position(r.topic, r.partition, r.offset), r.key, r.value, r.headers, self._limits
             )
-            for records in batch.values()
-            for r in records
+            for batch in records.values()
+            for r in batch
         ]
+        return Fetched(records, inbound)
+
+    async def _process(self, fetched: Fetched, stopping: asyncio.Event) -> bool:
+        """Settle the batch, retrying transient failures with back-off; False if abandoned."""
+        inbound = fetched.inbound
         attempt = 0
         while True:
             try:
@@ -144,6 +170,9 @@ class Runner:
 
     async def _commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        if not _in_group(self._consumer):
+            log.warning("no longer a group member: offsets not committed (will be redelivered)")
+            return
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -153,6 +182,20 @@ class Runner:
             )
         except KafkaError as exc:
             log.warning("offset commit failed (safe, will be redelivered): %r", exc)
+
+
+_NO_GENERATION = -1
+
+
+def _in_group(consumer: AIOKafkaConsumer) -> bool:
+    """False once the coordinator has reset our membership (generation -1, after the broker
+    forgot the member): aiokafka would then send a *standalone* commit, which a broker with no
+    live member in the group accepts blindly. After a restart of a broker that lost its log
+    (the memory-only dev broker) that stored the old log's offsets into the new one, and the
+    new log's records below them were skipped. The Java client refuses such commits too.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)  # aiokafka has no public accessor
+    return getattr(coordinator, "generation", 0) != _NO_GENERATION
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
