@@ -1,0 +1,278 @@
+"""`ucs-tasks produce FILE...`: publish task-start events from JSON-lines files (`-` is stdin).
+
+Each line is a structured CloudEvent (as `export` writes them) or a plain record
+`{"service_id": ..., "event": {...}}`. Plain records get a deterministic identity from their
+content (see `producer_tools._events.plain_identity`), so producing the same file twice never
+creates a task twice; `--new-ids` gives every record a fresh random id instead.
+
+Invalid lines are reported with their line numbers and skipped; the run goes on. Exit codes:
+0 all sent, 1 some lines invalid (skipped), 2 usage or I/O error, 3 broker unreachable or
+refusing, 130 interrupted. Blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from producer_tools._events import InvalidInputError, LinePreparer, Prepared
+from producer_tools._progress import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Reporter,
+    Summary,
+    ToolError,
+    Tracker,
+    run_until_interrupted,
+)
+from producer_tools._ranges import topic_named
+from producer_tools._sending import (
+    BatchSender,
+    RateLimiter,
+    build_producer,
+    start_client,
+    topic_partitions,
+)
+from schemas.settings import Settings
+from schemas.task_start import Limits
+
+STDIN = "-"
+_CHUNK_BYTES = 1 << 20
+_REPORT_EVERY = 512  # lines between progress updates
+_DRY_RUN_SHOWN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceOptions:
+    """What `produce` does besides reading its inputs."""
+
+    dry_run: bool = False
+    """Validate and report only; publish nothing."""
+    rate: float | None = None
+    """At most this many events per second (None: as fast as the broker takes them)."""
+    new_ids: bool = False
+    """Fresh random event ids instead of the deterministic ones (every run makes new tasks)."""
+    drop_reply_to: bool = False
+    """Remove `replyto` from structured events (their requester is gone)."""
+    topic: str | None = None
+    """Where to publish: a topic name or `requests` (the default: the settings' requests topic)."""
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The validation limits the consumer applies."""
+    return Limits(
+        max_body_bytes=settings.max_body_bytes, max_string_length=settings.max_string_length
+    )
+
+
+@dataclass
+class _Input:
+    name: str
+    handle: BinaryIO
+    regular: bool
+
+
+def _open_inputs(paths: Sequence[str]) -> list[_Input]:
+    inputs: list[_Input] = []
+    try:
+        for path in paths:
+            if path == STDIN:
+                inputs.append(_Input("<stdin>", sys.stdin.buffer, regular=False))
+                continue
+            handle = open(path, "rb")  # noqa: SIM115 - _close() closes it
+            inputs.append(_Input(path, handle, stat.S_ISREG(os.fstat(handle.fileno()).st_mode)))
+    except OSError as exc:
+        for opened in inputs:
+            _close(opened)
+        raise ToolError(f"cannot read {exc.filename}: {exc.strerror}", EXIT_USAGE) from exc
+    return inputs
+
+
+def _close(source: _Input) -> None:
+    if source.handle is not sys.stdin.buffer:
+        source.handle.close()
+
+
+def _count_lines(inputs: Sequence[_Input]) -> int | None:
+    """Lines in all inputs, for the ETA (None when one is a pipe or a terminal)."""
+    if not all(i.regular for i in inputs):
+        return None
+    total = 0
+    for source in inputs:
+        ends_with_newline = True
+        while chunk := source.handle.read(_CHUNK_BYTES):
+            total += chunk.count(b"\n")
+            ends_with_newline = chunk.endswith(b"\n")
+        total += 0 if ends_with_newline else 1
+        source.handle.seek(0)
+    return total
+
+
+async def _chunks(source: _Input) -> AsyncIterator[list[bytes]]:
+    """The lines of an input, in chunks; pipes are read in a thread (they may be slow)."""
+    rest = b""
+    while True:
+        if source.regular:
+            chunk = source.handle.read(_CHUNK_BYTES)
+        else:
+            reader = source.handle.read1 if isinstance(source.handle, io.BufferedReader) else None
+            read = reader or source.handle.read
+            chunk = await asyncio.to_thread(read, 1 << 16)
+        if not chunk:
+            break
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        if lines:
+            yield lines
+    if rest:
+        yield [rest]
+
+
+class _Run:
+    """One produce run: validates lines, dedupes identities, sends, counts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ProduceOptions,
+        reporter: Reporter,
+        stopping: asyncio.Event | None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.reporter = reporter
+        self.stopping = stopping or asyncio.Event()
+        self.topic = topic_named(settings, options.topic, settings.topic_requests)
+        self.summary = Summary("produce", dry_run=options.dry_run)
+        self.summary.counts["topic"] = self.topic
+        self.sender: BatchSender | None = None
+        self.limiter = RateLimiter(options.rate)
+        self.first_seen: dict[tuple[str, str], str] = {}
+        self.services: set[int] = set()
+
+    def _status(self) -> str:
+        s = self.summary
+        done = f"would send {s.would_send:,}" if s.dry_run else f"acked {self._acked():,}"
+        return f"{done}  invalid {s.invalid_count:,}  duplicates {s.duplicate_count:,}"
+
+    def _acked(self) -> int:
+        return self.sender.acked if self.sender is not None else 0
+
+    async def _handle(self, prepared: Prepared, where: str) -> None:
+        if not self.options.new_ids:
+            first = self.first_seen.setdefault(prepared.identity, where)
+            if first != where:
+                self.summary.duplicate(where, first)
+                return
+        if self.sender is None:
+            self.summary.would_send += 1
+            self.services.add(prepared.service_id)
+            if self.summary.would_send <= _DRY_RUN_SHOWN:
+                self.reporter.note(
+                    f"would send {where}: service {prepared.service_id}, "
+                    f"source {prepared.source}, id {prepared.id}"
+                )
+            return
+        await self.limiter.pace(self.sender.submit_all, self.stopping)
+        await self.sender.send(prepared.key, prepared.value, prepared.headers)
+
+    async def _one_input(self, source: _Input, bar: Tracker) -> None:
+        preparer = LinePreparer(
+            limits_of(self.settings),
+            new_ids=self.options.new_ids,
+            drop_reply_to=self.options.drop_reply_to,
+        )
+        number = unreported = 0
+        report_every = 1 if self.options.rate else _REPORT_EVERY
+        async for lines in _chunks(source):
+            for raw in lines:
+                if self.stopping.is_set():
+                    return
+                number += 1
+                unreported += 1
+                if unreported >= report_every:
+                    bar.advance(unreported, self._status())
+                    unreported = 0
+                line = raw.strip()
+                if not line:
+                    continue
+                self.summary.read += 1
+                where = f"{source.name}:{number}"
+                try:
+                    prepared = preparer.prepare(line)
+                except InvalidInputError as exc:
+                    self.summary.skip(where, str(exc))
+                    continue
+                await self._handle(prepared, where)
+            if not source.regular and self.sender is not None:
+                await self.sender.submit_all()  # the next read may wait on a slow writer
+        bar.advance(unreported, self._status())
+
+    async def run(self, paths: Sequence[str]) -> Summary:
+        inputs: list[_Input] = []
+        producer = None
+        try:
+            inputs = _open_inputs(paths)
+            total = _count_lines(inputs)
+            if not self.options.dry_run:
+                producer = build_producer(self.settings)
+                await start_client(producer, "producer", self.settings.kafka_bootstrap_servers)
+                partitions = await topic_partitions(producer, self.topic)
+                self.sender = BatchSender(producer, self.topic, partitions)
+            verb = "validating" if self.options.dry_run else "producing"
+            with self.reporter.track(verb, total) as bar:
+                for source in inputs:
+                    await self._one_input(source, bar)
+                    if self.stopping.is_set():
+                        self.summary.fail("interrupted", EXIT_INTERRUPTED)
+                        break
+                if self.sender is not None:
+                    await self.sender.flush()
+                bar.advance(0, self._status())
+        except ToolError as exc:
+            self.summary.fail(str(exc), exc.exit_code)
+        finally:
+            for source in inputs:
+                _close(source)
+            self.summary.sent = self._acked()
+            if producer is not None:
+                with contextlib.suppress(Exception):  # already failing or done: stop quietly
+                    await producer.stop()
+        if self.options.dry_run:
+            self.summary.counts["services"] = len(self.services)
+        return self.summary
+
+
+async def produce(
+    settings: Settings,
+    paths: Sequence[str],
+    options: ProduceOptions = ProduceOptions(),
+    reporter: Reporter | None = None,
+    stopping: asyncio.Event | None = None,
+) -> Summary:
+    """Publish the events of `paths` (see the module docstring); returns the summary."""
+    try:
+        one_run = _Run(settings, options, reporter or Reporter(json_mode=True), stopping)
+    except ToolError as exc:
+        summary = Summary("produce", dry_run=options.dry_run)
+        summary.fail(str(exc), exc.exit_code)
+        return summary
+    return await one_run.run(paths)
+
+
+def run(
+    settings: Settings, paths: Sequence[str], options: ProduceOptions, reporter: Reporter
+) -> int:
+    """The command: produce, print the summary, return the exit code."""
+
+    async def main(stopping: asyncio.Event) -> int:
+        return reporter.summary(await produce(settings, paths, options, reporter, stopping))
+
+    return run_until_interrupted(main)

@@ -1,0 +1,176 @@
+"""`ucs-tasks replay`: re-drive events already in Kafka into the requests topic.
+
+The source is a range of the requests topic (records go out again unchanged, byte for byte) or
+of the created-events topic (each task-created reply carries the original event identity and the
+whole task: the request is rebuilt from the task's start-event fields and attached data). Event
+identities are kept, so a replay is idempotent: tasks that exist answer with their task id, only
+missing ones are created. Identities met twice in the range are sent once.
+
+Exit codes: 0 all sent, 1 some records skipped (invalid or not replayable), 2 usage error,
+3 broker unreachable or refusing, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from producer_tools._events import InvalidInputError, replay_record
+from producer_tools._progress import (
+    EXIT_INTERRUPTED,
+    Reporter,
+    Summary,
+    ToolError,
+    run_until_interrupted,
+)
+from producer_tools._ranges import (
+    RangeSpec,
+    close_reader,
+    open_range,
+    position_of,
+    read_ranges,
+    topic_named,
+)
+from producer_tools._sending import (
+    BatchSender,
+    RateLimiter,
+    build_producer,
+    start_client,
+    topic_partitions,
+)
+from producer_tools.produce import limits_of
+from schemas.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """What to replay, where to, and how."""
+
+    range: RangeSpec = field(default_factory=RangeSpec)
+    """The source range (default topic: the requests topic)."""
+    target: str | None = None
+    """Where to publish (default: the requests topic)."""
+    dry_run: bool = False
+    rate: float | None = None
+    drop_reply_to: bool = False
+    """Remove `replyto` from requests (their requester is gone)."""
+
+
+async def _sender(settings: Settings, target: str) -> tuple[AIOKafkaProducer, BatchSender]:
+    producer = build_producer(settings)
+    await start_client(producer, "producer", settings.kafka_bootstrap_servers)
+    try:
+        partitions = await topic_partitions(producer, target)
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer, BatchSender(producer, target, partitions)
+
+
+class _Run:
+    """One replay: reads the range, validates and dedupes, sends (or counts, in a dry run)."""
+
+    def __init__(self, settings: Settings, options: ReplayOptions, reporter: Reporter) -> None:
+        self.settings = settings
+        self.options = options
+        self.reporter = reporter
+        self.summary = Summary("replay", dry_run=options.dry_run)
+        self.target = topic_named(settings, options.target, settings.topic_requests)
+        self.summary.counts["target"] = self.target
+        self.limits = limits_of(settings)
+        self.limiter = RateLimiter(options.rate)
+        self.first_seen: dict[tuple[str, str], str] = {}
+        self.sender: BatchSender | None = None
+        self.stopping = asyncio.Event()
+
+    async def _one(self, record: Any) -> None:
+        self.summary.read += 1
+        where = position_of(record)
+        try:
+            prepared = replay_record(
+                record.key,
+                record.value,
+                record.headers,
+                self.limits,
+                drop_reply_to=self.options.drop_reply_to,
+            )
+        except InvalidInputError as exc:
+            self.summary.skip(where, str(exc))
+            return
+        first = self.first_seen.setdefault(prepared.identity, where)
+        if first != where:
+            self.summary.duplicate(where, first)
+        elif self.sender is None:
+            self.summary.would_send += 1
+        else:
+            await self.limiter.pace(self.sender.submit_all, self.stopping)
+            await self.sender.send(prepared.key, prepared.value, prepared.headers)
+
+    def _status(self) -> str:
+        done = self.sender.acked if self.sender is not None else self.summary.would_send
+        verb = "would send" if self.sender is None else "acked"
+        return f"{verb} {done:,}  invalid {self.summary.invalid_count:,}"
+
+    async def run(self, stopping: asyncio.Event | None) -> Summary:
+        self.stopping = stopping or self.stopping
+        producer: AIOKafkaProducer | None = None
+        try:
+            reader, ranges = await open_range(
+                self.settings, self.options.range, self.settings.topic_requests
+            )
+            try:
+                self.summary.counts["source"] = ranges[0].partition.topic if ranges else ""
+                if not self.options.dry_run:
+                    producer, self.sender = await _sender(self.settings, self.target)
+                with self.reporter.track("replaying", sum(r.size for r in ranges)) as bar:
+                    async for chunk in read_ranges(reader, ranges, self.stopping):
+                        for record in chunk:
+                            if self.stopping.is_set():
+                                break
+                            await self._one(record)
+                        bar.advance(len(chunk), self._status())
+                    if self.sender is not None:
+                        await self.sender.flush()
+                    bar.advance(0, self._status())
+                if self.stopping.is_set():
+                    self.summary.fail("interrupted", EXIT_INTERRUPTED)
+            finally:
+                await close_reader(reader)
+        except ToolError as exc:
+            self.summary.fail(str(exc), exc.exit_code)
+        finally:
+            if self.sender is not None:
+                self.summary.sent = self.sender.acked
+            if producer is not None:
+                with contextlib.suppress(Exception):  # already failing or done: stop quietly
+                    await producer.stop()
+        return self.summary
+
+
+async def replay(
+    settings: Settings,
+    options: ReplayOptions,
+    reporter: Reporter | None = None,
+    stopping: asyncio.Event | None = None,
+) -> Summary:
+    """Replay the range into the target topic (see the module docstring); returns the summary."""
+    try:
+        one_run = _Run(settings, options, reporter or Reporter(json_mode=True))
+    except ToolError as exc:
+        summary = Summary("replay", dry_run=options.dry_run)
+        summary.fail(str(exc), exc.exit_code)
+        return summary
+    return await one_run.run(stopping)
+
+
+def run(settings: Settings, options: ReplayOptions, reporter: Reporter) -> int:
+    """The command: replay, print the summary, return the exit code."""
+
+    async def main(stopping: asyncio.Event) -> int:
+        return reporter.summary(await replay(settings, options, reporter, stopping))
+
+    return run_until_interrupted(main)
