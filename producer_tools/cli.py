@@ -82,6 +82,119 @@ def schemas_export(
     raise typer.Exit(export.main(check=check))
 
 
+# --- event-log tools (produce, replay, export, tail, rebuild): see docs/replay.md -------------
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output, no progress bar.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate and report; send nothing.")]
+RateOpt = Annotated[float | None, typer.Option(help="At most this many events per second.")]
+DropReplyOpt = Annotated[bool, typer.Option(help="Remove replyto (the requester is gone).")]
+TopicOpt = Annotated[str, typer.Option(help="Source topic: requests, created, or a topic name.")]
+PartitionOpt = Annotated[
+    list[int] | None, typer.Option("--partition", "-p", help="Only these partitions.")
+]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First offset, or ISO time (2026-01-31T12:00:00Z).")
+]
+ToOpt = Annotated[str | None, typer.Option("--to", help="End offset or ISO time (excluded).")]
+TargetOpt = Annotated[str | None, typer.Option(help="Publish here (default: requests).")]
+
+
+@app.command()
+def produce(
+    files: Annotated[list[str], typer.Argument(help="JSON-lines files; - for stdin.")],
+    *,
+    json: JsonOpt = False,
+    dry_run: DryRunOpt = False,
+    rate: RateOpt = None,
+    new_ids: Annotated[bool, typer.Option(help="Random ids: every run makes new tasks.")] = False,
+    drop_reply_to: DropReplyOpt = False,
+    target: TargetOpt = None,
+) -> None:
+    """Publish task-start events from JSON lines (exit 0 sent, 1 invalid lines skipped)."""
+    from producer_tools import produce as tool  # noqa: PLC0415
+    from producer_tools._progress import Reporter  # noqa: PLC0415
+
+    options = tool.ProduceOptions(dry_run, rate, new_ids, drop_reply_to, target)
+    raise typer.Exit(tool.run(Settings(), files, options, Reporter(json_mode=json)))
+
+
+@app.command()
+def replay(
+    *,
+    topic: TopicOpt = "requests",
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    target: TargetOpt = None,
+    json: JsonOpt = False,
+    dry_run: DryRunOpt = False,
+    rate: RateOpt = None,
+    drop_reply_to: DropReplyOpt = False,
+) -> None:
+    """Re-drive a range of the requests or created topic, keeping event identities."""
+    from producer_tools import replay as tool  # noqa: PLC0415
+    from producer_tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools._ranges import RangeSpec  # noqa: PLC0415
+
+    spec = RangeSpec(topic, tuple(partition or ()), start, end)
+    options = tool.ReplayOptions(spec, target, dry_run, rate, drop_reply_to)
+    raise typer.Exit(tool.run(Settings(), options, Reporter(json_mode=json)))
+
+
+@app.command()
+def export(
+    *,
+    topic: TopicOpt = "requests",
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="File; - for stdout.")] = "-",
+    json: JsonOpt = False,
+) -> None:
+    """Dump a topic range as structured CloudEvents, one JSON line each (for produce)."""
+    from producer_tools import export as tool  # noqa: PLC0415
+    from producer_tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools._ranges import RangeSpec  # noqa: PLC0415
+
+    # When stdout carries the data, progress and summary go to stderr.
+    reporter = Reporter.on_stderr(json_mode=json) if output == "-" else Reporter(json_mode=json)
+    options = tool.ExportOptions(RangeSpec(topic, tuple(partition or ()), start, end), output)
+    raise typer.Exit(tool.run(Settings(), options, reporter))
+
+
+@app.command()
+def tail(
+    *,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest reply.")] = False,
+    dead_letters: Annotated[bool, typer.Option(help="Also follow the dead letters.")] = False,
+    count: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+) -> None:
+    """Follow task-created and task-rejected replies (Ctrl-C stops)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from producer_tools import tail as tool  # noqa: PLC0415
+
+    out = sys.stdout if json else Console(highlight=False, soft_wrap=True)
+    options = tool.TailOptions(json, from_beginning, dead_letters, count)
+    raise typer.Exit(tool.run(Settings(), options, out))
+
+
+@app.command()
+def rebuild(
+    *,
+    force: Annotated[bool, typer.Option(help="Also into a database that holds tasks.")] = False,
+    topic: Annotated[str | None, typer.Option(help="The created-events topic.")] = None,
+    json: JsonOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Restore the tasks table from the created-events topic, with the same task ids."""
+    from producer_tools import rebuild as tool  # noqa: PLC0415
+    from producer_tools._progress import Reporter  # noqa: PLC0415
+
+    options = tool.RebuildOptions(topic, force, dry_run)
+    raise typer.Exit(tool.run(Settings(), options, Reporter(json_mode=json)))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
