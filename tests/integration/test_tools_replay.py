@@ -298,11 +298,6 @@ async def test_rebuild_restores_identical_rows_ids_and_sequence_from_the_created
         assert (forced.error, forced.sent, forced.counts["already_present"]) == (None, 0, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the consumer stores received_at (and a server-set started_at) to the microsecond, "
-    "but the created-events log renders them to the millisecond: rebuilt times lose the rest",
-)
 @pytest.mark.usefixtures("consumer")
 async def test_a_rebuilt_database_answers_reads_exactly_like_the_original(
     settings: Settings, postgres_server_url: str, tmp_path: Path
