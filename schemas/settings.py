@@ -113,6 +113,18 @@ class Settings(BaseSettings):
         description="Longest wait for the broker to acknowledge a request (503 beyond it).",
     )
     bridge_access_log: bool = Field(default=True, description="Log every HTTP request.")
+    bridge_linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Bridge producer linger: 0 sends at once (requests still batch while one "
+        "is in flight).",
+    )
+    bridge_reply_fetch_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        description="Longest wait of one fetch on the reply topic (bounds reply latency on "
+        "brokers that do not answer a long poll early, like tansu).",
+    )
 
     # --- dev stack
     dev_data_dir: str = Field(

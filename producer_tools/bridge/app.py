@@ -1,0 +1,99 @@
+"""The bridge app: `create_app(settings)` (FastAPI factory + lifespan) and `serve(settings)`.
+
+The lifespan is the composition root: it builds the DB engine, the pending-replies registry and
+the Kafka link, and disposes of them in reverse order at shutdown (requests still waiting then
+get a 503). Nothing is created at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from consumer.db.engine import build_engine
+from producer_tools.bridge.errors import BrokerUnavailableError, install_error_handlers
+from producer_tools.bridge.kafka import KafkaLink, Reply
+from producer_tools.bridge.openapi import install_openapi
+from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.routes import router
+from producer_tools.bridge.starter import TaskStarter
+from producer_tools.bridge.state import Bridge
+from producer_tools.bridge.store import TaskStore
+from schemas.settings import Settings
+from schemas.task_start import Limits
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A bridge app for these settings (its clients are built when its lifespan starts)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine = build_engine(settings.database_url, settings.database_pool_size)
+            stack.push_async_callback(engine.dispose)
+            pending: PendingReplies[Reply] = PendingReplies()
+            stack.callback(
+                pending.fail_all,
+                BrokerUnavailableError(
+                    "The bridge is shutting down: the request may still be processed; "
+                    "retry with the same Idempotency-Key."
+                ),
+            )
+            link = await stack.enter_async_context(KafkaLink(settings, pending))
+            app.state.bridge = Bridge(
+                settings=settings,
+                limits=Limits(
+                    max_body_bytes=settings.max_body_bytes,
+                    max_string_length=settings.max_string_length,
+                ),
+                pending=pending,
+                link=link,
+                starter=TaskStarter(link, pending, settings.bridge_reply_timeout_ms),
+                store=TaskStore(engine),
+            )
+            log.info("bridge ready: reply topic %s", link.reply_topic)
+            yield
+            del app.state.bridge
+
+    app = FastAPI(
+        title="ucs-tasks bridge",
+        version="1.0.0",
+        lifespan=lifespan,
+        redirect_slashes=False,  # an unknown path is a 404, never a redirect
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    install_openapi(app)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the bridge with uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # outages are reported by the link
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.bridge_host,
+        port=settings.bridge_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=settings.bridge_access_log,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        log_config=None,  # keep the logging configured above
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,137 @@
+"""Cheap checks of an HTTP start request, before anything is published (no I/O here).
+
+The body rules are the shared ones (`schemas.task_start`): the bridge refuses what the consumer
+would refuse, with the same messages, and publishes only what it accepted, byte for byte.
+
+Decisions (docs/http-api.md repeats them):
+- Content types: `application/json` and `application/<anything>+json`, with or without
+  `charset=utf-8` (JSON is UTF-8: any other charset is a 415). CloudEvents' own JSON types are a
+  415: the HTTP body is the event's data, not a structured CloudEvent. A request *without* a
+  Content-Type is read as JSON (minimal clients send none); any other type is a 415 (including
+  curl's default for `-d`, application/x-www-form-urlencoded).
+- `Idempotency-Key`: 1..256 printable ASCII characters, once; an RFC 8941 quoted string
+  (`"abc"`, as the IETF draft writes it) means the same key as the bare `abc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from producer_tools.bridge.errors import BadRequestError
+from schemas.replies import ErrorCode, FieldError
+from schemas.task_start import Limits, TaskStartValidationError, parse_service_id, parse_task_start
+from schemas.wire import MAX_ID_LENGTH
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_CLOUDEVENTS_TYPES = ("application/cloudevents+json", "application/cloudevents-batch+json")
+_UTF8 = ("utf-8", "utf8")
+
+
+def _unsupported(message: str) -> TaskStartValidationError:
+    return TaskStartValidationError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        [FieldError(field="Content-Type", problem=message)],
+        f"Unsupported media type: {message}.",
+    )
+
+
+def check_content_type(value: str | None) -> None:
+    """Refuse (415) a body that is not declared JSON; a missing Content-Type counts as JSON."""
+    if value is None or not value.strip():
+        return
+    media_type, *params = (part.strip() for part in value.split(";"))
+    media_type = media_type.lower()
+    if media_type in _CLOUDEVENTS_TYPES:
+        raise _unsupported(
+            f"{media_type} (a structured CloudEvent) is not accepted: send the Task Start Event "
+            "itself as application/json"
+        )
+    is_json = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not is_json:
+        shown = media_type.encode("ascii", "backslashreplace").decode()[:100]
+        raise _unsupported(
+            f"the body must be application/json (or application/*+json), got {shown}"
+        )
+    for param in params:
+        name, _, raw = param.partition("=")
+        charset = raw.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in _UTF8:
+            raise _unsupported(f"JSON is UTF-8, got charset={charset[:40]}")
+
+
+def _too_large(detail: str, limits: Limits) -> TaskStartValidationError:
+    message = (
+        f"The task-start event is too large: {detail}, the limit is {limits.max_body_bytes} bytes."
+    )
+    return TaskStartValidationError(
+        ErrorCode.TOO_LARGE, [FieldError(field="", problem=message)], message
+    )
+
+
+def check_declared_length(value: str | None, limits: Limits) -> None:
+    """Refuse (413) a body whose Content-Length is over the limit, before reading any of it."""
+    if value is None:
+        return
+    try:
+        length = int(value)
+    except ValueError:
+        raise BadRequestError.field("Content-Length", "must be a decimal integer") from None
+    if length > limits.max_body_bytes:
+        raise _too_large(f"Content-Length is {length} bytes", limits)
+
+
+async def read_body(chunks: AsyncIterator[bytes], limits: Limits) -> bytes:
+    """The whole body, refused (413) as soon as it grows past the limit: never read unbounded."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise _too_large(f"more than {limits.max_body_bytes} bytes were sent", limits)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def idempotency_key(values: Sequence[str]) -> str | None:
+    """The `Idempotency-Key` header's key (which becomes the event id), or None when absent."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequestError.field(IDEMPOTENCY_KEY, "must be sent once")
+    key = values[0].strip(" \t")
+    if len(key) >= 2 and key[0] == key[-1] == '"' and not any(c in key[1:-1] for c in '"\\'):
+        key = key[1:-1]
+    if not key:
+        raise BadRequestError.field(IDEMPOTENCY_KEY, "must not be empty")
+    if len(key) > MAX_ID_LENGTH:
+        raise BadRequestError.field(
+            IDEMPOTENCY_KEY, f"must be at most {MAX_ID_LENGTH} characters long, got {len(key)}"
+        )
+    if not all(" " <= c <= "~" for c in key):
+        raise BadRequestError.field(
+            IDEMPOTENCY_KEY, "must hold printable ASCII characters only (0x20-0x7E)"
+        )
+    return key
+
+
+def validate_start(service_id: str, body: bytes, limits: Limits) -> int:
+    """The service id, once it and the body pass the shared rules; else every problem at once."""
+    problems: list[TaskStartValidationError] = []
+    checked: int | None = None
+    try:
+        checked = parse_service_id(service_id)
+    except TaskStartValidationError as exc:
+        problems.append(exc)
+    try:
+        parse_task_start(body, limits)
+    except TaskStartValidationError as exc:
+        problems.append(exc)
+    if checked is not None and not problems:
+        return checked
+    if len(problems) == 1:
+        raise problems[0]
+    main = max(problems, key=lambda p: p.status)  # 413 outranks 400, as on the consumer's side
+    errors = [e for p in problems for e in p.errors]
+    raise TaskStartValidationError(main.code, errors, " ".join(p.message for p in problems))

@@ -1,0 +1,348 @@
+"""The bridge's Kafka side: the request publisher and the listener on its own reply topic.
+
+`KafkaLink` owns both clients and their lifecycle. `start()` makes one bounded connection
+attempt and then keeps (re)connecting in the background, so the bridge serves (503s, /healthz,
+/readyz) while the broker is away. Connecting means, in order: create the reply topic if missing,
+assign *all* its partitions to a group-less consumer positioned at their end, then start the
+producer; only then are requests accepted, so no reply can be written before we listen.
+
+While connected, a probe asks the broker for metadata every second (at once after a failed
+send); a failed probe marks the link down, so `publish()` fails at once (the fast path) instead
+of waiting out a send timeout, and both clients are rebuilt once the broker answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from pydantic import ValidationError
+
+from producer_tools.bridge.errors import BadReplyError, BrokerUnavailableError
+from producer_tools.bridge.pending import PendingReplies
+from schemas import wire
+from schemas.replies import TaskCreated, TaskRejected
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Reply = TaskCreated | TaskRejected
+REPLY_TOPIC_PREFIX = "ucs.tasks.replies."
+REPLY_RETENTION_MS = 3_600_000
+"""Replies matter for seconds: the reply topic keeps them an hour."""
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 5.0
+"""A dead broker refuses the probe at once; a slow one gets this long before it counts as down."""
+REPLY_HEADROOM_BYTES = 8 * 1024 * 1024
+"""Replies carry the whole stored task: room for a maximal body several times over."""
+_CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
+_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
+
+
+def reply_topic(settings: Settings) -> str:
+    """This instance's reply topic: the setting, else one derived from host name and port.
+
+    Derived names are stable across restarts, and distinct for instances on distinct hosts or
+    ports, so each instance reads only the replies to its own requests.
+    """
+    if settings.bridge_reply_topic:
+        return settings.bridge_reply_topic
+    host = _TOPIC_CHARS.sub("-", socket.gethostname()).strip("-.") or "localhost"
+    return f"{REPLY_TOPIC_PREFIX}{host}-{settings.bridge_port}"[:249]
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: text` once (aiokafka's texts already start with their type's name)."""
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
+
+
+def decode_reply(headers: wire.Headers, value: bytes | None) -> Reply:
+    """A task-created or task-rejected reply, or BadReplyError."""
+    kind = wire.reply_type(headers)
+    model: type[Reply]
+    if kind == wire.TYPE_TASK_CREATED:
+        model = TaskCreated
+    elif kind == wire.TYPE_TASK_REJECTED:
+        model = TaskRejected
+    else:
+        raise BadReplyError(f"The task service sent a reply of unknown type {kind!r}.")
+    try:
+        return model.model_validate_json(value or b"")
+    except ValidationError as exc:
+        raise BadReplyError(f"The task service sent an unreadable {kind} reply.") from exc
+
+
+class KafkaLink:
+    """Publishes task-start requests and resolves `pending` from the replies to them."""
+
+    def __init__(
+        self, settings: Settings, pending: PendingReplies[Reply], topic: str | None = None
+    ) -> None:
+        self._settings = settings
+        self._pending = pending
+        self.reply_topic = topic or reply_topic(settings)
+        self._send_timeout_s = settings.bridge_send_timeout_ms / 1000
+        self._producer: AIOKafkaProducer | None = None
+        self._listener: AIOKafkaConsumer | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._started = False
+        self._stopped = False
+        self._ready = False
+        self._down_reason = "not connected to the broker yet"
+
+    @property
+    def ready(self) -> bool:
+        """Connected, listening, and the last probe or send succeeded."""
+        return self._ready
+
+    @property
+    def down_reason(self) -> str:
+        """Why the link is not ready (meaningless while it is)."""
+        return self._down_reason
+
+    async def start(self) -> None:
+        """One connection attempt now, then the background supervisor (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        await self._try_connect()
+        self._supervisor = asyncio.create_task(self._supervise(), name="bridge-kafka-link")
+
+    async def stop(self) -> None:
+        """Stop the supervisor and both clients (idempotent)."""
+        if not self._started:
+            return
+        self._started = False
+        self._stopped = True
+        self._ready = False
+        self._down_reason = "the bridge is shutting down"
+        if self._supervisor is not None:
+            await _finish(self._supervisor, cancel=True)
+            self._supervisor = None
+        await self._disconnect()
+
+    async def __aenter__(self) -> KafkaLink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def publish(
+        self, *, service_id: int, body: bytes, event_id: str, source: str, correlation_id: str
+    ) -> None:
+        """Send one binary-mode request (the body untouched) and wait for its acknowledgement.
+
+        Raises BrokerUnavailableError at once while the link is down, or after at most
+        `bridge_send_timeout_ms` when the send fails.
+        """
+        if not self._started and not self._stopped:
+            raise RuntimeError("KafkaLink.publish() called before start()")
+        producer = self._producer
+        if not self._ready or producer is None:
+            raise BrokerUnavailableError(f"The Kafka broker is unavailable: {self._down_reason}.")
+        key, value, headers = wire.encode_request_binary(
+            service_id=service_id,
+            body=body,
+            event_id=event_id,
+            source=source,
+            reply_to=self.reply_topic,
+            correlation_id=correlation_id,
+        )
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                await producer.send_and_wait(
+                    self._settings.topic_requests, value=value, key=key, headers=headers
+                )
+        except (KafkaError, TimeoutError) as exc:
+            # A failed send may mean a dead broker or only a slow one: the probe, run now,
+            # decides; one overloaded moment must not turn every request away.
+            self._wake.set()
+            reason = f"publishing failed: {_describe(exc)}"
+            raise BrokerUnavailableError(f"The Kafka broker is unavailable: {reason}.") from exc
+
+    def _mark_down(self, reason: str) -> None:
+        if self._ready:
+            log.warning("Kafka link down: %s", reason)
+        self._ready = False
+        self._down_reason = reason
+
+    # --- connection management
+
+    async def _supervise(self) -> None:
+        s = self._settings
+        delay = s.retry_backoff_initial_ms / 1000
+        while True:
+            if self._producer is None:
+                await asyncio.sleep(delay)
+                if not await self._try_connect():
+                    delay = min(delay * 2, s.retry_backoff_max_ms / 1000)
+                    continue
+                delay = s.retry_backoff_initial_ms / 1000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROBE_INTERVAL_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            problem = await self._probe()
+            if problem is None:
+                if not self._ready:
+                    log.info("Kafka link up again")
+                self._ready = True
+                continue
+            self._mark_down(problem)
+            await self._disconnect()  # rebuilt from scratch once the broker answers
+
+    async def _probe(self) -> str | None:
+        """None when healthy, else what is wrong."""
+        if self._listening is None or self._listening.done():
+            return "the reply listener stopped"
+        assert self._producer is not None  # noqa: S101 - connected
+        try:
+            async with asyncio.timeout(max(self._send_timeout_s, PROBE_TIMEOUT_S)):
+                answered = await self._producer.client.force_metadata_update()
+        except _CONNECT_ERRORS:
+            answered = False
+        return None if answered else "the broker does not answer metadata requests"
+
+    async def _try_connect(self) -> bool:
+        try:
+            async with asyncio.timeout(max(3 * self._send_timeout_s, 10.0)):
+                await self._connect()
+        except Exception as exc:  # every failure to connect is retried; unexpected ones loudly
+            self._down_reason = f"cannot connect: {_describe(exc)}"
+            expected = isinstance(exc, _CONNECT_ERRORS)
+            log.log(
+                logging.WARNING if expected else logging.ERROR,
+                "Kafka link: %s (retrying in the background)",
+                self._down_reason,
+                exc_info=not expected,
+            )
+            await self._disconnect()
+            return False
+        self._ready = True
+        log.info("Kafka link up: requests to %s, replies on %s", *self._topics)
+        return True
+
+    @property
+    def _topics(self) -> tuple[str, str]:
+        return self._settings.topic_requests, self.reply_topic
+
+    async def _connect(self) -> None:
+        s = self._settings
+        options = s.kafka_client_options()
+        partitions = await self._ensure_reply_topic(options)
+        self._listener = AIOKafkaConsumer(
+            **options,
+            client_id=f"ucs-tasks-bridge-{self.reply_topic}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=s.bridge_reply_fetch_wait_ms,
+            max_partition_fetch_bytes=REPLY_HEADROOM_BYTES,
+            fetch_max_bytes=4 * REPLY_HEADROOM_BYTES,
+        )
+        await self._listener.start()
+        assigned = [TopicPartition(self.reply_topic, p) for p in partitions]
+        self._listener.assign(assigned)
+        await self._listener.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the end offsets now, before any request goes out
+            await self._listener.position(tp)
+        self._listening = asyncio.create_task(self._listen(self._listener), name="bridge-replies")
+        self._producer = AIOKafkaProducer(
+            **options,
+            client_id="ucs-tasks-bridge",
+            acks="all",
+            enable_idempotence=False,  # not every Kafka-protocol broker supports it
+            linger_ms=s.bridge_linger_ms,
+            request_timeout_ms=s.bridge_send_timeout_ms,
+            max_request_size=s.max_body_bytes + 64 * 1024,
+        )
+        await self._producer.start()
+
+    async def _ensure_reply_topic(self, options: dict[str, Any]) -> list[int]:
+        """Create the reply topic if missing; its partition numbers."""
+        timeout_ms = self._settings.bridge_send_timeout_ms
+        admin = AIOKafkaAdminClient(**options, request_timeout_ms=timeout_ms)
+        await admin.start()
+        try:
+            brokers = (await admin.describe_cluster())["brokers"]
+            topic = NewTopic(
+                self.reply_topic,
+                self._settings.bridge_reply_partitions,
+                max(1, min(3, len(brokers))),
+                topic_configs={"retention.ms": str(REPLY_RETENTION_MS)},
+            )
+            response = await admin.create_topics([topic])
+            for name, code, message in response.topic_errors:
+                if code != 0 and for_code(code) is not TopicAlreadyExistsError:
+                    raise for_code(code)(f"cannot create reply topic {name}: {message}")
+            (described,) = await admin.describe_topics([self.reply_topic])
+        finally:
+            await admin.close()
+        if described["error_code"] != 0:
+            raise for_code(described["error_code"])(f"cannot describe {self.reply_topic}")
+        return sorted(p["partition"] for p in described["partitions"])
+
+    async def _disconnect(self) -> None:
+        self._ready = False
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            await _finish(listening, cancel=True)
+        for client in (self._producer, self._listener):
+            if client is not None:
+                await _finish(asyncio.ensure_future(client.stop()), timeout_s=self._send_timeout_s)
+        self._producer = self._listener = None
+
+    # --- replies
+
+    async def _listen(self, listener: AIOKafkaConsumer) -> None:
+        """Resolve waiting requests from the reply topic until cancelled."""
+        while True:
+            batch = await listener.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    self._dispatch(record.headers, record.value)
+
+    def _dispatch(self, headers: wire.Headers, value: bytes | None) -> None:
+        correlation_id = wire.reply_correlation(headers)
+        if correlation_id not in self._pending:
+            log.debug("reply %s: nobody waits for it (late or foreign), dropped", correlation_id)
+            return
+        try:
+            reply = decode_reply(headers, value)
+        except BadReplyError as exc:
+            log.exception(
+                "%s (correlation id %s): %r", exc.message, correlation_id, (value or b"")[:200]
+            )
+            self._pending.fail(correlation_id, exc)
+            return
+        self._pending.resolve(correlation_id, reply)
+
+
+async def _finish(
+    task: asyncio.Future[Any], *, cancel: bool = False, timeout_s: float | None = None
+) -> None:
+    """Wait for a background task (cancelled first, or after `timeout_s`) and log its failure.
+
+    `asyncio.wait` never raises the task's own outcome: a cancellation or error inside (aiokafka's
+    fetcher re-raises the cancellation of its back-off sleep when closed) cannot leak into the
+    caller, while a cancellation *of the caller* still propagates.
+    """
+    if cancel:
+        task.cancel()
+    await asyncio.wait({task}, timeout=timeout_s)
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("Kafka client stopped with an error: %r", error)

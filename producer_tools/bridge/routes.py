@@ -1,0 +1,196 @@
+"""The HTTP entrypoints: request -> checked inputs -> starter or store -> response. Nothing else.
+
+- `POST {PREFIX}/services/{service_id}/tasks/start`: start a task (201, 202 or an error).
+- `GET  {PREFIX}/services/{service_id}/tasks/requests/{event_id}`: a start request's status.
+- `GET  {PREFIX}/service[s]/{service_id}/tasks/{task_id}`: read a task (the Location target).
+- `GET  /healthz`, `GET /readyz`: liveness and readiness.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from consumer.domain import EventIdentity, Task
+from producer_tools.bridge import inputs, openapi
+from producer_tools.bridge.errors import (
+    JSON,
+    RETRY_AFTER_S,
+    BridgeError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    ReplyTimeoutError,
+    error_response,
+)
+from producer_tools.bridge.kafka import Reply
+from producer_tools.bridge.openapi import AliveBody, ReadyBody, RequestStatusBody
+from producer_tools.bridge.representation import Extensions, render_task
+from producer_tools.bridge.starter import BRIDGE_SOURCE, NoReplyYet, identity_for
+from producer_tools.bridge.state import Bridge, get_bridge
+from schemas.replies import ErrorBody, FieldError, TaskCreated
+from schemas.task_start import parse_service_id
+from schemas.wire import MAX_ID_LENGTH
+
+PREFIX = "/genesys/1/cs"
+START_PATH = f"{PREFIX}/services/{{service_id}}/tasks/start"
+STATUS_PATH = f"{PREFIX}/services/{{service_id}}/tasks/requests/{{event_id:path}}"
+TASK_PATHS = (
+    f"{PREFIX}/services/{{service_id}}/tasks/{{task_id:int}}",
+    f"{PREFIX}/service/{{service_id}}/tasks/{{task_id:int}}",  # the form the Location uses
+)
+
+router = APIRouter()
+BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+ServiceId = Annotated[str, Path(description="The service's 64-bit id (1 .. 2^63-1).")]
+
+
+def status_location(bridge: Bridge, service_id: int, event_id: str) -> str:
+    """The URL of a start request's status resource."""
+    base = bridge.settings.base_uri
+    return f"{base}/services/{service_id}/tasks/requests/{quote(event_id, safe='')}"
+
+
+def _json(content: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status, headers=headers, media_type=JSON)
+
+
+def _pending(bridge: Bridge, service_id: int, identity: EventIdentity, message: str) -> Response:
+    where = status_location(bridge, service_id, identity.id)
+    body = RequestStatusBody(
+        state="pending", message=message, event_id=identity.id, status_location=where
+    )
+    headers = {"Location": where, "Retry-After": str(RETRY_AFTER_S)}
+    return Response(body.model_dump_json(exclude_none=True), 202, headers, media_type=JSON)
+
+
+def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Response:
+    if isinstance(reply, NoReplyYet):
+        waited = bridge.settings.bridge_reply_timeout_ms
+        if not bridge.settings.bridge_accept_on_timeout:
+            raise ReplyTimeoutError(
+                f"No reply from the task service within {waited} ms; the task may still be "
+                "created: retry with the same Idempotency-Key to get its id."
+            )
+        return _pending(
+            bridge,
+            service_id,
+            reply.identity,
+            f"No reply within {waited} ms: the request was published and will be processed. "
+            "Follow Location for its outcome.",
+        )
+    if reply.service_id is not None and reply.service_id != service_id:
+        raise IdempotencyKeyReusedError.for_service(reply.event.id, reply.service_id, service_id)
+    if isinstance(reply, TaskCreated):
+        return _json({"task_id": reply.task_id}, 201, {"Location": reply.location})
+    return error_response(reply.status, reply.error)
+
+
+@router.post(
+    START_PATH,
+    status_code=201,
+    response_model=None,
+    responses=openapi.START_RESPONSES,
+    openapi_extra=openapi.START_OPENAPI_EXTRA,
+    summary="Start a task (CV.WS.SRV.8)",
+)
+async def start_task(service_id: ServiceId, request: Request, bridge: BridgeDep) -> Response:
+    """Publish a task-start event (the body, untouched) and answer with its reply."""
+    headers = request.headers
+    inputs.check_content_type(headers.get("content-type"))
+    inputs.check_declared_length(headers.get("content-length"), bridge.limits)
+    key = inputs.idempotency_key(headers.getlist(inputs.IDEMPOTENCY_KEY))
+    body = await inputs.read_body(request.stream(), bridge.limits)
+    checked = inputs.validate_start(service_id, body, bridge.limits)
+    reply = await bridge.starter.start(checked, body, identity_for(key))
+    return _answer(bridge, checked, reply)
+
+
+@router.get(
+    STATUS_PATH,
+    response_model=None,
+    responses=openapi.STATUS_RESPONSES,
+    summary="The status of a start request",
+)
+async def request_status(
+    service_id: ServiceId,
+    event_id: Annotated[str, Path(description="The request's event id (percent-encoded).")],
+    bridge: BridgeDep,
+) -> Response:
+    """303 to the task once it exists, its error once rejected, 202 while pending."""
+    checked = parse_service_id(service_id)
+    not_found = NotFoundError(f"Not found: service {checked} has no start request {event_id!r}.")
+    if not 1 <= len(event_id) <= MAX_ID_LENGTH:
+        raise not_found
+    identity = EventIdentity(source=BRIDGE_SOURCE, id=event_id)
+    outcome = await bridge.store.outcome(identity)
+    if outcome is None:
+        return _pending(bridge, checked, identity, "Not processed yet: ask again later.")
+    if outcome.service_id != checked:
+        raise not_found
+    if isinstance(outcome, Task):
+        location = bridge.settings.location(outcome.service_id, outcome.task_id)
+        body = RequestStatusBody(
+            state="created",
+            message="The task exists: see Location.",
+            event_id=event_id,
+            status_location=status_location(bridge, checked, event_id),
+            task_id=outcome.task_id,
+            location=location,
+        )
+        return Response(body.model_dump_json(), 303, {"Location": location}, media_type=JSON)
+    return error_response(outcome.status, ErrorBody.model_validate(outcome.body))
+
+
+async def read_task(
+    service_id: ServiceId,
+    task_id: Annotated[int, Path(description="The task's 32-bit id.")],
+    bridge: BridgeDep,
+    extensions: Annotated[
+        list[str] | None,
+        Query(description="Attached data to include: `*` for all, or comma-separated names."),
+    ] = None,
+) -> Response:
+    """The task, with the attached data `extensions` asks for."""
+    checked = parse_service_id(service_id)
+    task = await bridge.store.task(checked, task_id)
+    if task is None:
+        raise NotFoundError(f"Not found: service {checked} has no task {task_id}.")
+    return Response(render_task(task, Extensions.parse(extensions or [])), media_type=JSON)
+
+
+for _path in TASK_PATHS:
+    router.add_api_route(
+        _path,
+        read_task,
+        methods=["GET"],
+        response_model=None,
+        responses=openapi.TASK_RESPONSES,
+        summary="Read a task",
+        operation_id=f"read_task{'_singular' if '/service/' in _path else ''}",
+    )
+
+
+@router.get("/healthz", response_model=AliveBody, summary="Liveness")
+async def healthz() -> AliveBody:
+    """The process answers."""
+    return AliveBody()
+
+
+@router.get("/readyz", response_model=None, responses=openapi.READY_RESPONSES, summary="Readiness")
+async def readyz(bridge: BridgeDep) -> Response:
+    """200 when both the broker and the database answer, else 503 naming what does not."""
+    problems: list[FieldError] = []
+    if not bridge.link.ready:
+        problems.append(FieldError(field="kafka", problem=bridge.link.down_reason))
+    try:
+        await bridge.store.check()
+    except BridgeError as exc:
+        problems.append(FieldError(field="postgresql", problem=exc.message))
+    if problems:
+        listed = "; ".join(f"{p.field}: {p.problem}" for p in problems)
+        body = ErrorBody(message=f"Not ready: {listed}.", errors=problems)
+        return error_response(503, body, {"Retry-After": str(RETRY_AFTER_S)})
+    return Response(ReadyBody().model_dump_json(), media_type=JSON)

@@ -1,0 +1,77 @@
+"""Start a task over Kafka request-reply: publish the request, wait for the correlated reply.
+
+The event identity is (`BRIDGE_SOURCE`, event id): the `Idempotency-Key` when the caller sent
+one, so every bridge instance maps the same key to the same identity and the consumer answers a
+retry with the same task; a fresh uuid4 otherwise. Each attempt has its own correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from consumer.domain import EventIdentity
+from producer_tools.bridge.kafka import Reply
+from producer_tools.bridge.pending import PendingReplies
+
+BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
+"""The CloudEvents source of every event the bridge publishes (all instances alike)."""
+
+
+class RequestPublisher(Protocol):
+    """What the starter needs from the Kafka side (`KafkaLink`)."""
+
+    async def publish(
+        self, *, service_id: int, body: bytes, event_id: str, source: str, correlation_id: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NoReplyYet:
+    """No reply came in time: the request was published and may still be processed."""
+
+    identity: EventIdentity
+
+
+def identity_for(idempotency_key: str | None) -> EventIdentity:
+    """The event identity of a start request."""
+    return EventIdentity(source=BRIDGE_SOURCE, id=idempotency_key or uuid.uuid4().hex)
+
+
+class TaskStarter:
+    """Publishes validated start requests and waits for their replies."""
+
+    def __init__(
+        self,
+        publisher: RequestPublisher,
+        pending: PendingReplies[Reply],
+        reply_timeout_ms: int,
+    ) -> None:
+        self._publisher = publisher
+        self._pending = pending
+        self._reply_timeout_s = reply_timeout_ms / 1000
+
+    async def start(
+        self, service_id: int, body: bytes, identity: EventIdentity
+    ) -> Reply | NoReplyYet:
+        """The reply to this request, or NoReplyYet after the reply timeout.
+
+        The timeout runs from the broker's acknowledgement; publishing has its own bound.
+        Raises BrokerUnavailableError when the request could not be published.
+        """
+        correlation_id = uuid.uuid4().hex
+        with self._pending.expecting(correlation_id) as reply:
+            await self._publisher.publish(
+                service_id=service_id,
+                body=body,
+                event_id=identity.id,
+                source=identity.source,
+                correlation_id=correlation_id,
+            )
+            try:
+                async with asyncio.timeout(self._reply_timeout_s):
+                    return await reply
+            except TimeoutError:
+                return NoReplyYet(identity)

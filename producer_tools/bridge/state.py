@@ -1,0 +1,37 @@
+"""What the lifespan builds and the routes use: one `Bridge` per app, on `app.state.bridge`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from producer_tools.bridge.kafka import KafkaLink, Reply
+from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.starter import TaskStarter
+from producer_tools.bridge.store import TaskStore
+from schemas.settings import Settings
+from schemas.task_start import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """The live collaborators of one bridge app."""
+
+    settings: Settings
+    limits: Limits
+    pending: PendingReplies[Reply]
+    link: KafkaLink
+    starter: TaskStarter
+    store: TaskStore
+
+
+async def get_bridge(request: Request) -> Bridge:
+    """The app's Bridge (a FastAPI dependency); a clear error when the lifespan did not run.
+
+    Async on purpose: FastAPI runs a sync dependency in a worker thread, a hop per request.
+    """
+    bridge: Bridge | None = getattr(request.app.state, "bridge", None)
+    if bridge is None:
+        raise RuntimeError("the bridge app is used before its lifespan started it")
+    return bridge

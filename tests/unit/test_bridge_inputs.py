@@ -1,0 +1,168 @@
+"""The bridge's cheap input checks and task rendering, with no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from consumer.domain import EventIdentity, Position, Task
+from producer_tools.bridge import inputs
+from producer_tools.bridge.errors import BadRequestError
+from producer_tools.bridge.representation import Extensions, render_task
+from schemas.replies import ErrorCode
+from schemas.task_start import Limits, TaskStartValidationError
+from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY
+
+LIMITS = Limits(max_body_bytes=2048, max_string_length=64)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        'application/json;charset="UTF-8"',
+        "application/vnd.genesys.task+json",
+        "application/problem+json; charset=utf8",
+    ],
+)
+def test_json_content_types_and_a_missing_one_are_accepted(content_type: str | None) -> None:
+    inputs.check_content_type(content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+        "application/json; charset=iso-8859-1",
+        "application/cloudevents+json",
+        "text/json+xml",
+    ],
+)
+def test_other_content_types_are_a_415(content_type: str) -> None:
+    with pytest.raises(TaskStartValidationError) as caught:
+        inputs.check_content_type(content_type)
+    assert caught.value.status == 415
+    assert caught.value.code is ErrorCode.UNSUPPORTED_MEDIA_TYPE
+
+
+def test_a_declared_length_over_the_limit_is_a_413_before_reading() -> None:
+    inputs.check_declared_length("2048", LIMITS)
+    with pytest.raises(TaskStartValidationError) as caught:
+        inputs.check_declared_length("2049", LIMITS)
+    assert caught.value.status == 413
+    with pytest.raises(BadRequestError):
+        inputs.check_declared_length("many", LIMITS)
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_reading_stops_with_a_413_as_soon_as_the_body_outgrows_the_limit() -> None:
+    assert await inputs.read_body(_chunks(b"a" * 1024, b"b" * 1024), LIMITS) == (
+        b"a" * 1024 + b"b" * 1024
+    )
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 1000
+
+    with pytest.raises(TaskStartValidationError) as caught:
+        await inputs.read_body(endless(), LIMITS)
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [([], None), (["abc"], "abc"), ([' "quoted key" '], "quoted key"), (["a b~!"], "a b~!")],
+)
+def test_a_valid_idempotency_key_is_the_event_id(values: list[str], key: str | None) -> None:
+    assert inputs.idempotency_key(values) == key
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ([""], "must not be empty"),
+        (['""'], "must not be empty"),
+        (["x" * 257], "at most 256"),
+        (["caf\u00e9"], "printable ASCII"),
+        (["tab\there"], "printable ASCII"),
+        (["a", "b"], "once"),
+    ],
+)
+def test_an_invalid_idempotency_key_is_a_400_naming_the_header(
+    values: list[str], problem: str
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        inputs.idempotency_key(values)
+    assert caught.value.status == 400
+    assert caught.value.errors[0].field == "Idempotency-Key"
+    assert problem in caught.value.message
+
+
+def test_a_bad_service_id_and_a_bad_body_are_reported_together() -> None:
+    with pytest.raises(TaskStartValidationError) as caught:
+        inputs.validate_start("0", b'{"state_id": "x"}', LIMITS)
+    assert caught.value.status == 400
+    assert [e.field for e in caught.value.errors] == ["service_id", "state_id"]
+
+
+def test_a_valid_request_gives_its_service_id() -> None:
+    assert inputs.validate_start("21456878", REFERENCE_BODY, Limits()) == 21456878
+
+
+def _task(attached: bytes) -> Task:
+    return Task(
+        task_id=7,
+        service_id=21456878,
+        fields={
+            "state_id": 24,
+            "task_type": "customer info",
+            "est_duration": 460,
+            "session_id": None,
+            "interaction_id": "42",
+            "media_type": 1003,
+            "timestamp": datetime(2010, 5, 20, 15, 41, 52, 380000, tzinfo=UTC),
+        },
+        attached_data_json=attached.decode(),
+        identity=EventIdentity("urn:test", "e1"),
+        received_at=datetime(2010, 5, 20, 15, 41, 53, tzinfo=UTC),
+        position=Position("t", 0, 0),
+    )
+
+
+def test_a_task_renders_its_standard_fields_and_started_without_attached_data() -> None:
+    document = orjson.loads(render_task(_task(orjson.dumps(REFERENCE_ATTACHED))))
+    assert document == {
+        "task_id": 7,
+        "service_id": 21456878,
+        "state_id": 24,
+        "task_type": "customer info",
+        "est_duration": 460,
+        "started": {
+            "timestamp": "2010-05-20T15:41:52.380Z",
+            "interaction_id": "42",
+            "media_type": 1003,
+        },
+    }
+
+
+def test_extensions_select_attached_data_verbatim_and_in_stored_order() -> None:
+    stored = orjson.dumps({"b": 1.5, "a": [1, {"z": None, "y": True}], "c": "x"})
+    task = _task(stored)
+    everything = render_task(task, Extensions.parse(["*"]))
+    assert everything.endswith(b',"b":1.5,"a":[1,{"z":null,"y":true}],"c":"x"}')
+    chosen = orjson.loads(render_task(task, Extensions.parse(["c,a", "unknown"])))
+    assert list(chosen)[-2:] == ["a", "c"]
+    assert "b" not in chosen
