@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -118,8 +119,21 @@ async def check_database(engine: AsyncEngine) -> None:
         raise StorageUnavailableError("database is not migrated: run `ucs-tasks db upgrade`")
 
 
+GC_THRESHOLD = (50_000, 20, 100)
+"""A batch keeps thousands of young objects alive until it is settled; with CPython's default
+generation-0 threshold (700) the collector rescans them many times per batch. Counted in
+bench/consumer.py's CPU per event: about a fifth less on translation and replies."""
+
+
+def tune_gc() -> None:
+    """Collect less often (cycles are rare here; reference counting frees nearly everything)."""
+    gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | None:
     """Run one consumer until `stopping` is set; returns the runner (for its counters)."""
+    tune_gc()
     async with AsyncExitStack() as stack:
         engine = build_engine(settings.database_url, settings.database_pool_size)
         stack.push_async_callback(engine.dispose)

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(
         default=1000, ge=1, description="Most records taken per poll (one DB round trip each)."
     )
+    consumer_lanes: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Partitions of a batch are settled in this many concurrent lanes.",
+    )
     fetch_max_wait_ms: int = Field(
         default=50, ge=0, description="How long a poll waits for records when none are ready."
     )
@@ -113,6 +119,11 @@ class Settings(BaseSettings):
         description="Longest wait for the broker to acknowledge a request (503 beyond it).",
     )
     bridge_access_log: bool = Field(default=True, description="Log every HTTP request.")
+    bridge_auth_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Accepted bearer tokens / API keys, comma separated (never logged); empty: "
+        "the bridge asks for none.",
+    )
     bridge_linger_ms: int = Field(
         default=0,
         ge=0,

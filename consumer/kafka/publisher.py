@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumer.kafka.codec import OutRecord
@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 OPTIONAL_TOPIC_WAIT_S = 2.0
 """How long to wait for the metadata of a requester-named reply topic before skipping it."""
 MISSING_TOPIC_MEMORY_S = 60.0
+_TRANSIENT = (KafkaTimeoutError, UnknownError)
+"""Errors aiokafka does not mark retriable that a retry can still cure: a request that timed out
+while the broker was away, and a broker's unexpected error (code -1; the memory-only dev broker
+answers it to the first produce on a partition it is re-creating after a restart). Nothing is
+committed while a batch is retried, so retrying is never less safe than crashing."""
 
 
 class BrokerUnavailableError(Exception):
@@ -76,7 +81,7 @@ class KafkaPublisher:
         except KafkaError as exc:
             raise BrokerUnavailableError(
                 f"publishing {len(records)} records failed: {exc!r}",
-                retriable=bool(getattr(exc, "retriable", False)),
+                retriable=isinstance(exc, _TRANSIENT) or bool(getattr(exc, "retriable", False)),
             ) from exc
 
     async def _publish(self, records: Sequence[OutRecord]) -> None:

@@ -124,7 +124,7 @@ class Runner:
         attempt = 0
         while True:
             try:
-                await self._settle(inbound)
+                await self._settle_lanes(inbound)
             except (DomainError, BrokerUnavailableError) as exc:
                 if not exc.retriable:
                     raise
@@ -145,6 +145,18 @@ class Runner:
         s = self._settings
         capped = min(s.retry_backoff_max_ms, s.retry_backoff_initial_ms * 2 ** min(attempt, 20))
         return float(capped) / 1000 * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+    async def _settle_lanes(self, inbound: Sequence[Inbound]) -> None:
+        """Settle a batch as concurrent lanes of whole partitions, each its own transaction.
+
+        One lane's database round trip and broker acknowledgements overlap the other's work;
+        a partition stays in one lane, so per-partition order holds. The same identity in two
+        lanes is still one task (the unique key decides; a rare deadlock is a retriable error).
+        """
+        lanes: list[list[Inbound]] = [[] for _ in range(self._settings.consumer_lanes)]
+        for item in inbound:  # one subscribed topic: the partition number picks the lane
+            lanes[item.position.partition % len(lanes)].append(item)
+        await asyncio.gather(*(self._settle(lane) for lane in lanes if lane))
 
     async def _settle(self, inbound: Sequence[Inbound]) -> None:
         s = self._settings

@@ -35,6 +35,7 @@ SETTINGS = Settings(
     topic_dead_letter="dlq",
     retry_backoff_initial_ms=1,
     retry_backoff_max_ms=4,
+    consumer_lanes=1,  # one publish per batch: the tests below count them
 )
 
 
@@ -81,10 +82,13 @@ def replies_in(publisher: FakePublisher) -> list[dict[str, object]]:
 
 
 def make_runner(
-    consumer: FakeConsumer, publisher: FakePublisher, uow_factory: UnitOfWorkFactory
+    consumer: FakeConsumer,
+    publisher: FakePublisher,
+    uow_factory: UnitOfWorkFactory,
+    settings: Settings = SETTINGS,
 ) -> Runner:
     # The fakes have the shapes the loop uses (getmany/commit, publish), not the adapter types.
-    return Runner(consumer, publisher, uow_factory, SETTINGS)  # type: ignore[arg-type]
+    return Runner(consumer, publisher, uow_factory, settings)  # type: ignore[arg-type]
 
 
 async def test_a_batch_is_committed_once_at_offset_plus_one_per_partition_after_its_replies() -> (
@@ -104,6 +108,22 @@ async def test_a_batch_is_committed_once_at_offset_plus_one_per_partition_after_
     replies = replies_in(publisher)
     assert [r["kind"] for r in replies] == ["task.created"] * 4
     assert runner.processed == 4
+
+
+async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_every_lane() -> None:
+    consumer = FakeConsumer(two_partitions())
+    seen_at_publish: list[int] = []
+    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
+    store = FakeStore()
+    runner = make_runner(
+        consumer, publisher, store_factory(store), SETTINGS.model_copy(update={"consumer_lanes": 2})
+    )
+
+    await run_until(runner, lambda: bool(consumer.committed))
+
+    assert seen_at_publish == [0, 0]  # one publish per lane (one partition each), both first
+    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert len(store.tasks) == 4
 
 
 async def test_retriable_publish_failures_are_retried_and_nothing_is_committed_until_success() -> (
