@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -29,8 +28,7 @@ class Position(NamedTuple):
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class StartCommand:
+class StartCommand(NamedTuple):
     """A validated task-start event, ready for the service layer."""
 
     identity: EventIdentity
@@ -41,8 +39,7 @@ class StartCommand:
     position: Position
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
+class Task(NamedTuple):
     """A task as persisted."""
 
     task_id: int
@@ -56,8 +53,7 @@ class Task:
     position: Position
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(NamedTuple):
     """A task-start event refused by validation: recorded, answered, never retried."""
 
     identity: EventIdentity

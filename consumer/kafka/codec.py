@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -39,8 +38,7 @@ class OutRecord(NamedTuple):
     """A copy to a requester-named `replyto` topic: skipped (logged) if that topic is missing."""
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
     """One consumed record, translated: exactly one of command, rejection, dead_letter is set."""
 
     position: Position
