@@ -83,8 +83,9 @@ _BINARY_ATTRIBUTES = tuple((CE_PREFIX + name, name) for name in _KNOWN)
 
 
 def _header_map(headers: Headers) -> dict[str, bytes]:
-    # Last one wins, as in HTTP; CloudEvents forbids repeating an attribute anyway.
-    return {name.lower(): value for name, value in headers}
+    # Last one wins, as in HTTP; CloudEvents forbids repeating an attribute anyway. A header
+    # with a null value (Kafka allows them) counts as absent.
+    return {name.lower(): value for name, value in headers if value is not None}
 
 
 def _text(value: bytes, name: str) -> str:
@@ -108,6 +109,8 @@ def _check_attributes(attrs: Mapping[str, Any]) -> None:
     for name in ("id", "source"):
         if len(attrs[name]) > MAX_ID_LENGTH:
             raise UndecodableRecordError(f"CloudEvent {name} longer than {MAX_ID_LENGTH}")
+        if "\x00" in attrs[name]:  # PostgreSQL text cannot hold it: no task, no rejection
+            raise UndecodableRecordError(f"CloudEvent {name} contains a NUL character")
 
 
 def _optional_str(attrs: Mapping[str, Any], name: str) -> str | None:

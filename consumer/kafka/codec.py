@@ -73,14 +73,17 @@ def translate(
     problems: list[TaskStartValidationError] = []
     service_id: int | None = None
     event: TaskStartEvent | None = None
+    # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
+    # error, a cycle that would keep the whole record (values up to the broker's limit) alive
+    # until the garbage collector's rare full pass.
     try:
         service_id = parse_service_id(envelope.service_id)
     except TaskStartValidationError as exc:
-        problems.append(exc)
+        problems.append(exc.with_traceback(None))
     try:
         event = parse_task_start(envelope.data, limits)
     except TaskStartValidationError as exc:
-        problems.append(exc)
+        problems.append(exc.with_traceback(None))
     if service_id is None or event is None:
         return Inbound(
             position, key, value, headers, **common,

@@ -156,7 +156,15 @@ class Runner:
         lanes: list[list[Inbound]] = [[] for _ in range(self._settings.consumer_lanes)]
         for item in inbound:  # one subscribed topic: the partition number picks the lane
             lanes[item.position.partition % len(lanes)].append(item)
-        await asyncio.gather(*(self._settle(lane) for lane in lanes if lane))
+        settling = [asyncio.ensure_future(self._settle(lane)) for lane in lanes if lane]
+        try:
+            await asyncio.gather(*settling)
+        except BaseException:
+            # One lane failed: stop the others before the batch is retried as a whole.
+            for task in settling:
+                task.cancel()
+            await asyncio.gather(*settling, return_exceptions=True)
+            raise
 
     async def _settle(self, inbound: Sequence[Inbound]) -> None:
         s = self._settings
