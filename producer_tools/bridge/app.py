@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from consumer.db.engine import build_engine
+from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import BrokerUnavailableError, install_error_handlers
 from producer_tools.bridge.kafka import KafkaLink, Reply
 from producer_tools.bridge.openapi import install_openapi
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """A bridge app for these settings (its clients are built when its lifespan starts)."""
+    """A bridge app for these settings (its clients are built when its lifespan starts).
+
+    Raises ValueError at once when UCS_BRIDGE_AUTH_TOKENS holds an unusable token.
+    """
+    auth = BridgeAuth.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,8 +62,13 @@ def create_app(settings: Settings) -> FastAPI:
                 link=link,
                 starter=TaskStarter(link, pending, settings.bridge_reply_timeout_ms),
                 store=TaskStore(engine),
+                auth=auth,
             )
-            log.info("bridge ready: reply topic %s", link.reply_topic)
+            log.info(
+                "bridge ready: reply topic %s, authentication %s",
+                link.reply_topic,
+                "on" if auth.enabled else "off",
+            )
             yield
             del app.state.bridge
 
@@ -72,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
-    install_openapi(app)
+    install_openapi(app, secured=auth.enabled)
     return app
 
 
@@ -84,8 +94,13 @@ def serve(settings: Settings) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # outages are reported by the link
-    config = uvicorn.Config(
-        create_app(settings),
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
+
+
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """The bridge's uvicorn options (bench/bridge.py serves its reference apps with them too)."""
+    return uvicorn.Config(
+        app,
         host=settings.bridge_host,
         port=settings.bridge_port,
         loop="uvloop",
@@ -94,6 +109,5 @@ def serve(settings: Settings) -> None:
         access_log=settings.bridge_access_log,
         server_header=False,
         timeout_graceful_shutdown=10,
-        log_config=None,  # keep the logging configured above
+        log_config=None,  # keep the logging configured by the caller
     )
-    uvicorn.Server(config).run()

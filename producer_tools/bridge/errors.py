@@ -62,6 +62,12 @@ class BadRequestError(BridgeError):
         )
 
 
+class UnauthorizedError(BridgeError):
+    """401: authentication is on and the request presents no accepted token (see `auth`)."""
+
+    status = 401
+
+
 class IdempotencyKeyReusedError(BridgeError):
     """422: the Idempotency-Key already identifies a request to another service."""
 

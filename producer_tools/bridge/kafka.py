@@ -7,38 +7,58 @@ assign *all* its partitions to a group-less consumer positioned at their end, th
 producer; only then are requests accepted, so no reply can be written before we listen.
 
 While connected, a probe asks the broker for metadata every second (at once after a failed
-send); a failed probe marks the link down, so `publish()` fails at once (the fast path) instead
-of waiting out a send timeout, and both clients are rebuilt once the broker answers again.
+send, or one slower than `SLOW_SEND_S`); a failed probe marks the link down, so `publish()`
+fails at once (the fast path), sends in flight included, instead of waiting out a send timeout,
+and both clients are rebuilt once the broker answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from producer_tools.bridge.errors import BadReplyError, BrokerUnavailableError
 from producer_tools.bridge.pending import PendingReplies
 from schemas import wire
-from schemas.replies import TaskCreated, TaskRejected
+from schemas.replies import EventRef, TaskRejected
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Reply = TaskCreated | TaskRejected
+
+class CreatedReply(BaseModel):
+    """What the bridge answers with from a task-created reply (`schemas.replies.TaskCreated`).
+
+    The stored task the reply also carries (the whole event, attached data included) is
+    skipped, not validated: reading it doubled the CPU time of decoding a reply.
+    """
+
+    kind: Literal["task.created"] = "task.created"
+    task_id: int
+    service_id: int
+    location: str
+    event: EventRef
+
+
+Reply = CreatedReply | TaskRejected
 REPLY_TOPIC_PREFIX = "ucs.tasks.replies."
 REPLY_RETENTION_MS = 3_600_000
 """Replies matter for seconds: the reply topic keeps them an hour."""
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 5.0
+SLOW_SEND_S = 0.25
+"""A send not acknowledged within this long has the probe check the broker at once: a dead
+broker is then found (and the sends waiting on it failed) well before the next probe is due."""
 """A dead broker refuses the probe at once; a slow one gets this long before it counts as down."""
 REPLY_HEADROOM_BYTES = 8 * 1024 * 1024
 """Replies carry the whole stored task: room for a maximal body several times over."""
@@ -69,7 +89,7 @@ def decode_reply(headers: wire.Headers, value: bytes | None) -> Reply:
     kind = wire.reply_type(headers)
     model: type[Reply]
     if kind == wire.TYPE_TASK_CREATED:
-        model = TaskCreated
+        model = CreatedReply
     elif kind == wire.TYPE_TASK_REJECTED:
         model = TaskRejected
     else:
@@ -95,6 +115,8 @@ class KafkaLink:
         self._listening: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Future[None]] = set()
+        """A waiter per unacknowledged send: failed at once when the link goes down."""
         self._started = False
         self._stopped = False
         self._ready = False
@@ -143,8 +165,9 @@ class KafkaLink:
     ) -> None:
         """Send one binary-mode request (the body untouched) and wait for its acknowledgement.
 
-        Raises BrokerUnavailableError at once while the link is down, or after at most
-        `bridge_send_timeout_ms` when the send fails.
+        Raises BrokerUnavailableError at once while the link is down, as soon as the link is
+        found down while the send waits, or after at most `bridge_send_timeout_ms` when the
+        send fails.
         """
         if not self._started and not self._stopped:
             raise RuntimeError("KafkaLink.publish() called before start()")
@@ -159,23 +182,41 @@ class KafkaLink:
             reply_to=self.reply_topic,
             correlation_id=correlation_id,
         )
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_flight.add(waiter)
         try:
             async with asyncio.timeout(self._send_timeout_s):
-                await producer.send_and_wait(
+                delivery = await producer.send(
                     self._settings.topic_requests, value=value, key=key, headers=headers
                 )
+                delivery.add_done_callback(functools.partial(_relay, waiter))
+                nudge = asyncio.get_running_loop().call_later(SLOW_SEND_S, self._wake.set)
+                try:
+                    await waiter  # the acknowledgement, or the link found down meanwhile
+                finally:
+                    nudge.cancel()
         except (KafkaError, TimeoutError) as exc:
             # A failed send may mean a dead broker or only a slow one: the probe, run now,
             # decides; one overloaded moment must not turn every request away.
             self._wake.set()
             reason = f"publishing failed: {_describe(exc)}"
             raise BrokerUnavailableError(f"The Kafka broker is unavailable: {reason}.") from exc
+        finally:
+            self._in_flight.discard(waiter)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved, even when a timeout came first
 
     def _mark_down(self, reason: str) -> None:
         if self._ready:
             log.warning("Kafka link down: %s", reason)
         self._ready = False
         self._down_reason = reason
+        # Sends still waiting would wait out the send timeout for a broker known to be gone.
+        for waiter in self._in_flight:
+            if not waiter.done():
+                waiter.set_exception(
+                    BrokerUnavailableError(f"The Kafka broker is unavailable: {reason}.")
+                )
 
     # --- connection management
 
@@ -327,6 +368,19 @@ class KafkaLink:
             self._pending.fail(correlation_id, exc)
             return
         self._pending.resolve(correlation_id, reply)
+
+
+def _relay(waiter: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
+    """Hand a send's outcome to its waiter (unless the waiter gave up or failed already)."""
+    error = None if delivery.cancelled() else delivery.exception()  # always retrieved
+    if waiter.done():
+        return
+    if delivery.cancelled():
+        waiter.cancel()
+    elif error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(None)
 
 
 async def _finish(

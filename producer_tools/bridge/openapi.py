@@ -175,6 +175,29 @@ START_OPENAPI_EXTRA: dict[str, Any] = {
     },
 }
 
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+"""Answered without authentication (routes.py puts AUTHENTICATED on every other route)."""
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of UCS_BRIDGE_AUTH_TOKENS as `Authorization: Bearer <token>`.",
+    },
+    "apiKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "One of UCS_BRIDGE_AUTH_TOKENS as `X-API-Key: <token>`.",
+    },
+}
+UNAUTHORIZED = {
+    "description": "Authentication is on (UCS_BRIDGE_AUTH_TOKENS) and no accepted token was "
+    "presented.",
+    "headers": {"WWW-Authenticate": {"description": "`Bearer realm=...`", **_STRING}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+
 _SHARED_RESPONSES = {
     "NotFound": {
         "description": "404 for any path that is not one of these operations.",
@@ -197,7 +220,18 @@ answers 404 (components/responses/NotFound); another method on a listed path ans
 """
 
 
-def _document(app: FastAPI) -> dict[str, Any]:
+def _secure(document: dict[str, Any]) -> None:
+    """Declare the security schemes, and on every non-public operation their use and 401."""
+    document["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in document["paths"].items():
+        if path in PUBLIC_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+            operation["responses"]["401"] = UNAUTHORIZED
+
+
+def _document(app: FastAPI, *, secured: bool) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, description=DESCRIPTION, routes=app.routes
     )
@@ -216,15 +250,18 @@ def _document(app: FastAPI) -> dict[str, Any]:
     schemas.update(event.pop("$defs", {}))
     schemas["TaskStartEvent"] = event
     document["components"]["responses"] = _SHARED_RESPONSES
+    if secured:
+        _secure(document)
     return document
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve our OpenAPI document (built once, on first request) at /openapi.json."""
+def install_openapi(app: FastAPI, *, secured: bool = False) -> None:
+    """Serve our OpenAPI document (built once, on first request) at /openapi.json; `secured`:
+    authentication is on (the security schemes and 401 are declared)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document(app)
+            app.openapi_schema = _document(app, secured=secured)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

@@ -25,12 +25,12 @@ from producer_tools.bridge.errors import (
     ReplyTimeoutError,
     error_response,
 )
-from producer_tools.bridge.kafka import Reply
+from producer_tools.bridge.kafka import CreatedReply, Reply
 from producer_tools.bridge.openapi import AliveBody, ReadyBody, RequestStatusBody
 from producer_tools.bridge.representation import Extensions, render_task
 from producer_tools.bridge.starter import BRIDGE_SOURCE, NoReplyYet, identity_for
 from producer_tools.bridge.state import Bridge, get_bridge
-from schemas.replies import ErrorBody, FieldError, TaskCreated
+from schemas.replies import ErrorBody, FieldError
 from schemas.task_start import parse_service_id
 from schemas.wire import MAX_ID_LENGTH
 
@@ -45,6 +45,15 @@ TASK_PATHS = (
 router = APIRouter()
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
 ServiceId = Annotated[str, Path(description="The service's 64-bit id (1 .. 2^63-1).")]
+
+
+async def authenticated(request: Request, bridge: BridgeDep) -> None:
+    """401 unless authentication is off or the request presents an accepted token."""
+    bridge.auth.check(request.headers)
+
+
+AUTHENTICATED = [Depends(authenticated)]
+"""On every route but /healthz and /readyz (openapi.PUBLIC_PATHS)."""
 
 
 def status_location(bridge: Bridge, service_id: int, event_id: str) -> str:
@@ -83,7 +92,7 @@ def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Respo
         )
     if reply.service_id is not None and reply.service_id != service_id:
         raise IdempotencyKeyReusedError.for_service(reply.event.id, reply.service_id, service_id)
-    if isinstance(reply, TaskCreated):
+    if isinstance(reply, CreatedReply):
         return _json({"task_id": reply.task_id}, 201, {"Location": reply.location})
     return error_response(reply.status, reply.error)
 
@@ -95,6 +104,7 @@ def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Respo
     responses=openapi.START_RESPONSES,
     openapi_extra=openapi.START_OPENAPI_EXTRA,
     summary="Start a task (CV.WS.SRV.8)",
+    dependencies=AUTHENTICATED,
 )
 async def start_task(service_id: ServiceId, request: Request, bridge: BridgeDep) -> Response:
     """Publish a task-start event (the body, untouched) and answer with its reply."""
@@ -113,6 +123,7 @@ async def start_task(service_id: ServiceId, request: Request, bridge: BridgeDep)
     response_model=None,
     responses=openapi.STATUS_RESPONSES,
     summary="The status of a start request",
+    dependencies=AUTHENTICATED,
 )
 async def request_status(
     service_id: ServiceId,
@@ -169,6 +180,7 @@ for _path in TASK_PATHS:
         response_model=None,
         responses=openapi.TASK_RESPONSES,
         summary="Read a task",
+        dependencies=AUTHENTICATED,
         operation_id=f"read_task{'_singular' if '/service/' in _path else ''}",
     )
 

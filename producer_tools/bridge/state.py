@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.kafka import KafkaLink, Reply
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.starter import TaskStarter
@@ -24,6 +25,7 @@ class Bridge:
     link: KafkaLink
     starter: TaskStarter
     store: TaskStore
+    auth: BridgeAuth
 
 
 async def get_bridge(request: Request) -> Bridge:
