@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=50, ge=0, description="How long a poll waits for records when none are ready."
     )
-    producer_linger_ms: int = Field(default=5, ge=0, description="Producer linger (batching).")
+    producer_linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Reply producer linger: replies already leave as one record batch per "
+        "partition, so a linger only delays them.",
+    )
     retry_backoff_initial_ms: int = Field(
         default=200, ge=1, description="First back-off after a transient failure."
     )

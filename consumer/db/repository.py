@@ -61,11 +61,14 @@ _SELECTED = [
 _RECORD_TYPE = ", ".join(f"{name} {sql}" for name, sql in _INPUT)
 
 # Built from fixed column names only; every value is a bound parameter. Rows already stored
-# are filtered out before the INSERT so they take no id from the sequence.
+# are filtered out before the INSERT so they take no id from the sequence. `LIMIT :count` (the
+# batch's own size, so nothing is cut) tells the planner how many rows come in: it reckons 100
+# for any json_to_recordset, and for a small batch then hashes the whole tasks table (a scan per
+# batch, growing with the table) instead of probing the identity index once per row.
 _ADD_OR_GET = text(
     "WITH input AS (SELECT * FROM ROWS FROM ("  # noqa: S608
     f" json_to_recordset(CAST(:rows AS json)) AS ({_RECORD_TYPE})"
-    f") WITH ORDINALITY AS i({', '.join(_NAMES)}, ord)),"
+    f") WITH ORDINALITY AS i({', '.join(_NAMES)}, ord) LIMIT :count),"
     " fresh AS (SELECT * FROM input i WHERE NOT EXISTS ("
     "  SELECT 1 FROM tasks t"
     "  WHERE t.event_source = i.event_source AND t.event_id = i.event_id)),"
@@ -165,7 +168,8 @@ class SqlTaskRepository:
         texts = [orjson.dumps(c.attached_data).decode() for c in commands]
         batch = orjson.dumps([_input_row(c, t) for c, t in zip(commands, texts, strict=True)])
         with translate_errors():
-            result = await self._conn.execute(_ADD_OR_GET, {"rows": batch.decode()})
+            params = {"rows": batch.decode(), "count": len(commands)}
+            result = await self._conn.execute(_ADD_OR_GET, params)
             rows = {(r.event_source, r.event_id): r for r in result}
         found: dict[EventIdentity, tuple[Task, bool]] = {}
         known: list[EventIdentity] = []
