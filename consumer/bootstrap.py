@@ -153,7 +153,7 @@ async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | 
         consumer = build_consumer(settings)
         stack.push_async_callback(consumer.stop)  # safe on a consumer that never started
         runner = Runner(consumer, publisher, uow_factory, settings)
-        consumer.subscribe([settings.topic_requests], listener=SettleOnRevoke(runner.in_flight))
+        consumer.subscribe([settings.topic_requests], listener=SettleOnRevoke(runner))
         if not await _until_ready("broker (consumer)", consumer.start, settings, stopping):
             return None
         log.info(

@@ -39,24 +39,27 @@ class Fetched(NamedTuple):
 
     records: dict[TopicPartition, list[Any]]
     inbound: list[Inbound]
+    assignment: int
+    """`Runner.assignments` when fetched: a batch from an earlier assignment is not committed."""
 
 
 class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
     """Before partitions go, let the in-flight batch finish (and commit) or give up on it."""
 
-    def __init__(self, in_flight: asyncio.Lock) -> None:
-        self._in_flight = in_flight
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         try:
             async with asyncio.timeout(REVOKE_WAIT_S):
-                await self._in_flight.acquire()
-            self._in_flight.release()
+                await self._runner.in_flight.acquire()
+            self._runner.in_flight.release()
         except TimeoutError:
             log.warning("in-flight batch still running at revoke: it will be redelivered")
         log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._runner.assignments += 1
         log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
 
 
@@ -79,6 +82,8 @@ class Runner:
         )
         self.in_flight = asyncio.Lock()
         self.processed = 0
+        self.assignments = 0
+        """Partition assignments so far (the rebalance listener counts them)."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll, process and commit batches; return after the in-flight batch once stopping.
@@ -98,7 +103,7 @@ class Runner:
                 prefetch = asyncio.create_task(self._fetch())
                 async with self.in_flight:
                     if await self._process(fetched, stopping):
-                        await self._commit(fetched.records)
+                        await self._commit(fetched)
         finally:
             if prefetch is not None:
                 prefetch.cancel()
@@ -106,6 +111,7 @@ class Runner:
                     await prefetch
 
     async def _fetch(self) -> Fetched:
+        assignment = self.assignments
         records = await self._consumer.getmany(
             timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
         )
@@ -116,7 +122,7 @@ class Runner:
             for batch in records.values()
             for r in batch
         ]
-        return Fetched(records, inbound)
+        return Fetched(records, inbound, assignment)
 
     async def _process(self, fetched: Fetched, stopping: asyncio.Event) -> bool:
         """Settle the batch, retrying transient failures with back-off; False if abandoned."""
@@ -188,10 +194,19 @@ class Runner:
                 out += rejected_records(item, rejection, s.topic_rejected, now)
         await self._publisher.publish(out)
 
-    async def _commit(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+    async def _commit(self, fetched: Fetched) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in fetched.records.items()}
         if not _in_group(self._consumer):
             log.warning("no longer a group member: offsets not committed (will be redelivered)")
+            return
+        if fetched.assignment != self.assignments:
+            # Fetched (prefetched) under an earlier assignment: its offsets may belong to a log
+            # the broker no longer has (a restarted memory-only broker re-numbers from 0), and
+            # the new assignment's positions already came from the group's committed offsets.
+            # Committing them could skip records of the new log; not committing only redelivers.
+            log.warning(
+                "batch fetched before a rebalance: offsets not committed (will be redelivered)"
+            )
             return
         try:
             await self._consumer.commit(offsets)

@@ -22,8 +22,10 @@ from schemas.settings import Settings
 from tests.kafka_client import SOURCE, TaskClient
 from tests.processes import start_consumer
 
-EVENTS = 2000
-BATCH = 50
+# Small batches and a large backlog: the stop must land mid-flow however fast the machine is
+# (2,000 events in batches of 50 were once all answered before the signal arrived).
+EVENTS = 6000
+BATCH = 20
 STOP_WITHIN_S = 5.0
 
 
@@ -71,7 +73,7 @@ async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_
         )  # fmt: skip
         first = start_consumer(settings, log, batch_max_records=BATCH)
         try:
-            await client.wait_for(lambda: len(client.replies) >= EVENTS // 10, timeout=60)
+            await client.wait_for(lambda: len(client.replies) >= EVENTS // 20, timeout=60)
         finally:
             code, took = await stop_process(first, sig)
         assert code == 0, f"exit code {code} after {sig.name}; see {log}"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
 
 from consumer.domain import EventIdentity
+from consumer.kafka.codec import OutRecord
 from consumer.kafka.publisher import BrokerUnavailableError
-from consumer.kafka.runner import Runner
+from consumer.kafka.runner import Runner, SettleOnRevoke
 from consumer.ports import UnitOfWorkFactory
 from schemas import wire
 from schemas.settings import Settings
@@ -218,3 +219,48 @@ async def test_consecutive_batches_are_committed_in_order_each_after_its_own_rep
 
     assert consumer.committed == [{P0: 1}, {P0: 2, P1: 1}]
     assert [len(call) for call in publisher.published] == [1, 2]
+
+
+class RebalancedAfterFirstCommit(FakeConsumer):
+    """A member whose partitions are assigned anew right after its first commit, while the
+    next batch, fetched before that rebalance, is in hand."""
+
+    def __init__(self, *batches: Batch) -> None:
+        super().__init__(*batches)
+        self.listener: SettleOnRevoke | None = None
+        self.rebalance: asyncio.Task[None] | None = None
+
+    async def commit(self, offsets: dict[FakePartition, int]) -> None:
+        await super().commit(offsets)
+        if len(self.committed) == 1 and self.listener is not None:
+            self.rebalance = asyncio.create_task(self._rebalance(self.listener))
+            await asyncio.sleep(0)  # the revoke now waits for the batch in flight (this one)
+
+    async def _rebalance(self, listener: SettleOnRevoke) -> None:
+        """As aiokafka's coordinator does, beside the loop: revoke (waits for the batch in
+        flight), then assign."""
+        await listener.on_partitions_revoked(self.assignment())
+        await listener.on_partitions_assigned(self.assignment())
+
+
+class YieldingPublisher(FakePublisher):
+    """Publishes after a pause, as a broker round trip does (the prefetch runs meanwhile)."""
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        await asyncio.sleep(0.001)
+        await super().publish(records)
+
+
+async def test_a_batch_fetched_before_a_rebalance_is_answered_but_not_committed() -> None:
+    """Its offsets may name records of a log the broker no longer has (a restarted memory-only
+    broker numbers its new log from 0 again) and the new assignment already took its positions
+    from the group: committing them would skip records. Left uncommitted, it is redelivered."""
+    consumer = RebalancedAfterFirstCommit({P0: [event(0, 0)]}, {P0: [event(0, 1)]})
+    publisher = YieldingPublisher()
+    settings = SETTINGS.model_copy(update={"batch_max_records": 1})  # full batches: prefetch
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
+    consumer.listener = SettleOnRevoke(runner)
+    await run_until(runner, lambda: len(publisher.published) == 2)
+    await asyncio.sleep(0.01)  # where the second commit would follow its replies
+    assert consumer.committed == [{P0: 1}]
+    assert runner.assignments == 1
