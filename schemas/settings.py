@@ -73,8 +73,23 @@ class Settings(BaseSettings):
         le=16,
         description="Partitions of a batch are settled in this many concurrent lanes.",
     )
+    batch_linger_ms: int = Field(
+        default=10,
+        ge=0,
+        description="Under load, a batch is taken at most this long after the previous one "
+        "began, gathering what arrived meanwhile (fewer, larger transactions); an idle "
+        "consumer starts at once.",
+    )
     fetch_max_wait_ms: int = Field(
-        default=50, ge=0, description="How long a poll waits for records when none are ready."
+        default=50,
+        ge=0,
+        description="How long an idle consumer's fetch waits for records when none are ready.",
+    )
+    fetch_busy_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        description="The same wait while records keep coming (brokers that answer only at "
+        "the end of the wait, like tansu, then hand over the next records sooner).",
     )
     producer_linger_ms: int = Field(
         default=0,

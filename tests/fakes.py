@@ -138,12 +138,29 @@ Batch = dict[FakePartition, list[FakeRecord]]
 
 
 class FakeConsumer:
-    """A consumer-group member: hands out queued batches, records every commit in `committed`."""
+    """A consumer-group member: hands out queued batches, records every commit in `committed`.
+
+    Assigned the partitions of its batches; `pause`/`resume` keep `paused()` as aiokafka does.
+    """
 
     def __init__(self, *batches: Batch) -> None:
         self.batches = list(batches)
         self.committed: list[dict[FakePartition, int]] = []
         self.polls = 0
+        self._assigned = {tp for batch in batches for tp in batch}
+        self._paused: set[FakePartition] = set()
+
+    def assignment(self) -> set[FakePartition]:
+        return set(self._assigned)
+
+    def pause(self, *partitions: FakePartition) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: FakePartition) -> None:
+        self._paused.difference_update(partitions)
+
+    def paused(self) -> set[FakePartition]:
+        return set(self._paused)
 
     async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Batch:
         self.polls += 1

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -84,14 +85,22 @@ class Runner:
         self.processed = 0
         self.assignments = 0
         """Partition assignments so far (the rebalance listener counts them)."""
+        self._linger_s = settings.batch_linger_ms / 1000
+        self._last_batch_at = 0.0
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll, process and commit batches; return after the in-flight batch once stopping.
 
-        The next batch is fetched and translated while the current one waits on the database
-        and the broker (CPU work overlapping I/O). It is settled only after the current batch
-        is committed, so offsets still advance strictly in order; a prefetched batch dropped at
-        shutdown was never answered nor committed, and is redelivered.
+        After a full batch (a backlog), the next one is fetched and translated while the current
+        one waits on the database and the broker (CPU work overlapping I/O). It is settled only
+        after the current batch is committed, so offsets still advance strictly in order; a
+        prefetched batch dropped at shutdown was never answered nor committed, and is
+        redelivered.
+
+        After a partial batch, fetching pauses until it is committed: a fetch made meanwhile
+        would return the few records there at that moment, the next batch would be those few,
+        and the ones arriving after them would wait a batch longer. Resumed, one fetch brings
+        everything that arrived, once `batch_linger_ms` has passed since the batch began.
         """
         prefetch: asyncio.Task[Fetched] | None = None
         try:
@@ -100,7 +109,10 @@ class Runner:
                 prefetch = None
                 if not fetched.records:
                     continue
-                prefetch = asyncio.create_task(self._fetch())
+                if len(fetched.inbound) >= self._settings.batch_max_records:
+                    prefetch = asyncio.create_task(self._fetch())
+                else:
+                    self._consumer.pause(*self._consumer.assignment())
                 async with self.in_flight:
                     if await self._process(fetched, stopping):
                         await self._commit(fetched)
@@ -112,9 +124,21 @@ class Runner:
 
     async def _fetch(self) -> Fetched:
         assignment = self.assignments
+        paused = self._consumer.paused()
+        if paused:
+            # Under a steady load this makes a batch of several records, one transaction, one
+            # publish and one commit for them all; an idle consumer's last batch is older than
+            # the linger, so it resumes at once.
+            linger_left_s = self._last_batch_at + self._linger_s - time.monotonic()
+            if linger_left_s > 0:
+                await asyncio.sleep(linger_left_s)
+            self._consumer.resume(*paused)
         records = await self._consumer.getmany(
             timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
         )
+        if records:
+            self._last_batch_at = time.monotonic()
+        self._set_fetch_wait(busy=bool(records))
         inbound = [
             translate(
                 Position(r.topic, r.partition, r.offset), r.key, r.value, r.headers, self._limits
@@ -123,6 +147,21 @@ class Runner:
             for r in batch
         ]
         return Fetched(records, inbound, assignment)
+
+    def _set_fetch_wait(self, *, busy: bool) -> None:
+        """`fetch_busy_wait_ms` while records keep coming, `fetch_max_wait_ms` once idle.
+
+        A broker holds a fetch that finds no record for this long; Kafka answers as soon as one
+        arrives, but some brokers (tansu) only at the end of the wait. Between two batches of a
+        steady load the next records are close: a short wait takes them soon after they land. An
+        idle consumer (a whole poll without records) goes back to the long wait, which costs
+        the broker and this process far fewer empty fetches.
+        """
+        s = self._settings
+        wait_ms = s.fetch_busy_wait_ms if busy else s.fetch_max_wait_ms
+        fetcher = getattr(self._consumer, "_fetcher", None)  # aiokafka has no public setter
+        if getattr(fetcher, "_fetch_max_wait_ms", wait_ms) != wait_ms:
+            fetcher._fetch_max_wait_ms = wait_ms  # type: ignore[union-attr]  # read per fetch
 
     async def _process(self, fetched: Fetched, stopping: asyncio.Event) -> bool:
         """Settle the batch, retrying transient failures with back-off; False if abandoned."""

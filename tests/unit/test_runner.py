@@ -264,3 +264,49 @@ async def test_a_batch_fetched_before_a_rebalance_is_answered_but_not_committed(
     await asyncio.sleep(0.01)  # where the second commit would follow its replies
     assert consumer.committed == [{P0: 1}]
     assert runner.assignments == 1
+
+
+class Recording(FakeConsumer):
+    """Logs every pause, resume and poll in `calls`, each poll with what was paused then."""
+
+    def __init__(self, *batches: Batch) -> None:
+        super().__init__(*batches)
+        self.calls: list[tuple[str, float, int]] = []
+
+    def pause(self, *partitions: FakePartition) -> None:
+        super().pause(*partitions)
+        self.calls.append(("pause", asyncio.get_running_loop().time(), len(partitions)))
+
+    def resume(self, *partitions: FakePartition) -> None:
+        super().resume(*partitions)
+        self.calls.append(("resume", asyncio.get_running_loop().time(), len(partitions)))
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Batch:
+        self.calls.append(("poll", asyncio.get_running_loop().time(), len(self.paused())))
+        return await super().getmany(timeout_ms, max_records)
+
+
+async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_linger_passed() -> (
+    None
+):
+    """A fetch made while a small batch settles would bring back the few records there at that
+    moment; paused, the next poll gathers everything that came during the batch's linger."""
+    consumer = Recording(two_partitions())
+    settings = SETTINGS.model_copy(update={"batch_max_records": 100, "batch_linger_ms": 30})
+    runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len([c for c in consumer.calls if c[0] == "poll"]) >= 2)
+    kinds = [kind for kind, _, _ in consumer.calls]
+    assert kinds[:4] == ["poll", "pause", "resume", "poll"], kinds
+    assert consumer.calls[1][2] == 2, "both partitions of the assignment paused"
+    assert all(paused == 0 for kind, _, paused in consumer.calls if kind == "poll")
+    assert consumer.calls[3][1] - consumer.calls[0][1] >= 0.03 * 0.9, "polled before the linger"
+    assert consumer.committed == [{P0: 8, P1: 11}]
+
+
+async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> None:
+    consumer = Recording(two_partitions(), {P0: [event(0, 8)]})
+    settings = SETTINGS.model_copy(update={"batch_max_records": 4, "batch_linger_ms": 100})
+    runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len(consumer.committed) == 2)
+    kinds = [kind for kind, _, _ in consumer.calls]
+    assert kinds[:3] == ["poll", "poll", "pause"], kinds  # the prefetch took the partial batch
