@@ -347,8 +347,18 @@ class KafkaLink:
     # --- replies
 
     async def _listen(self, listener: AIOKafkaConsumer) -> None:
-        """Resolve waiting requests from the reply topic until cancelled."""
+        """Resolve waiting requests from the reply topic until cancelled.
+
+        While no request waits, fetching pauses: an idle bridge would otherwise fetch every
+        `bridge_reply_fetch_wait_ms`. A paused listener keeps its position, so nothing written
+        meanwhile is skipped (only dropped, as nobody waits for it).
+        """
+        assigned = listener.assignment()
         while True:
+            if not self._pending:
+                listener.pause(*assigned)
+                await self._pending.wait_until_awaited()
+                listener.resume(*assigned)
             batch = await listener.getmany(timeout_ms=1000)
             for records in batch.values():
                 for record in records:

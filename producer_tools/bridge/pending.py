@@ -20,6 +20,8 @@ class PendingReplies(Generic[T]):
 
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[T]] = {}
+        self._awaited = asyncio.Event()
+        """Set while at least one request waits."""
 
     def __len__(self) -> int:
         return len(self._futures)
@@ -33,11 +35,22 @@ class PendingReplies(Generic[T]):
             raise ValueError(f"correlation id {correlation_id!r} is already pending")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._futures[correlation_id] = future
+        self._awaited.set()
+        return future
+
+    async def wait_until_awaited(self) -> None:
+        """Return once at least one request waits for a reply (at once if one does)."""
+        await self._awaited.wait()
+
+    def _pop(self, correlation_id: str | None) -> asyncio.Future[T] | None:
+        future = self._futures.pop(correlation_id, None) if correlation_id is not None else None
+        if not self._futures:
+            self._awaited.clear()
         return future
 
     def discard(self, correlation_id: str) -> None:
         """Forget a request (idempotent); a future still unresolved is cancelled."""
-        future = self._futures.pop(correlation_id, None)
+        future = self._pop(correlation_id)
         if future is not None and not future.done():
             future.cancel()
 
@@ -52,7 +65,7 @@ class PendingReplies(Generic[T]):
 
     def resolve(self, correlation_id: str | None, reply: T) -> bool:
         """Hand a reply to its waiting request; False when none waits (late, foreign, twice)."""
-        future = self._futures.pop(correlation_id, None) if correlation_id is not None else None
+        future = self._pop(correlation_id)
         if future is None or future.done():
             return False
         future.set_result(reply)
@@ -60,7 +73,7 @@ class PendingReplies(Generic[T]):
 
     def fail(self, correlation_id: str | None, error: BaseException) -> bool:
         """Make a waiting request raise `error` (an unreadable reply); False when none waits."""
-        future = self._futures.pop(correlation_id, None) if correlation_id is not None else None
+        future = self._pop(correlation_id)
         if future is None or future.done():
             return False
         future.set_exception(error)
@@ -69,6 +82,7 @@ class PendingReplies(Generic[T]):
     def fail_all(self, error: BaseException) -> int:
         """Make every waiting request raise `error` (shutdown); how many there were."""
         futures, self._futures = self._futures, {}
+        self._awaited.clear()
         failed = 0
         for future in futures.values():
             if not future.done():

@@ -76,3 +76,17 @@ async def test_fail_all_fails_every_waiting_request_and_empties_the_registry() -
     for future in futures[1:]:
         with pytest.raises(ConnectionError):
             await future
+
+
+async def test_waiting_for_a_request_returns_only_while_one_waits() -> None:
+    pending: PendingReplies[str] = PendingReplies()
+    waiter = asyncio.ensure_future(pending.wait_until_awaited())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    pending.register("a")
+    await asyncio.wait_for(waiter, 1)
+    pending.discard("a")
+    again = asyncio.ensure_future(pending.wait_until_awaited())
+    await asyncio.sleep(0)
+    assert not again.done()
+    again.cancel()
