@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from consumer.domain import EventIdentity
+from consumer.kafka import runner as runner_module
 from consumer.kafka.codec import OutRecord
 from consumer.kafka.publisher import BrokerUnavailableError
 from consumer.kafka.runner import Runner, SettleOnRevoke
@@ -111,7 +112,10 @@ async def test_a_batch_is_committed_once_at_offset_plus_one_per_partition_after_
     assert runner.processed == 4
 
 
-async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_every_lane() -> None:
+async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_every_lane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "LANE_MIN_RECORDS", 2)  # 4 records: two lanes
     consumer = FakeConsumer(two_partitions())
     seen_at_publish: list[int] = []
     publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
@@ -125,6 +129,17 @@ async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_ever
     assert seen_at_publish == [0, 0]  # one publish per lane (one partition each), both first
     assert consumer.committed == [{P0: 8, P1: 11}]
     assert len(store.tasks) == 4
+
+
+async def test_a_batch_smaller_than_two_lanes_worth_settles_in_one() -> None:
+    """A lane costs a transaction and a publish: the small batches of a steady flow take one."""
+    consumer = FakeConsumer(two_partitions())
+    publisher = FakePublisher()
+    settings = SETTINGS.model_copy(update={"consumer_lanes": 2})
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: bool(consumer.committed))
+    assert len(publisher.published) == 1
+    assert len(publisher.published[0]) == 4
 
 
 async def test_retriable_publish_failures_are_retried_and_nothing_is_committed_until_success() -> (
