@@ -1,52 +1,114 @@
-"""Benchmark: the HTTP bridge end to end (HTTP -> Kafka -> consumer -> PostgreSQL -> reply -> HTTP).
+"""Benchmark: the HTTP bridge end to end vs a bare FastAPI handler and a FastStream-style RPC peer.
 
-    .venv/bin/python bench/bridge.py [--requests 500] [--clients 64] [--seconds 10]
+    .venv/bin/python bench/bridge.py [--clients 1 16 64] [--seconds 4] [--latency-s 10]
+                                     [--latency-rate N] [--set NAME=VALUE] [--py-spy DIR]
 
-Starts the embedded stack (tansu broker, PostgreSQL with fsync off, migrations, topics), then the
-real processes: a consumer (`python -m consumer`) and a bridge (`python -m producer_tools bridge`,
-uvicorn + uvloop + httptools, access log off) on a free port. Measures with httpx:
-- round-trip latency of `POST .../tasks/start` (the corrected reference body) at 1 client, and of
-  `GET` on the Location it returns;
-- requests/s and latency with `--clients` concurrent clients for `--seconds`.
-Everything shares this machine's cores (load generator included): read the figures as a floor.
+Needs the `bench` extra (`make bench` installs it): faststream[kafka], psutil.
+
+Starts the embedded stack (tansu broker, PostgreSQL with fsync off, migrations, topics), then
+four real processes, each HTTP server on its own free port with the bridge's uvicorn options
+(uvloop, httptools, one process, access log off):
+- `bridge`: `python -m producer_tools bridge`, the system under test: POST -> validation ->
+  Kafka -> consumer -> PostgreSQL -> reply -> 201;
+- `bare-fastapi`: the same route returning a fixed 201 + Location + {"task_id": 1} (the ceiling
+  of one uvicorn + FastAPI process);
+- `faststream-rpc-peer`: the same route as FastStream's Kafka RPC how-to builds it (publish with
+  a correlation id and a reply topic, a dict of futures, a subscriber on the reply topic),
+  answered by the same consumer (bench/_http_apps.py);
+- `python -m consumer`, which answers the bridge and the peer alike.
+
+Then, per concurrency (`--clients`), each target in turn (the other servers frozen) gets
+`--seconds` of closed-loop load after `--warmup-s`, from a light keep-alive HTTP/1.1 client in
+this process (bench/_http_load.py): requests/s, p50/p90/p99 latency and the CPU time each
+process spent per request. Last, on a fresh stack with only the consumer and the bridge, an
+open-loop run at half of the bridge's best requests/s for `--latency-s` (latency measured from
+the scheduled send time). Every process shares this machine's cores, the load generator too:
+compare the ratios, and the CPU per request, rather than the absolute rates. About 70 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
 import os
+import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench import _http_load as load
+from bench._http_apps import PEER_REPLY_TOPIC, START
 from bench._stack import BODY, embedded_stack
-from producer_tools.embedded import free_port
+from producer_tools.embedded import die_with_parent, free_port
 from schemas.settings import Settings
 from tests.processes import settings_env
 
+try:
+    import psutil
+except ImportError:  # pragma: no cover - a clear message instead of a traceback
+    sys.exit("bench/bridge.py needs the bench extra: `make bench` (pip install -e '.[bench]')")
+
 ROOT = Path(__file__).resolve().parent.parent
-START = "/genesys/1/cs/services/21456878/tasks/start"
-HEADERS = {"Content-Type": "application/json"}
+HOST = "127.0.0.1"
+SERVICES = 50
+"""Each client connection starts tasks of its own service (1000 + i % 50): keys spread over the
+partitions, as a real load's would."""
+BRIDGE, BARE, PEER = "bridge", "bare-fastapi", "faststream-rpc-peer"
+TARGETS = (BARE, BRIDGE, PEER)
+ROLES = ("server", "consumer", "broker", "db", "load")
+PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}")
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class Row:
+    clients: int
+    target: str
+    result: load.Result
+    cpu_ms: dict[str, float]
+    """CPU milliseconds per answered request, by role."""
 
 
 def spawn(args: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, *args], env=settings_env(settings), cwd=ROOT, stdout=out, stderr=out
+            [sys.executable, *args],
+            env=settings_env(settings),
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - no threads here yet
         )
+
+
+def only(running: Target, targets: dict[str, Target]) -> None:
+    """Let `running` run and freeze the other servers (SIGSTOP), so that their idle work (the
+    FastStream peer polls its reply topic every 10 ms) is not in the measure of another."""
+    for target in targets.values():
+        if target.process.poll() is None:
+            target.process.send_signal(signal.SIGCONT if target is running else signal.SIGSTOP)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
+        process.send_signal(signal.SIGCONT)  # a frozen process would hold the SIGTERM
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -55,119 +117,289 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+async def create_peer_reply_topic(settings: Settings) -> None:
+    """The peer's reply topic, one partition like the bridge's own."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(PEER_REPLY_TOPIC, 1, 1)])
+    finally:
+        await admin.close()
 
 
-async def wait_ready(client: httpx.AsyncClient, bridge: subprocess.Popen[bytes]) -> None:
-    """Until /readyz answers 200 and a start request gets its 201 (the consumer joined)."""
-    async with asyncio.timeout(60):
+async def wait_answering(target: Target, request: bytes, timeout_s: float = 90) -> None:
+    """Until a start request gets its 201 (the server, its Kafka clients and the consumer run)."""
+    async with asyncio.timeout(timeout_s):
         while True:
-            if bridge.poll() is not None:
-                raise RuntimeError("the bridge exited while starting")
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    created = await client.post(START, content=BODY, headers=HEADERS)
-                    if created.status_code == 201:
-                        return
-            except httpx.TransportError:
-                pass
+            if target.process.poll() is not None:
+                raise RuntimeError(f"{target.name} exited while starting")
+            with contextlib.suppress(OSError):
+                connection = await load.connect(HOST, target.port)
+                try:
+                    status, _ = await connection.send(request)
+                finally:
+                    connection.close()
+                if status == 201:
+                    return
             await asyncio.sleep(0.2)
 
 
-async def one_client(client: httpx.AsyncClient, count: int) -> tuple[list[float], list[float]]:
-    """Sequential POSTs, then a GET of each Location: their latencies in ms."""
-    posts, gets, locations = [], [], []
-    for _ in range(count):
-        began = time.perf_counter()
-        response = await client.post(START, content=BODY, headers=HEADERS)
-        posts.append((time.perf_counter() - began) * 1000)
-        assert response.status_code == 201, response.text
-        locations.append(response.headers["location"])
-    for location in locations:
-        began = time.perf_counter()
-        response = await client.get(location, params={"extensions": "*"})
-        gets.append((time.perf_counter() - began) * 1000)
-        assert response.status_code == 200, response.text
-    return posts, gets
+def _cpu_s(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
 
 
-async def many_clients(
-    base_url: str, clients: int, seconds: float
-) -> tuple[int, float, list[float], dict[int, int]]:
-    """`clients` loops posting for `seconds`: answered count, elapsed, latencies, statuses.
+class CpuMeter:
+    """CPU seconds per role: the server under test, consumer, broker, database, load generator."""
 
-    One httpx client (one connection) per loop, made before the clock starts: a single client
-    pooling 64 connections spends most of its time in its own pool (~65 req/s on this machine
-    against a bare FastAPI /healthz, where one client per loop does ~500).
-    """
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    pool = [httpx.AsyncClient(base_url=base_url, timeout=30) for _ in range(clients)]
-    for client in pool:
-        assert (await client.get("/healthz")).status_code == 200
-    deadline = time.perf_counter() + seconds
+    def __init__(self, consumer_pid: int) -> None:
+        self._consumer = psutil.Process(consumer_pid)
+        self._me = psutil.Process()
 
-    async def loop(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < deadline:
-            began = time.perf_counter()
-            response = await client.post(START, content=BODY, headers=HEADERS)
-            latencies.append((time.perf_counter() - began) * 1000)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(loop(client) for client in pool))
-    finally:
-        await asyncio.gather(*(client.aclose() for client in pool))
-    return len(latencies), time.perf_counter() - began, latencies, statuses
+    def snapshot(self, server_pid: int) -> dict[str, float]:
+        children = self._me.children(recursive=True)
+        return {
+            "server": _cpu_s(psutil.Process(server_pid)),
+            "consumer": _cpu_s(self._consumer),
+            "broker": sum(_cpu_s(p) for p in children if "tansu" in _name(p)),
+            "db": sum(_cpu_s(p) for p in children if _name(p).startswith("postgres")),
+            "load": time.process_time(),
+        }
 
 
-async def main(requests: int, clients: int, seconds: float) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="ucs-bench-bridge-"))
-    async with embedded_stack() as stack:
-        port = free_port()
-        settings = stack.model_copy(
-            update={
-                "bridge_port": port,
-                "bridge_access_log": False,
-                "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
-            }
+def _name(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return str(process.name())
+    return ""
+
+
+async def measure(
+    target: Target, requests: list[bytes], meter: CpuMeter, clients: int, args: argparse.Namespace
+) -> Row:
+    before = meter.snapshot(target.process.pid)
+    result = await load.closed_loop(
+        HOST,
+        target.port,
+        requests,
+        clients=clients,
+        seconds=args.seconds,
+        warmup_s=args.warmup_s,
+        max_requests=args.max_requests,
+    )
+    after = meter.snapshot(target.process.pid)
+    # The warm-up's CPU is in the difference too: spread over every answer, warm-up included.
+    cpu = {role: (after[role] - before[role]) * 1000 / max(1, result.answered) for role in ROLES}
+    return Row(clients, target.name, result, cpu)
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n{title}")
+    cpu_head = "".join(f"{role:>9}" for role in ROLES)
+    print(
+        f"{'target':<21}{'req/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'answers':>9}"
+        f"{'not 201':>8} | cpu ms/req:{cpu_head}{'total':>8}"
+    )
+    for row in rows:
+        r = row.result
+        bad = sum(n for status, n in r.statuses.items() if status != 201) + r.errors
+        cpu = "".join(f"{row.cpu_ms[role]:>9.2f}" for role in ROLES)
+        print(
+            f"{row.target:<21}{r.rate:>8.0f}{r.percentile(0.5):>9.1f}{r.percentile(0.9):>9.1f}"
+            f"{r.percentile(0.99):>9.1f}{len(r.latencies_ms):>9}{bad:>8} | {' ' * 11}{cpu}"
+            f"{sum(row.cpu_ms.values()):>8.2f}"
         )
-        consumer = spawn(["-m", "consumer"], settings, folder / "consumer.log")
-        bridge = spawn(["-m", "producer_tools", "bridge"], settings, folder / "bridge.log")
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-                await wait_ready(client, bridge)
-                posts, gets = await one_client(client, requests)
-            answered, elapsed, loaded, statuses = await many_clients(base_url, clients, seconds)
-        finally:
-            stop(bridge)
-            stop(consumer)
-    rows = [
-        ("POST start, 1 client", len(posts), posts, f"{len(posts) / (sum(posts) / 1000):.0f}"),
-        ("GET task, 1 client", len(gets), gets, f"{len(gets) / (sum(gets) / 1000):.0f}"),
-        (f"POST start, {clients} clients", answered, loaded, f"{answered / elapsed:.0f}"),
+        for body in r.bodies:
+            print(f"    e.g. {body!r}")
+
+
+@contextlib.contextmanager
+def py_spy(folder: Path | None, seconds: float, pids: dict[str, int]) -> Iterator[None]:
+    """py-spy (if asked for) on each of `pids` for `seconds`: collapsed stacks in `folder`."""
+    if folder is None:
+        yield
+        return
+    if PY_SPY is None:
+        sys.exit("--py-spy needs py-spy: .venv/bin/pip install py-spy")
+    folder.mkdir(parents=True, exist_ok=True)
+    options = ["--rate", "250", "--format", "raw", "--duration", str(math.ceil(seconds))]
+    spies = [
+        subprocess.Popen(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(pid),
+                *options,
+                "--output",
+                str(folder / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
     ]
-    print(f"\nbridge benchmark ({os.cpu_count()} cores shared by every process; logs in {folder})")
-    print(f"{'measure':<26}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}")
-    for name, count, samples, rate in rows:
-        p50, p99 = statistics.median(samples), percentile(samples, 0.99)
-        print(f"{name:<26}{count:>9}{p50:>9.1f}{p99:>9.1f}{max(samples):>9.1f}{rate:>8}")
-    print(f"statuses under load: {dict(sorted(statuses.items()))}")
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.wait(timeout=seconds + 30)
+        print(f"py-spy collapsed stacks: {', '.join(str(folder / n) + '.txt' for n in pids)}")
+
+
+@dataclass
+class Servers:
+    """The processes of one stack: the consumer and the HTTP servers, with their requests."""
+
+    consumer: subprocess.Popen[bytes]
+    targets: dict[str, Target]
+    requests: dict[str, list[bytes]]
+    meter: CpuMeter
+
+
+@contextlib.asynccontextmanager
+async def servers(
+    names: tuple[str, ...], args: argparse.Namespace, logs: Path
+) -> AsyncIterator[Servers]:
+    """A fresh embedded stack, the consumer and the `names` servers, answering; stopped after.
+
+    Their logs go to `<logs>-consumer.log`, `<logs>-bridge.log`, ...
+    """
+    commands = {
+        BRIDGE: ["-m", "producer_tools", "bridge"],
+        BARE: ["bench/_http_apps.py", "bare"],
+        PEER: ["bench/_http_apps.py", "faststream-rpc"],
+    }
+    async with embedded_stack() as stack:
+        await create_peer_reply_topic(stack)
+        overrides = dict(item.split("=", 1) for item in args.set)
+        base = Settings.model_validate(
+            stack.model_dump() | {"bridge_access_log": False} | overrides
+        )
+        consumer = spawn(["-m", "consumer"], base, logs.with_name(f"{logs.name}-consumer.log"))
+        targets: dict[str, Target] = {}
+        try:
+            for name in names:
+                port = free_port()
+                settings = base.model_copy(
+                    update={"bridge_port": port, "base_uri": f"http://{HOST}:{port}/genesys/1/cs"}
+                )
+                process = spawn(commands[name], settings, logs.with_name(f"{logs.name}-{name}.log"))
+                targets[name] = Target(name, port, process)
+            requests = {
+                name: [
+                    load.post_request(HOST, t.port, START.format(service_id=1000 + i), BODY)
+                    for i in range(SERVICES)
+                ]
+                for name, t in targets.items()
+            }
+            for name in names:
+                await wait_answering(targets[name], requests[name][0])
+            yield Servers(consumer, targets, requests, CpuMeter(consumer.pid))
+        finally:
+            for target in targets.values():
+                stop(target.process)
+            stop(consumer)
+
+
+async def closed_loops(args: argparse.Namespace, folder: Path) -> list[Row]:
+    """Each concurrency in turn, each target in turn (the others frozen): one table each."""
+    rows: list[Row] = []
+    async with servers(TARGETS, args, folder / "closed-loop") as up:
+        for clients in args.clients:
+            batch = []
+            for name in TARGETS:
+                target = up.targets[name]
+                spied = args.py_spy if name == BRIDGE and clients == max(args.clients) else None
+                pids = {"bridge": up.targets[BRIDGE].process.pid, "consumer": up.consumer.pid}
+                only(target, up.targets)
+                with py_spy(spied, args.warmup_s + args.seconds, pids):
+                    batch.append(await measure(target, up.requests[name], up.meter, clients, args))
+            rows += batch
+            print_table(f"{clients} concurrent client(s), closed loop", batch)
+    return rows
+
+
+async def latency_run(args: argparse.Namespace, rate: float, folder: Path) -> Row:
+    """The bridge alone on a fresh stack, requests on a fixed schedule at `rate`."""
+    async with servers((BRIDGE,), args, folder / "open-loop") as up:
+        bridge = up.targets[BRIDGE]
+        before = up.meter.snapshot(bridge.process.pid)
+        paced = await load.open_loop(
+            HOST,
+            bridge.port,
+            up.requests[BRIDGE],
+            rate=rate,
+            seconds=args.latency_s,
+            warmup_s=args.warmup_s,
+        )
+        after = up.meter.snapshot(bridge.process.pid)
+    cpu = {role: (after[role] - before[role]) * 1000 / max(1, paced.answered) for role in ROLES}
+    return Row(0, BRIDGE, paced, cpu)
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="ucs-bench-bridge-"))
+    if args.set:
+        print(f"settings: {dict(item.split('=', 1) for item in args.set)}")
+    print(
+        f"bridge benchmark: {os.cpu_count()} cores shared by every process (the load generator "
+        f"too); {args.seconds:g} s per run after {args.warmup_s:g} s warm-up; logs in {folder}"
+    )
+    rows = await closed_loops(args, folder)
+    best = max(r.result.rate for r in rows if r.target == BRIDGE)
+    rate = args.latency_rate or max(1.0, round(best / 2))
+    paced = await latency_run(args, rate, folder)
+    print_table(
+        f"open loop on a fresh stack, {rate:.0f} req/s offered (half the bridge's best: "
+        f"{best / 2:.0f})",
+        [paced],
+    )
+    top = max(args.clients)
+    at_top = {r.target: r.result.rate for r in rows if r.clients == top}
+    print()
+    print(f"ratio bridge/bare-fastapi @{top}: {at_top[BRIDGE] / at_top[BARE]:.2f}")
+    print(f"ratio bridge/faststream-rpc-peer @{top}: {at_top[BRIDGE] / at_top[PEER]:.2f}")
+    print(f"p99 @ half max ({rate:.0f} req/s): {paced.result.percentile(0.99):.1f} ms")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=500, help="requests at 1 client")
-    parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the load phase")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 16, 64], help="concurrencies to run"
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
+    parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured start of each run")
+    parser.add_argument(
+        "--max-requests", type=int, default=50_000, help="stop a run after this many answers"
+    )
+    parser.add_argument(
+        "--latency-s", type=float, default=10.0, help="measured seconds of the open-loop run"
+    )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        help="requests/s of the open-loop run (default: half of the bridge's best)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the consumer, bridge and peer, e.g. fetch_max_wait_ms=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the bridge and the consumer with py-spy during the bridge's top-concurrency "
+        "run (collapsed stacks in DIR)",
+    )
     arguments = parser.parse_args()
     try:
         import uvloop  # the load generator's own CPU matters: every process shares the cores
 
-        uvloop.run(main(arguments.requests, arguments.clients, arguments.seconds))
+        uvloop.run(main(arguments))
     except ImportError:
-        asyncio.run(main(arguments.requests, arguments.clients, arguments.seconds))
+        asyncio.run(main(arguments))
