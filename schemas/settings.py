@@ -65,7 +65,10 @@ class Settings(BaseSettings):
 
     # --- consumer tuning
     batch_max_records: int = Field(
-        default=1000, ge=1, description="Most records taken per poll (one DB round trip each)."
+        default=4000,
+        ge=1,
+        description="Most records taken per poll (one DB round trip per lane); only a backlog "
+        "fills a batch, a steady flow's batches hold what came during the batch linger.",
     )
     consumer_lanes: int = Field(
         default=2,
