@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consumer.db.tables import LONG_OR_STRING_FIELDS
+from consumer.db.tables import EVENT_INPUT, LONG_OR_STRING_FIELDS, ORIGIN_INPUT
 from schemas.replies import StoredTask
 
 __all__ = [
@@ -32,27 +32,12 @@ __all__ = [
 # (column, SQL array type) of each input array, in unnest order.
 _INPUT: Final[tuple[tuple[str, str], ...]] = (
     ("task_id", "int"),
-    ("service_id", "bigint"),
-    ("state_id", "int"),
-    ("session_id", "text"),
-    ("interaction_id", "text"),
-    ("application_id", "int"),
-    ("resource_id", "int"),
-    ("est_duration", "int"),
-    *(
-        (f"{name}_{kind}", sql)
-        for name in LONG_OR_STRING_FIELDS
-        for kind, sql in (("id", "bigint"), ("name", "text"))
-    ),
-    ("started_at", "timestamptz"),
+    *EVENT_INPUT,
     ("attached_data_text", "text"),
-    ("event_source", "text"),
-    ("event_id", "text"),
-    ("source_topic", "text"),
-    ("source_partition", "int"),
-    ("source_offset", "bigint"),
+    *ORIGIN_INPUT,
     ("received_at", "timestamptz"),
 )
+
 _NAMES = [name for name, _ in _INPUT]
 _PLAIN = ("state_id", "session_id", "interaction_id", "application_id", "resource_id")
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.db.reads import TASK_FIELDS, get_tasks_by_identity
-from consumer.db.tables import LONG_OR_STRING_FIELDS
+from consumer.db.tables import EVENT_INPUT, LONG_OR_STRING_FIELDS, ORIGIN_INPUT
 from consumer.domain import (
     EventIdentity,
     IdSpaceExhaustedError,
@@ -25,27 +25,7 @@ from consumer.domain import (
 
 # (column, SQL type) of each input field: the batch travels as ONE json parameter (asyncpg
 # encodes a JSON text far faster than two dozen arrays) and json_to_recordset unpacks it.
-_INPUT: tuple[tuple[str, str], ...] = (
-    ("service_id", "bigint"),
-    ("state_id", "int"),
-    ("session_id", "text"),
-    ("interaction_id", "text"),
-    ("application_id", "int"),
-    ("resource_id", "int"),
-    ("est_duration", "int"),
-    *(
-        (f"{name}_{kind}", sql)
-        for name in LONG_OR_STRING_FIELDS
-        for kind, sql in (("id", "bigint"), ("name", "text"))
-    ),
-    ("started_at", "timestamptz"),
-    ("attached", "json"),
-    ("event_source", "text"),
-    ("event_id", "text"),
-    ("source_topic", "text"),
-    ("source_partition", "int"),
-    ("source_offset", "bigint"),
-)
+_INPUT: tuple[tuple[str, str], ...] = (*EVENT_INPUT, ("attached", "json"), *ORIGIN_INPUT)
 _NAMES = [name for name, _ in _INPUT]
 _COLUMN_OF = {"attached": "attached_data_text"}
 _INSERT_COLUMNS = [_COLUMN_OF.get(n, n) for n in _NAMES] + ["attached_data", "received_at"]

@@ -26,6 +26,32 @@ LONG_OR_STRING_FIELDS = ("task_type", "application_type", "media_type", "resourc
 """Business-attribute values: stored as `<name>_id` (a 64-bit id) or `<name>_name` (a name)."""
 
 
+EVENT_INPUT: tuple[tuple[str, str], ...] = (
+    ("service_id", "bigint"),
+    ("state_id", "int"),
+    ("session_id", "text"),
+    ("interaction_id", "text"),
+    ("application_id", "int"),
+    ("resource_id", "int"),
+    ("est_duration", "int"),
+    *(
+        (f"{name}_{kind}", sql)
+        for name in LONG_OR_STRING_FIELDS
+        for kind, sql in (("id", "bigint"), ("name", "text"))
+    ),
+    ("started_at", "timestamptz"),
+)
+"""(column, SQL type) of the task's start-event fields, as batched inserts take them."""
+ORIGIN_INPUT: tuple[tuple[str, str], ...] = (
+    ("event_source", "text"),
+    ("event_id", "text"),
+    ("source_topic", "text"),
+    ("source_partition", "int"),
+    ("source_offset", "bigint"),
+)
+"""(column, SQL type) of the event identity and the record it came from."""
+
+
 def _long_or_string(name: str) -> list[Column[object]]:
     return [Column(f"{name}_id", BigInteger), Column(f"{name}_name", Text)]
 
