@@ -10,7 +10,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import text
 
+from consumer.db.engine import build_engine
 from schemas import wire
 from schemas.settings import Settings
 
@@ -124,3 +126,20 @@ class TaskClient:
         async with asyncio.timeout(timeout):
             while not predicate():
                 await asyncio.sleep(0.05)
+
+
+async def rows_per_event(database_url: str, event_ids: list[str]) -> dict[str, int]:
+    """How many task rows each event id sent by a TaskClient has (ids with none are absent)."""
+    engine = build_engine(database_url, 1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT event_id, count(*) FROM tasks"
+                    " WHERE event_source = :source AND event_id = ANY(:ids) GROUP BY event_id"
+                ),
+                {"source": SOURCE, "ids": event_ids},
+            )
+            return dict(rows.all())
+    finally:
+        await engine.dispose()

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import text
 
-from consumer.db.engine import build_engine
 from schemas.replies import TaskCreated
 from schemas.settings import Settings
-from tests.kafka_client import SOURCE, TaskClient
+from tests.kafka_client import TaskClient, rows_per_event
 from tests.processes import start_consumer
 
 # Small batches and a large backlog: the stop must land mid-flow however fast the machine is
@@ -40,22 +38,6 @@ async def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals) ->
         await asyncio.to_thread(process.wait)
         pytest.fail(f"the consumer ignored {sig.name} for 30 s")
     return code, time.monotonic() - started
-
-
-async def rows_per_event(database_url: str, event_ids: list[str]) -> dict[str, int]:
-    engine = build_engine(database_url, 1)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT event_id, count(*) FROM tasks"
-                    " WHERE event_source = :source AND event_id = ANY(:ids) GROUP BY event_id"
-                ),
-                {"source": SOURCE, "ids": event_ids},
-            )
-            return dict(rows.all())
-    finally:
-        await engine.dispose()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -19,10 +19,8 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
 
 from consumer.bootstrap import run_consumer
-from consumer.db.engine import build_engine
 from consumer.db.migrate import upgrade
 from consumer.kafka.runner import Runner
 from producer_tools.devstack import create_topics
@@ -31,7 +29,7 @@ from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
 from schemas.settings import Settings
 from tests import servers
-from tests.kafka_client import SOURCE, TaskClient
+from tests.kafka_client import SOURCE, TaskClient, rows_per_event
 
 # A late server is noticed within a second (the default back-off cap is 10 s).
 FAST_RETRY = {"retry_backoff_initial_ms": 100, "retry_backoff_max_ms": 500}
@@ -102,22 +100,6 @@ async def committed_total(settings: Settings) -> int:
     finally:
         await admin.close()
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-
-
-async def rows_per_event(database_url: str, event_ids: list[str]) -> dict[str, int]:
-    engine = build_engine(database_url, 1)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT event_id, count(*) FROM tasks"
-                    " WHERE event_source = :source AND event_id = ANY(:ids) GROUP BY event_id"
-                ),
-                {"source": SOURCE, "ids": event_ids},
-            )
-            return dict(rows.all())
-    finally:
-        await engine.dispose()
 
 
 async def send_events(client: TaskClient, prefix: str, count: int) -> list[str]:
