@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +38,62 @@ def start_consumer(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+class ChildProcess:
+    """A service run as a child process by the fault tests: alive, pid, SIGKILL, SIGTERM with a
+    deadline, resident memory and its log. Subclasses start it (`self._proc`)."""
+
+    name = "process"
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would, and reap."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+            self.kills += 1
+
+    async def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and the exit code; SIGKILL (and a failed test) after `timeout_s`."""
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self._proc.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            message = f"the {self.name} ignored SIGTERM for {timeout_s}s; see {self.log_path}"
+            raise AssertionError(message) from None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process (Linux /proc)."""
+        pages = Path(f"/proc/{self.pid}/statm").read_text().split()[1]
+        return int(pages) * os.sysconf("SC_PAGE_SIZE")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])

@@ -9,9 +9,7 @@ it answers, so a crossed reply cannot go unnoticed.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,7 +26,7 @@ import orjson
 from producer_tools.bridge.starter import BRIDGE_SOURCE
 from producer_tools.embedded import free_port
 from schemas.settings import Settings
-from tests.processes import ROOT, settings_env
+from tests.processes import ROOT, ChildProcess, settings_env
 
 SERVICE_ID = 21456878
 START = f"/genesys/1/cs/services/{SERVICE_ID}/tasks/start"
@@ -47,13 +44,11 @@ def bridge_overrides(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return values | overrides
 
 
-class BridgeProcess:
-    """One `python -m producer_tools bridge` child: start, ready, alive, RSS, stop, its log."""
+class BridgeProcess(ChildProcess):
+    """One `python -m producer_tools bridge` child: start, ready, alive, RSS, stop, its log.
+    (uvicorn re-raises SIGTERM after a clean shutdown: -15 from `stop()` is clean too.)"""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+    name = "bridge"
 
     @property
     def base_url(self) -> str:
@@ -69,20 +64,6 @@ class BridgeProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def rss_bytes(self) -> int:
-        """Resident memory (Linux /proc)."""
-        pages = Path(f"/proc/{self.pid}/statm").read_text().split()[1]
-        return int(pages) * os.sysconf("SC_PAGE_SIZE")
-
     async def wait_ready(self, timeout_s: float = 30.0, path: str = "/readyz") -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as client:
             deadline = time.monotonic() + timeout_s
@@ -96,31 +77,6 @@ class BridgeProcess:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"bridge not ready in {timeout_s}s:\n{self.log_tail()}")
                 await asyncio.sleep(0.1)
-
-    async def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM and the exit code (uvicorn re-raises SIGTERM: -15 is a clean stop too)."""
-        assert self._proc is not None
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.to_thread(self._proc.wait, timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"the bridge ignored SIGTERM for {timeout_s}s") from None
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 # --- the flow ------------------------------------------------------------------------------

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from schemas import wire
 from schemas.settings import Settings
 from tests import servers
-from tests.processes import start_consumer
+from tests.processes import ChildProcess, start_consumer
 
 if TYPE_CHECKING:
     from tests.faults import checks
@@ -102,16 +99,16 @@ def event_id_of(record: Record) -> str:
 # --- processes -----------------------------------------------------------------------------
 
 
-class ConsumerProcess:
-    """One `python -m consumer` child: start, SIGKILL, SIGTERM, resident memory, its log."""
+class ConsumerProcess(ChildProcess):
+    """One `python -m consumer` child: start, SIGKILL, SIGTERM (finish the batch in hand),
+    resident memory, its log."""
+
+    name = "consumer"
 
     def __init__(self, settings: Settings, log_path: Path, **overrides: object) -> None:
-        self.settings = settings
-        self.log_path = log_path
+        super().__init__(settings, log_path)
         self._overrides = overrides
-        self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.kills = 0
 
     def start(self) -> None:
         if self.alive:
@@ -119,54 +116,8 @@ class ConsumerProcess:
         self._proc = start_consumer(self.settings, self.log_path, **self._overrides)
         self.starts += 1
 
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._proc is None else self._proc.poll()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or an OOM kill would, and reap."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait()
-            self.kills += 1
-
-    async def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM (finish the batch in hand) and the exit code; SIGKILL after `timeout_s`."""
-        assert self._proc is not None
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.to_thread(self._proc.wait, timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            message = f"consumer ignored SIGTERM for {timeout_s}s; see {self.log_path}"
-            raise AssertionError(message) from None
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the process (Linux /proc)."""
-        pages = Path(f"/proc/{self.pid}/statm").read_text().split()[1]
-        return int(pages) * os.sysconf("SC_PAGE_SIZE")
-
     def log_count(self, fragment: str) -> int:
         return self.log_text().count(fragment)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 # --- publishing ----------------------------------------------------------------------------
