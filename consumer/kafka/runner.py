@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    IllegalStateError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+from aiokafka.util import commit_structure_validate
 
 from consumer.domain import DomainError, Position
 from consumer.kafka.codec import (
@@ -44,6 +52,8 @@ class Fetched(NamedTuple):
     inbound: list[Inbound]
     assignment: int
     """`Runner.assignments` when fetched: a batch from an earlier assignment is not committed."""
+    membership: tuple[int, str] | None
+    """(generation, member id) when fetched: the only membership its offsets are committed under."""
 
 
 class SettleOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
@@ -125,7 +135,7 @@ class Runner:
                     await prefetch
 
     async def _fetch(self) -> Fetched:
-        assignment = self.assignments
+        assignment, membership = self.assignments, _membership(self._consumer)
         paused = self._consumer.paused()
         if paused:
             # Under a steady load this makes a batch of several records, one transaction, one
@@ -148,7 +158,7 @@ class Runner:
             for batch in records.values()
             for r in batch
         ]
-        return Fetched(records, inbound, assignment)
+        return Fetched(records, inbound, assignment, membership)
 
     def _set_fetch_wait(self, *, busy: bool) -> None:
         """`fetch_busy_wait_ms` while records keep coming, `fetch_max_wait_ms` once idle.
@@ -240,21 +250,31 @@ class Runner:
         await self._publisher.publish(out)
 
     async def _commit(self, fetched: Fetched) -> None:
+        """Commit the batch's offsets under the group membership it was fetched under, or not at
+        all (a batch left uncommitted is redelivered, and replays are idempotent)."""
         offsets = {tp: records[-1].offset + 1 for tp, records in fetched.records.items()}
-        if not _in_group(self._consumer):
-            log.warning("no longer a group member: offsets not committed (will be redelivered)")
-            return
-        if fetched.assignment != self.assignments:
-            # Fetched (prefetched) under an earlier assignment: its offsets may belong to a log
-            # the broker no longer has (a restarted memory-only broker re-numbers from 0), and
-            # the new assignment's positions already came from the group's committed offsets.
-            # Committing them could skip records of the new log; not committing only redelivers.
+        coordinator = getattr(self._consumer, "_coordinator", None)  # no public accessor
+        if (find := getattr(coordinator, "ensure_coordinator_known", None)) is not None:
+            # aiokafka's commit would wait for a lost coordinator itself, across a re-join, then
+            # send the offsets under whatever membership holds by then: wait for it here, check.
+            await find()
+        if fetched.assignment != self.assignments or fetched.membership != _membership(
+            self._consumer
+        ):
+            # Fetched under an earlier assignment, or before the broker forgot this member: the
+            # offsets may belong to a log the broker no longer has (a restarted memory-only
+            # broker numbers from 0 again), and a commit under the new membership would skip
+            # the new log's records below them.
             log.warning(
-                "batch fetched before a rebalance: offsets not committed (will be redelivered)"
+                "batch fetched under an earlier group membership or assignment:"
+                " offsets not committed (will be redelivered)"
             )
             return
+        if fetched.membership is not None and fetched.membership[0] == _NO_GENERATION:
+            log.warning("no longer a group member: offsets not committed (will be redelivered)")
+            return
         try:
-            await self._consumer.commit(offsets)
+            await _commit_as(self._consumer, coordinator, offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # Partitions moved to another member: it will redeliver, and replays are idempotent.
             log.warning(
@@ -265,17 +285,39 @@ class Runner:
 
 
 _NO_GENERATION = -1
+_REFUSED = (UnknownMemberIdError, IllegalGenerationError, RebalanceInProgressError)
 
 
-def _in_group(consumer: AIOKafkaConsumer) -> bool:
-    """False once the coordinator has reset our membership (generation -1, after the broker
-    forgot the member): aiokafka would then send a *standalone* commit, which a broker with no
-    live member in the group accepts blindly. After a restart of a broker that lost its log
-    (the memory-only dev broker) that stored the old log's offsets into the new one, and the
-    new log's records below them were skipped. The Java client refuses such commits too.
-    """
+def _membership(consumer: AIOKafkaConsumer) -> tuple[int, str] | None:
+    """(generation, member id) of this group member; None for a consumer without a group
+    coordinator (the unit tests' fakes). Generation -1 means the coordinator has reset the
+    membership after the broker forgot the member: a commit then goes out *standalone*, which
+    a broker with no live member in the group accepts blindly (the Java client refuses it)."""
     coordinator = getattr(consumer, "_coordinator", None)  # aiokafka has no public accessor
-    return getattr(coordinator, "generation", 0) != _NO_GENERATION
+    if coordinator is None:
+        return None
+    return (coordinator.generation, getattr(coordinator, "member_id", ""))
+
+
+async def _commit_as(
+    consumer: AIOKafkaConsumer, coordinator: Any, offsets: dict[TopicPartition, int]
+) -> None:
+    """One offset commit carrying the membership checked just before (no await in between).
+
+    `AIOKafkaConsumer.commit` starts the request in a new task and retries retriable failures
+    after a back-off, each time under the membership of that moment: across a re-join that
+    stores the old batch's offsets under the new membership. A failed commit is safe to drop.
+    """
+    do_commit = getattr(coordinator, "_do_commit_offsets", None)
+    subscription = getattr(getattr(consumer, "_subscription", None), "subscription", None)
+    assignment = getattr(subscription, "assignment", None)
+    if do_commit is None or assignment is None:
+        await consumer.commit(offsets)  # another client shape (the unit tests' fakes)
+        return
+    try:
+        await do_commit(assignment, commit_structure_validate(offsets))
+    except _REFUSED as exc:
+        raise CommitFailedError(f"the group moved on: {exc!r}") from exc
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

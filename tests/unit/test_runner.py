@@ -325,3 +325,35 @@ async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> 
     await run_until(runner, lambda: len(consumer.committed) == 2)
     kinds = [kind for kind, _, _ in consumer.calls]
     assert kinds[:3] == ["poll", "poll", "pause"], kinds  # the prefetch took the partial batch
+
+
+class RejoiningCoordinator:
+    """A group coordinator that was lost: finding it again takes a while, during which the
+    member re-joins the group under a new member id (as after a broker restart)."""
+
+    def __init__(self) -> None:
+        self.generation = 3
+        self.member_id = "member-a"
+
+    async def ensure_coordinator_known(self) -> None:
+        await asyncio.sleep(0)
+        self.generation, self.member_id = 1, "member-b"
+
+
+class LostCoordinator(FakeConsumer):
+    def __init__(self, *batches: Batch) -> None:
+        super().__init__(*batches)
+        self._coordinator = RejoiningCoordinator()
+
+
+async def test_a_batch_is_not_committed_under_a_membership_it_was_not_fetched_under() -> None:
+    """aiokafka would wait for the coordinator inside its commit, then send the offsets under
+    the new membership: after a restart of the memory-only broker that stored the old log's
+    offsets in the new one, and the new log's first records were skipped."""
+    consumer = LostCoordinator(two_partitions())
+    publisher = FakePublisher()
+    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(publisher.published))
+    await asyncio.sleep(0.01)  # where the commit would follow
+    assert consumer.committed == []
+    assert len(publisher.published[0]) == 4  # answered all the same
