@@ -16,6 +16,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 from consumer.kafka.codec import OutRecord
@@ -153,7 +155,41 @@ async def _unanswered(
             missing.setdefault(partition, []).append(offset)
             unstored += event_id not in rows.task_ids
     spans = {p: f"{len(o)} in {min(o)}..{max(o)}" for p, o in sorted(missing.items())}
-    return f"unanswered by request partition: {spans}; never stored: {unstored}"
+    committed, on_topic = await _what_the_broker_holds(settings)
+    return (
+        f"unanswered by request partition: {spans}; never stored: {unstored};"
+        f" the group's committed offsets: {committed}; created replies per partition, read"
+        f" again from the start: {on_topic}"
+    )
+
+
+async def _what_the_broker_holds(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    reader = AIOKafkaConsumer(
+        **settings.kafka_client_options(), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await admin.start()
+    await reader.start()
+    try:
+        parts = sorted(reader.partitions_for_topic(settings.topic_requests) or ())
+        found = await admin.list_consumer_group_offsets(
+            settings.consumer_group,
+            partitions=[TopicPartition(settings.topic_requests, p) for p in parts],
+        )
+        committed = {tp.partition: meta.offset for tp, meta in found.items()}
+        created = [
+            TopicPartition(settings.topic_created, p)
+            for p in sorted(reader.partitions_for_topic(settings.topic_created) or ())
+        ]
+        reader.assign(created)
+        counts = dict.fromkeys((tp.partition for tp in created), 0)
+        while batch := await reader.getmany(timeout_ms=1000, max_records=10_000):
+            for tp, records in batch.items():
+                counts[tp.partition] += len(records)
+        return committed, counts
+    finally:
+        await reader.stop()
+        await admin.close()
 
 
 def _xfail_if_the_broker_raced_its_own_store(broker: EmbeddedBroker, where: str) -> None:
