@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -147,23 +148,28 @@ async def _unanswered(
 ) -> str:
     """Where the unanswered events sit in the new log, and whether the consumer stored them."""
     rows = await read_rows(settings.database_url)
+    committed, on_topic, answered = await _what_the_broker_holds(settings)
     missing: dict[int, list[int]] = {}
-    unstored = 0
+    unstored = reread = 0
     for record, (partition, offset) in zip(records, positions, strict=True):
         event_id = event_id_of(record)
         if event_id not in replies.created:
             missing.setdefault(partition, []).append(offset)
             unstored += event_id not in rows.task_ids
+            reread += event_id in answered
     spans = {p: f"{len(o)} in {min(o)}..{max(o)}" for p, o in sorted(missing.items())}
-    committed, on_topic = await _what_the_broker_holds(settings)
     return (
         f"unanswered by request partition: {spans}; never stored: {unstored};"
         f" the group's committed offsets: {committed}; created replies per partition, read"
-        f" again from the start: {on_topic}"
+        f" again from the start: {on_topic}, holding {reread} of the unanswered"
     )
 
 
-async def _what_the_broker_holds(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
+async def _what_the_broker_holds(
+    settings: Settings,
+) -> tuple[dict[int, int], dict[int, int], set[str]]:
+    """The group's committed offsets, and the created topic read again: records per partition
+    and the event ids they answer."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     reader = AIOKafkaConsumer(
         **settings.kafka_client_options(), auto_offset_reset="earliest", enable_auto_commit=False
@@ -183,10 +189,12 @@ async def _what_the_broker_holds(settings: Settings) -> tuple[dict[int, int], di
         ]
         reader.assign(created)
         counts = dict.fromkeys((tp.partition for tp in created), 0)
+        answered: set[str] = set()
         while batch := await reader.getmany(timeout_ms=1000, max_records=10_000):
             for tp, records in batch.items():
                 counts[tp.partition] += len(records)
-        return committed, counts
+                answered.update(orjson.loads(r.value)["event"]["id"] for r in records)
+        return committed, counts, answered
     finally:
         await reader.stop()
         await admin.close()
