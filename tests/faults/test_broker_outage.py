@@ -201,10 +201,10 @@ async def _what_the_broker_holds(
 
 
 def _xfail_if_the_broker_raced_its_own_store(broker: EmbeddedBroker, where: str) -> None:
-    """Open problem (docs/guarantees.md): in some full-suite runs (2 of 3 on 2026-11-25, never
-    in isolation) 3-5% of the re-sent events stayed unanswered after the restart. Every such
-    run's broker log shows the restarted tansu failing a produce with AlreadyExists (two writes
-    raced for one offset in its in-memory store); our consumer retried that publish. Until the
+    """Open problem (docs/guarantees.md): under the whole fault suite's load a few re-sent
+    events sometimes stay unanswered after the restart (1 run in 14 after the commit fixes,
+    3 in 5 before). Every such run's broker log shows the restarted tansu failing a produce
+    with AlreadyExists (two writes raced for one offset in its in-memory store). Until the
     cause is pinned down, a miss *with* that broker error is an expected failure; a miss
     without it fails the test."""
     log = broker.log_path.read_text(errors="replace") if broker.log_path.exists() else ""
