@@ -14,8 +14,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from consumer.db.migrate import upgrade
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker, EmbeddedPostgres
+from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
+from producer_tools.devstack.stack import create_topics
 from schemas import wire
 from schemas.settings import Settings
 

@@ -50,7 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench import _http_load as load
 from bench._http_apps import PEER_REPLY_TOPIC, START
 from bench._stack import BODY, embedded_stack
-from producer_tools.embedded import die_with_parent, free_port
+from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas.settings import Settings
 from tests.processes import settings_env
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import embedded_stack, produce_events, time_rows
 from consumer.bootstrap import run_consumer
-from producer_tools.devstack import create_topics
+from producer_tools.devstack.stack import create_topics
 from schemas.settings import Settings
 
 try:

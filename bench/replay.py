@@ -31,11 +31,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producer_tools._events import LinePreparer
-from producer_tools._sending import BatchSender, build_producer, topic_partitions
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker
-from producer_tools.produce import ProduceOptions, limits_of, produce
+from producer_tools.devstack.embedded import EmbeddedBroker
+from producer_tools.devstack.stack import create_topics
+from producer_tools.tools._events import LinePreparer
+from producer_tools.tools._sending import BatchSender, build_producer, topic_partitions
+from producer_tools.tools.produce import ProduceOptions, limits_of, produce
 from schemas.settings import Settings
 
 PARTITIONS = 6

@@ -48,7 +48,7 @@ from aiokafka import AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import BODY, embedded_stack, produce_events
-from producer_tools.embedded import die_with_parent, free_port
+from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas import wire
 from schemas.settings import Settings
 

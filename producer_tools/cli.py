@@ -27,7 +27,7 @@ def dev(
     bridge: Annotated[bool, typer.Option(help="Also run the HTTP bridge.")] = True,
 ) -> None:
     """Run the whole system on embedded defaults: broker, PostgreSQL, consumer (and bridge)."""
-    from producer_tools import devstack  # noqa: PLC0415 - each command imports what it uses
+    from producer_tools.devstack import stack as devstack  # noqa: PLC0415 - each command imports what it uses
 
     raise typer.Exit(devstack.run_dev(Settings(), with_bridge=bridge))
 
@@ -50,7 +50,7 @@ def send(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
 ) -> None:
     """Publish one task-start event and print the reply as JSON."""
-    from producer_tools import send as send_tool  # noqa: PLC0415
+    from producer_tools.tools import send as send_tool  # noqa: PLC0415
 
     data = body if body is not None else sys.stdin.read()
     raise typer.Exit(send_tool.run(Settings(), service_id, data.encode(), event_id, timeout))
@@ -110,8 +110,8 @@ def produce(
     target: TargetOpt = None,
 ) -> None:
     """Publish task-start events from JSON lines (exit 0 sent, 1 invalid lines skipped)."""
-    from producer_tools import produce as tool  # noqa: PLC0415
-    from producer_tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools.tools import produce as tool  # noqa: PLC0415
+    from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
     options = tool.ProduceOptions(dry_run, rate, new_ids, drop_reply_to, target)
     raise typer.Exit(tool.run(Settings(), files, options, Reporter(json_mode=json)))
@@ -131,9 +131,9 @@ def replay(
     drop_reply_to: DropReplyOpt = False,
 ) -> None:
     """Re-drive a range of the requests or created topic, keeping event identities."""
-    from producer_tools import replay as tool  # noqa: PLC0415
-    from producer_tools._progress import Reporter  # noqa: PLC0415
-    from producer_tools._ranges import RangeSpec  # noqa: PLC0415
+    from producer_tools.tools import replay as tool  # noqa: PLC0415
+    from producer_tools.tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools.tools._ranges import RangeSpec  # noqa: PLC0415
 
     spec = RangeSpec(topic, tuple(partition or ()), start, end)
     options = tool.ReplayOptions(spec, target, dry_run, rate, drop_reply_to)
@@ -151,9 +151,9 @@ def export(
     json: JsonOpt = False,
 ) -> None:
     """Dump a topic range as structured CloudEvents, one JSON line each (for produce)."""
-    from producer_tools import export as tool  # noqa: PLC0415
-    from producer_tools._progress import Reporter  # noqa: PLC0415
-    from producer_tools._ranges import RangeSpec  # noqa: PLC0415
+    from producer_tools.tools import export as tool  # noqa: PLC0415
+    from producer_tools.tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools.tools._ranges import RangeSpec  # noqa: PLC0415
 
     # When stdout carries the data, progress and summary go to stderr.
     reporter = Reporter.on_stderr(json_mode=json) if output == "-" else Reporter(json_mode=json)
@@ -172,7 +172,7 @@ def tail(
     """Follow task-created and task-rejected replies (Ctrl-C stops)."""
     from rich.console import Console  # noqa: PLC0415
 
-    from producer_tools import tail as tool  # noqa: PLC0415
+    from producer_tools.tools import tail as tool  # noqa: PLC0415
 
     out = sys.stdout if json else Console(highlight=False, soft_wrap=True)
     options = tool.TailOptions(json, from_beginning, dead_letters, count)
@@ -188,8 +188,8 @@ def rebuild(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Restore the tasks table from the created-events topic, with the same task ids."""
-    from producer_tools import rebuild as tool  # noqa: PLC0415
-    from producer_tools._progress import Reporter  # noqa: PLC0415
+    from producer_tools.tools import rebuild as tool  # noqa: PLC0415
+    from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
     options = tool.RebuildOptions(topic, force, dry_run)
     raise typer.Exit(tool.run(Settings(), options, Reporter(json_mode=json)))

@@ -74,7 +74,7 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def settings(kafka_bootstrap: str, database_url: str) -> Settings:
     """Settings for one test: the session's servers, random topics (created) and group."""
-    from producer_tools.devstack import create_topics
+    from producer_tools.devstack.stack import create_topics
     from tests import servers
 
     test_settings = servers.make_settings(kafka_bootstrap, database_url)

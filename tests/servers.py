@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
-from producer_tools.embedded import EmbeddedBroker, EmbeddedPostgres
+from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from schemas.settings import Settings
 
 

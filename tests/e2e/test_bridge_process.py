@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from producer_tools.embedded import free_port
+from producer_tools.devstack.embedded import free_port
 from schemas.settings import Settings
 from tests.processes import ROOT, settings_env, start_consumer
 from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY, REFERENCE_SERVICE_ID

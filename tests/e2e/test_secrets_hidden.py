@@ -10,7 +10,7 @@ import sys
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from producer_tools.embedded import free_port
+from producer_tools.devstack.embedded import free_port
 from schemas.settings import Settings
 from tests.processes import ROOT, settings_env
 

@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from producer_tools.bridge.starter import BRIDGE_SOURCE
-from producer_tools.embedded import free_port
+from producer_tools.devstack.embedded import free_port
 from schemas.settings import Settings
 from tests.processes import ROOT, ChildProcess, settings_env
 

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from consumer.db.migrate import upgrade
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedPostgres
+from producer_tools.devstack.embedded import EmbeddedPostgres
+from producer_tools.devstack.stack import create_topics
 from schemas.settings import Settings
 from tests import servers
 from tests.faults.harness import SEED_ENV, ConsumerProcess, Report, fault_settings

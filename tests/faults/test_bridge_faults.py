@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker, EmbeddedPostgres
+from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
+from producer_tools.devstack.stack import create_topics
 from schemas.settings import Settings
 from tests.faults.bridge_harness import (
     BridgeProcess,

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
-from producer_tools.devstack import create_topics
+from producer_tools.devstack.stack import create_topics
 from schemas.replies import EXCEPTION_CLASS
 from schemas.settings import Settings
 from tests import servers

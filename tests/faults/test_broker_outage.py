@@ -24,8 +24,8 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 from consumer.kafka.codec import OutRecord
 from consumer.kafka.publisher import BrokerUnavailableError, KafkaPublisher
 from consumer.kafka.runner import Runner
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker
+from producer_tools.devstack.embedded import EmbeddedBroker
+from producer_tools.devstack.stack import create_topics
 from schemas.settings import Settings
 from tests.fakes import (
     Batch,

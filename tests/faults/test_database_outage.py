@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from producer_tools.embedded import EmbeddedPostgres
+from producer_tools.devstack.embedded import EmbeddedPostgres
 from schemas.settings import Settings
 from tests.faults.checks import (
     check_acknowledged,

@@ -39,7 +39,7 @@ async def consumer(settings: Settings) -> AsyncIterator[asyncio.Task[object]]:
 @pytest.fixture(scope="module")
 async def module_settings(kafka_bootstrap: str, database_url: str) -> Settings:
     """Topics shared by one module's tests (each test uses its own event ids)."""
-    from producer_tools.devstack import create_topics
+    from producer_tools.devstack.stack import create_topics
     from tests import servers
 
     shared = servers.make_settings(kafka_bootstrap, database_url)

@@ -27,8 +27,8 @@ from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.routes import START_PATH, STATUS_PATH, TASK_PATHS
 from producer_tools.bridge.starter import BRIDGE_SOURCE
 from producer_tools.bridge.state import Bridge
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker, free_port
+from producer_tools.devstack.embedded import EmbeddedBroker, free_port
+from producer_tools.devstack.stack import create_topics
 from schemas.replies import EXCEPTION_CLASS
 from schemas.settings import Settings
 from tests.reference import (

@@ -22,7 +22,7 @@ from producer_tools.bridge import auth
 from producer_tools.bridge.app import create_app
 from producer_tools.bridge.openapi import PUBLIC_PATHS
 from producer_tools.bridge.routes import router
-from producer_tools.embedded import free_port
+from producer_tools.devstack.embedded import free_port
 from schemas.settings import Settings
 from tests.integration.test_bridge import (
     JSON_HEADERS,

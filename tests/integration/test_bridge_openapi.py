@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from producer_tools.bridge.app import create_app
-from producer_tools.embedded import free_port
+from producer_tools.devstack.embedded import free_port
 from schemas.settings import Settings
 from tests.integration.test_bridge import bridge_settings
 

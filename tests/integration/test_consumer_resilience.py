@@ -23,8 +23,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumer.bootstrap import run_consumer
 from consumer.db.migrate import upgrade
 from consumer.kafka.runner import Runner
-from producer_tools.devstack import create_topics
-from producer_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from producer_tools.devstack.stack import create_topics
 from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
 from schemas.settings import Settings

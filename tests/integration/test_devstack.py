@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.engine import make_url
 
-from producer_tools.devstack import (
+from producer_tools.devstack.stack import (
     EmbeddedBroker,
     EmbeddedPostgres,
     ServerStartError,

@@ -16,13 +16,13 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from consumer.db.engine import build_engine
-from producer_tools._events import PRODUCE_SOURCE, plain_identity
-from producer_tools._progress import EXIT_BROKER, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, Reporter
-from producer_tools._ranges import close_reader, end_offsets, open_reader, partitions_of
 from producer_tools.cli import app
-from producer_tools.produce import ProduceOptions, produce
-from producer_tools.rebuild import TaskLog
-from producer_tools.replay import ReplayOptions, replay
+from producer_tools.tools._events import PRODUCE_SOURCE, plain_identity
+from producer_tools.tools._progress import EXIT_BROKER, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, Reporter
+from producer_tools.tools._ranges import close_reader, end_offsets, open_reader, partitions_of
+from producer_tools.tools.produce import ProduceOptions, produce
+from producer_tools.tools.rebuild import TaskLog
+from producer_tools.tools.replay import ReplayOptions, replay
 from schemas import wire
 from schemas.replies import EventRef, StoredTask
 from schemas.settings import Settings

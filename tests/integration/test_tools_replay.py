@@ -25,16 +25,16 @@ from consumer.bootstrap import run_consumer
 from consumer.db.engine import build_engine
 from consumer.db.migrate import upgrade
 from consumer.db.reads import get_task
-from producer_tools._events import HEADERS_ATTRIBUTE
-from producer_tools._progress import EXIT_OK, EXIT_USAGE
-from producer_tools._ranges import RangeSpec, close_reader, open_range, read_ranges
 from producer_tools.cli import app
-from producer_tools.devstack import create_topics
-from producer_tools.export import ExportOptions, export
-from producer_tools.produce import produce
-from producer_tools.rebuild import RebuildOptions, rebuild
-from producer_tools.replay import ReplayOptions, replay
-from producer_tools.tail import TailOptions, tail
+from producer_tools.devstack.stack import create_topics
+from producer_tools.tools._events import HEADERS_ATTRIBUTE
+from producer_tools.tools._progress import EXIT_OK, EXIT_USAGE
+from producer_tools.tools._ranges import RangeSpec, close_reader, open_range, read_ranges
+from producer_tools.tools.export import ExportOptions, export
+from producer_tools.tools.produce import produce
+from producer_tools.tools.rebuild import RebuildOptions, rebuild
+from producer_tools.tools.replay import ReplayOptions, replay
+from producer_tools.tools.tail import TailOptions, tail
 from schemas import wire
 from schemas.settings import Settings
 from tests import servers

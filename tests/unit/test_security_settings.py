@@ -17,7 +17,7 @@ TOKENS = "bridge-token-1a2b,bridge-key-3c4d"
 KAFKA_CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
 NOT_CONFIGURED = {
     # The embedded broker's own readiness probe: a loopback tansu, plaintext by construction.
-    ("producer_tools/embedded.py", "_metadata_ok"),
+    ("producer_tools/devstack/embedded.py", "_metadata_ok"),
 }
 
 

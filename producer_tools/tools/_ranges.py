@@ -22,8 +22,8 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from producer_tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
-from producer_tools._sending import start_client
+from producer_tools.tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
+from producer_tools.tools._sending import start_client
 from schemas.settings import Settings
 
 FETCH_MAX_BYTES: Final = 32 * 1024 * 1024

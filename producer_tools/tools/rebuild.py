@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.db import rebuild as db
 from consumer.db.engine import build_engine
-from producer_tools._events import is_created_reply
-from producer_tools._progress import (
+from producer_tools.tools._events import is_created_reply
+from producer_tools.tools._progress import (
     EXIT_DATABASE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -40,7 +40,13 @@ from producer_tools._progress import (
     ToolError,
     run_until_interrupted,
 )
-from producer_tools._ranges import RangeSpec, close_reader, open_range, position_of, read_ranges
+from producer_tools.tools._ranges import (
+    RangeSpec,
+    close_reader,
+    open_range,
+    position_of,
+    read_ranges,
+)
 from schemas.replies import StoredTask
 from schemas.settings import Settings
 

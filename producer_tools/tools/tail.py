@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.markup import escape
 
-from producer_tools._progress import EXIT_OK, ToolError, run_until_interrupted
-from producer_tools._ranges import close_reader, end_offsets, open_reader, partitions_of
+from producer_tools.tools._progress import EXIT_OK, ToolError, run_until_interrupted
+from producer_tools.tools._ranges import close_reader, end_offsets, open_reader, partitions_of
 from schemas import wire
 from schemas.settings import Settings
 

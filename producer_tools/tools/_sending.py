@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from producer_tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
+from producer_tools.tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
 from schemas.settings import Settings
 
 BATCH_BYTES: Final = 512 * 1024

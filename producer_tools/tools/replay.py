@@ -19,15 +19,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from producer_tools._events import InvalidInputError, replay_record
-from producer_tools._progress import (
+from producer_tools.tools._events import InvalidInputError, replay_record
+from producer_tools.tools._progress import (
     EXIT_INTERRUPTED,
     Reporter,
     Summary,
     ToolError,
     run_until_interrupted,
 )
-from producer_tools._ranges import (
+from producer_tools.tools._ranges import (
     RangeSpec,
     close_reader,
     open_range,
@@ -35,14 +35,14 @@ from producer_tools._ranges import (
     read_ranges,
     topic_named,
 )
-from producer_tools._sending import (
+from producer_tools.tools._sending import (
     BatchSender,
     RateLimiter,
     build_producer,
     start_client,
     topic_partitions,
 )
-from producer_tools.produce import limits_of
+from producer_tools.tools.produce import limits_of
 from schemas.settings import Settings
 
 

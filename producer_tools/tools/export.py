@@ -20,8 +20,8 @@ from typing import BinaryIO
 
 import orjson
 
-from producer_tools._events import InvalidInputError, export_event
-from producer_tools._progress import (
+from producer_tools.tools._events import InvalidInputError, export_event
+from producer_tools.tools._progress import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Reporter,
@@ -29,7 +29,13 @@ from producer_tools._progress import (
     ToolError,
     run_until_interrupted,
 )
-from producer_tools._ranges import RangeSpec, close_reader, open_range, position_of, read_ranges
+from producer_tools.tools._ranges import (
+    RangeSpec,
+    close_reader,
+    open_range,
+    position_of,
+    read_ranges,
+)
 from schemas.settings import Settings
 
 STDOUT = "-"

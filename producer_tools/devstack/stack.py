@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from producer_tools.embedded import (
+from producer_tools.devstack.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
     ServerStartError,

@@ -2,7 +2,7 @@
 
 Each line is a structured CloudEvent (as `export` writes them) or a plain record
 `{"service_id": ..., "event": {...}}`. Plain records get a deterministic identity from their
-content (see `producer_tools._events.plain_identity`), so producing the same file twice never
+content (see `producer_tools.tools._events.plain_identity`), so producing the same file twice never
 creates a task twice; `--new-ids` gives every record a fresh random id instead.
 
 Invalid lines are reported with their line numbers and skipped; the run goes on. Exit codes:
@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from producer_tools._events import InvalidInputError, LinePreparer, Prepared
-from producer_tools._progress import (
+from producer_tools.tools._events import InvalidInputError, LinePreparer, Prepared
+from producer_tools.tools._progress import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Reporter,
@@ -32,8 +32,8 @@ from producer_tools._progress import (
     Tracker,
     run_until_interrupted,
 )
-from producer_tools._ranges import topic_named
-from producer_tools._sending import (
+from producer_tools.tools._ranges import topic_named
+from producer_tools.tools._sending import (
     BatchSender,
     RateLimiter,
     build_producer,
