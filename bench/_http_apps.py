@@ -39,16 +39,16 @@ with warnings.catch_warnings():  # 0.7 still ships the FastAPI plugin, announcin
 from bench.peers import TaskStart  # the peer subscriber's model: the same few typed fields
 from producer_tools.bridge.app import server_config
 from schemas import wire
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 START = "/genesys/1/cs/services/{service_id}/tasks/start"
 PEER_REPLY_TOPIC = "bench.faststream.rpc.replies"
 PEER_SOURCE = "urn:bench:faststream-rpc"
 
 
-def bare_app(settings: Settings) -> FastAPI:
+def bare_app(settings: StackSettings) -> FastAPI:
     app = FastAPI()
-    location = f"{settings.base_uri}/service/21456878/tasks/1"
+    location = f"{settings.contract.base_uri}/service/21456878/tasks/1"
 
     @app.post(START, status_code=201)
     async def start(service_id: str) -> Response:
@@ -57,10 +57,10 @@ def bare_app(settings: Settings) -> FastAPI:
     return app
 
 
-def faststream_rpc_app(settings: Settings, reply_fetch_wait_ms: int) -> FastAPI:
+def faststream_rpc_app(settings: StackSettings, reply_fetch_wait_ms: int) -> FastAPI:
     quiet = logging.getLogger("bench.faststream.rpc")  # no per-message INFO lines (as peers.py)
     quiet.setLevel(logging.WARNING)
-    router = KafkaRouter(settings.kafka_bootstrap_servers, logger=quiet)
+    router = KafkaRouter(settings.kafka.bootstrap_servers, logger=quiet)
     responses: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     # The how-to's subscriber uses FastStream's defaults, which include a 500 ms fetch wait: on
@@ -79,7 +79,7 @@ def faststream_rpc_app(settings: Settings, reply_fetch_wait_ms: int) -> FastAPI:
         try:
             await router.broker.publish(
                 body,
-                settings.topic_requests,
+                settings.topics.requests,
                 key=str(service_id).encode(),
                 headers={
                     "ce_specversion": wire.SPECVERSION,
@@ -94,7 +94,7 @@ def faststream_rpc_app(settings: Settings, reply_fetch_wait_ms: int) -> FastAPI:
                 correlation_id=correlation_id,
                 reply_to=PEER_REPLY_TOPIC,
             )
-            reply = await asyncio.wait_for(future, settings.bridge_reply_timeout_ms / 1000)
+            reply = await asyncio.wait_for(future, settings.bridge.reply_timeout_ms / 1000)
         finally:
             del responses[correlation_id]
         if reply.get("kind") == "task.created":
@@ -107,12 +107,12 @@ def faststream_rpc_app(settings: Settings, reply_fetch_wait_ms: int) -> FastAPI:
 
 
 def main(kind: str) -> None:
-    settings = Settings()
+    settings = StackSettings.of()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if kind == "bare":
         app = bare_app(settings)
     elif kind == "faststream-rpc":
-        app = faststream_rpc_app(settings, settings.bridge_reply_fetch_wait_ms)
+        app = faststream_rpc_app(settings, settings.bridge.reply_fetch_wait_ms)
     else:
         raise SystemExit(f"unknown app {kind!r}: bare or faststream-rpc")
     import uvicorn

@@ -15,9 +15,8 @@ from aiokafka import AIOKafkaProducer
 
 from consumer.db.migrate import upgrade
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
-from producer_tools.devstack.stack import create_topics
 from schemas import wire
-from schemas.settings import Settings
+from tests.servers import StackSettings, create_topics
 
 # The corrected reference example: a realistic body with nested attached data.
 BODY = (
@@ -30,12 +29,12 @@ BODY = (
 
 
 @contextlib.asynccontextmanager
-async def embedded_stack(partitions: int = 6) -> AsyncIterator[Settings]:
+async def embedded_stack(partitions: int = 6) -> AsyncIterator[StackSettings]:
     """Broker + PostgreSQL (fsync off: we measure our code, not the disk), migrated, topics made."""
     folder = Path(tempfile.mkdtemp(prefix="ucs-bench-"))
     try:
         async with EmbeddedBroker() as broker, EmbeddedPostgres(folder / "pg", fsync=False) as pg:
-            settings = Settings(
+            settings = StackSettings.of(
                 kafka_bootstrap_servers=broker.bootstrap_servers,
                 database_url=pg.url,
                 topic_partitions=partitions,
@@ -49,10 +48,10 @@ async def embedded_stack(partitions: int = 6) -> AsyncIterator[Settings]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def produce_events(settings: Settings, count: int, topic: str | None = None) -> None:
+async def produce_events(settings: StackSettings, count: int, topic: str | None = None) -> None:
     """`count` binary-mode task-start events with distinct identities, 50 services."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_idempotence=False,
         linger_ms=20,
         max_batch_size=1 << 20,
@@ -65,7 +64,7 @@ async def produce_events(settings: Settings, count: int, topic: str | None = Non
                 service_id=1000 + i % 50, body=BODY, event_id=f"bench-{i}", source="urn:bench"
             )
             pending.append(
-                await producer.send(topic or settings.topic_requests, value, key, headers=headers)
+                await producer.send(topic or settings.topics.requests, value, key, headers=headers)
             )
         await asyncio.gather(*pending)
     finally:

@@ -51,8 +51,8 @@ from bench import _http_load as load
 from bench._http_apps import PEER_REPLY_TOPIC, START
 from bench._stack import BODY, embedded_stack
 from producer_tools.devstack.embedded import die_with_parent, free_port
-from schemas.settings import Settings
 from tests.processes import settings_env
+from tests.servers import StackSettings
 
 try:
     import psutil
@@ -86,7 +86,7 @@ class Row:
     """CPU milliseconds per answered request, by role."""
 
 
-def spawn(args: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], settings: StackSettings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, *args],
@@ -117,9 +117,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-async def create_peer_reply_topic(settings: Settings) -> None:
+async def create_peer_reply_topic(settings: StackSettings) -> None:
     """The peer's reply topic, one partition like the bridge's own."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(PEER_REPLY_TOPIC, 1, 1)])
@@ -274,16 +274,14 @@ async def servers(
     async with embedded_stack() as stack:
         await create_peer_reply_topic(stack)
         overrides = dict(item.split("=", 1) for item in args.set)
-        base = Settings.model_validate(
-            stack.model_dump() | {"bridge_access_log": False} | overrides
-        )
+        base = stack.with_(bridge_access_log=False, **overrides)
         consumer = spawn(["-m", "consumer"], base, logs.with_name(f"{logs.name}-consumer.log"))
         targets: dict[str, Target] = {}
         try:
             for name in names:
                 port = free_port()
-                settings = base.model_copy(
-                    update={"bridge_port": port, "base_uri": f"http://{HOST}:{port}/genesys/1/cs"}
+                settings = base.with_(
+                    bridge_port=port, base_uri=f"http://{HOST}:{port}/genesys/1/cs"
                 )
                 process = spawn(commands[name], settings, logs.with_name(f"{logs.name}-{name}.log"))
                 targets[name] = Target(name, port, process)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import embedded_stack, produce_events, time_rows
 from consumer.bootstrap import run_consumer
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 
 class RawEvent(BaseModel):
@@ -51,12 +51,12 @@ RAW_INSERT = """INSERT INTO raw_tasks (service_id, event_id, state_id, task_type
     ON CONFLICT (event_id) DO NOTHING RETURNING task_id, service_id, event_id"""
 
 
-async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
+async def raw_pipeline(settings: StackSettings, stopping: asyncio.Event) -> None:
     """The raw loop (no project code)."""
     db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     consumer = AIOKafkaConsumer(
-        settings.topic_requests,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        settings.topics.requests,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id="raw-baseline",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -64,7 +64,7 @@ async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
         heartbeat_interval_ms=500,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_idempotence=False,
         linger_ms=5,
         max_batch_size=1 << 20,
@@ -98,7 +98,7 @@ async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
             rows = await db.fetch(RAW_INSERT, *columns)
             pending = [
                 await producer.send(
-                    settings.topic_created,
+                    settings.topics.created,
                     orjson.dumps({"task_id": r[0], "service_id": r[1], "event_id": r[2]}),
                     str(r[1]).encode(),
                 )
@@ -112,7 +112,9 @@ async def raw_pipeline(settings: Settings, stopping: asyncio.Event) -> None:
         await db.close()
 
 
-async def measure(settings: Settings, events: int, name: str, table: str, runner: Any) -> float:
+async def measure(
+    settings: StackSettings, events: int, name: str, table: str, runner: Any
+) -> float:
     stopping = asyncio.Event()
     cpu = time.process_time()
     task = asyncio.create_task(runner(settings, stopping))
@@ -127,15 +129,15 @@ async def measure(settings: Settings, events: int, name: str, table: str, runner
     return rate
 
 
-async def two_processes(settings: Settings, events: int) -> float:
+async def two_processes(settings: StackSettings, events: int) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
     env |= {
-        "UCS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "UCS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "UCS_DATABASE_URL": settings.database_url,
         "UCS_CONSUMER_GROUP": "bench-two",
         "UCS_CONSUMER_SESSION_TIMEOUT_MS": "3000",
         "UCS_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-        "UCS_TOPIC_CREATED": settings.topic_created + ".two",
+        "UCS_TOPIC_CREATED": settings.topics.created + ".two",
     }
     children = [
         subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stderr=subprocess.DEVNULL)

@@ -39,8 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import embedded_stack, produce_events, time_rows
 from consumer.bootstrap import run_consumer
-from producer_tools.devstack.stack import create_topics
-from schemas.settings import Settings
+from tests.servers import StackSettings, create_topics
 
 try:
     from faststream import Header
@@ -59,7 +58,7 @@ PEER_INSERT = """INSERT INTO faststream_tasks (service_id, event_id, state_id, t
     interaction_id, est_duration, attached) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
     ON CONFLICT (event_id) DO NOTHING RETURNING task_id"""
 
-Pipeline = Callable[[Settings, asyncio.Event], Awaitable[Any]]
+Pipeline = Callable[[StackSettings, asyncio.Event], Awaitable[Any]]
 
 
 class TaskStart(BaseModel):
@@ -72,17 +71,17 @@ class TaskStart(BaseModel):
     est_duration: int | None = None
 
 
-def build_peer(settings: Settings, pool: asyncpg.Pool, ack_policy: AckPolicy) -> KafkaBroker:
+def build_peer(settings: StackSettings, pool: asyncpg.Pool, ack_policy: AckPolicy) -> KafkaBroker:
     """The FastStream application, as its documentation shows it (minus per-message logging)."""
     # FastStream logs two INFO lines per message by default; a WARNING-level logger drops them
     # (and its lifecycle lines) but still reports handler errors. Per-message logging would
     # measure logging, not the processing model: this favours the peer.
     quiet = logging.getLogger("bench.faststream")
     quiet.setLevel(logging.WARNING)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=quiet)
+    broker = KafkaBroker(settings.kafka.bootstrap_servers, logger=quiet)
 
     @broker.subscriber(
-        settings.topic_requests,
+        settings.topics.requests,
         group_id=PEER_GROUP,
         auto_offset_reset="earliest",  # FastStream's default is "latest"
         ack_policy=ack_policy,
@@ -110,7 +109,7 @@ def build_peer(settings: Settings, pool: asyncpg.Pool, ack_policy: AckPolicy) ->
 
 
 def faststream_peer(ack_policy: AckPolicy) -> Pipeline:
-    async def run(settings: Settings, stopping: asyncio.Event) -> None:
+    async def run(settings: StackSettings, stopping: asyncio.Event) -> None:
         dsn = settings.database_url.replace("+asyncpg", "")
         async with asyncpg.create_pool(dsn, min_size=1, max_size=5) as pool:
             broker = build_peer(settings, pool, ack_policy)
@@ -123,7 +122,7 @@ def faststream_peer(ack_policy: AckPolicy) -> Pipeline:
     return run
 
 
-async def replies_on(settings: Settings, topic: str, idle_s: float = 1.0) -> int:
+async def replies_on(settings: StackSettings, topic: str, idle_s: float = 1.0) -> int:
     """Records on `topic`, read from the start until nothing arrives for `idle_s`.
 
     Read, not summed from end offsets: the embedded broker (tansu) reports high watermarks
@@ -131,7 +130,7 @@ async def replies_on(settings: Settings, topic: str, idle_s: float = 1.0) -> int
     """
     client = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -147,7 +146,7 @@ async def replies_on(settings: Settings, topic: str, idle_s: float = 1.0) -> int
 
 
 async def measure(
-    settings: Settings,
+    settings: StackSettings,
     events: int,
     *,
     name: str,
@@ -190,7 +189,7 @@ async def main() -> None:
     args = parser.parse_args()
     ack_policy = AckPolicy.ACK_FIRST if args.ack_policy == "ack_first" else AckPolicy.ACK
     async with embedded_stack() as settings:
-        await create_topics(settings.model_copy(update={"topic_created": PEER_REPLIES}))
+        await create_topics(settings.with_(**{"topic_created": PEER_REPLIES}))
         conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
         await conn.execute(PEER_TABLE)
         await conn.close()
@@ -209,7 +208,7 @@ async def main() -> None:
             name="ucs-tasks consumer (batched)",
             table="tasks",
             pipeline=run_consumer,
-            replies_topic=settings.topic_created,
+            replies_topic=settings.topics.created,
             profile=profile,
         )
         peer = await measure(

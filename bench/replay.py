@@ -32,11 +32,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from producer_tools.devstack.embedded import EmbeddedBroker
-from producer_tools.devstack.stack import create_topics
 from producer_tools.tools._events import LinePreparer
 from producer_tools.tools._sending import BatchSender, build_producer, topic_partitions
 from producer_tools.tools.produce import ProduceOptions, limits_of, produce
-from schemas.settings import Settings
+from tests.servers import StackSettings, create_topics
 
 PARTITIONS = 6
 Record = tuple[bytes | None, bytes, Any]
@@ -66,7 +65,7 @@ def write_file(path: Path, count: int) -> None:
             out.write(orjson.dumps(event(i)) + b"\n")
 
 
-def encoded_records(path: Path, settings: Settings) -> list[Record]:
+def encoded_records(path: Path, settings: StackSettings) -> list[Record]:
     """Exactly the records `produce` sends for this file."""
     preparer = LinePreparer(limits_of(settings))
     records = []
@@ -77,10 +76,10 @@ def encoded_records(path: Path, settings: Settings) -> list[Record]:
     return records
 
 
-async def fresh_settings(bootstrap: str) -> Settings:
-    """Settings on new topics (nothing left over from the previous measurement)."""
+async def fresh_settings(bootstrap: str) -> StackSettings:
+    """StackSettings on new topics (nothing left over from the previous measurement)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+    settings = StackSettings.of(
         kafka_bootstrap_servers=bootstrap,
         topic_requests=f"{prefix}.start",
         topic_created=f"{prefix}.created",
@@ -92,18 +91,18 @@ async def fresh_settings(bootstrap: str) -> Settings:
     return settings
 
 
-async def run_produce(settings: Settings, path: Path, records: list[Record]) -> int:
+async def run_produce(settings: StackSettings, path: Path, records: list[Record]) -> int:
     summary = await produce(settings, [str(path)], ProduceOptions())
     assert summary.error is None, summary.error
     return summary.sent
 
 
-async def run_raw_send(settings: Settings, path: Path, records: list[Record]) -> int:
+async def run_raw_send(settings: StackSettings, path: Path, records: list[Record]) -> int:
     producer = build_producer(settings)
     await producer.start()
     try:
         futures = [
-            await producer.send(settings.topic_requests, value, key=key, headers=headers)
+            await producer.send(settings.topics.requests, value, key=key, headers=headers)
             for key, value, headers in records
         ]
         await asyncio.gather(*futures)
@@ -112,12 +111,12 @@ async def run_raw_send(settings: Settings, path: Path, records: list[Record]) ->
     return len(futures)
 
 
-async def run_raw_batch(settings: Settings, path: Path, records: list[Record]) -> int:
+async def run_raw_batch(settings: StackSettings, path: Path, records: list[Record]) -> int:
     producer = build_producer(settings)
     await producer.start()
     try:
-        partitions = await topic_partitions(producer, settings.topic_requests)
-        sender = BatchSender(producer, settings.topic_requests, partitions)
+        partitions = await topic_partitions(producer, settings.topics.requests)
+        sender = BatchSender(producer, settings.topics.requests, partitions)
         for key, value, headers in records:
             await sender.send(key, value, headers)
         return await sender.flush()
@@ -125,7 +124,7 @@ async def run_raw_batch(settings: Settings, path: Path, records: list[Record]) -
         await producer.stop()
 
 
-Runner = Callable[[Settings, Path, list[Record]], Awaitable[int]]
+Runner = Callable[[StackSettings, Path, list[Record]], Awaitable[int]]
 RUNNERS: dict[str, Runner] = {
     "produce (file -> broker)": run_produce,
     "raw aiokafka send()": run_raw_send,

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import importlib.util
 import itertools
-import os
 import signal
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._stack import BODY, embedded_stack, produce_events
 from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas import wire
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 try:
     import httpx
@@ -71,13 +70,9 @@ MB = 1024 * 1024
 # --- the processes ---------------------------------------------------------------------------
 
 
-def child_env(settings: Settings) -> dict[str, str]:
+def child_env(settings: StackSettings) -> dict[str, str]:
     """The environment that makes a child process read exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"UCS_{name.upper()}"] = str(value)
-    return env
+    return settings.env()
 
 
 @dataclass
@@ -125,7 +120,7 @@ class Child:
 
 
 def spawn(
-    name: str, args: list[str], settings: Settings, logs: Path, listen_port: int | None = None
+    name: str, args: list[str], settings: StackSettings, logs: Path, listen_port: int | None = None
 ) -> Child:
     log = logs / f"{name}.log"
     with log.open("ab") as out:
@@ -230,9 +225,9 @@ async def paced(rate: float, stop_at: float, send_due: Callable[[int], Awaitable
     return max(0, int(rate * (stop_at - began)) - done)
 
 
-async def kafka_load(settings: Settings, rate: float, stop_at: float, load: Load) -> None:
+async def kafka_load(settings: StackSettings, rate: float, stop_at: float, load: Load) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_idempotence=False,  # the embedded broker does not support it
         linger_ms=5,
     )
@@ -251,7 +246,7 @@ async def kafka_load(settings: Settings, rate: float, stop_at: float, load: Load
                     source="urn:soak",
                 )
                 pending.append(
-                    await producer.send(settings.topic_requests, value, key, headers=headers)
+                    await producer.send(settings.topics.requests, value, key, headers=headers)
                 )
             await asyncio.gather(*pending)
             load.produced += n
@@ -421,13 +416,13 @@ class Outcome:
 
 
 async def start_processes(
-    settings: Settings, client: httpx.AsyncClient, logs: Path, children: list[Child]
+    settings: StackSettings, client: httpx.AsyncClient, logs: Path, children: list[Child]
 ) -> bool:
     """The bridge (when available and wanted), then the consumer; True if the bridge runs."""
-    with_bridge = settings.bridge_port > 0 and bridge_available()
+    with_bridge = settings.bridge.port > 0 and bridge_available()
     if with_bridge:
         args = ["-m", "producer_tools", "bridge"]
-        children.append(spawn("bridge", args, settings, logs, settings.bridge_port))
+        children.append(spawn("bridge", args, settings, logs, settings.bridge.port))
         await wait_bridge_ready(client, children[-1])
     else:
         print("bridge: not available or --bridge-rate 0; soaking the consumer alone")
@@ -437,7 +432,7 @@ async def start_processes(
 
 async def run_load(
     args: argparse.Namespace,
-    settings: Settings,
+    settings: StackSettings,
     db: asyncpg.Connection,
     client: httpx.AsyncClient,
     children: list[Child],
@@ -485,8 +480,8 @@ async def soak(args: argparse.Namespace) -> int:
     children: list[Child] = []
     async with embedded_stack() as stack:
         port = free_port() if args.bridge_rate > 0 else 0
-        settings = stack.model_copy(
-            update={
+        settings = stack.with_(
+            **{
                 "bridge_port": port,
                 "bridge_access_log": False,
                 "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",

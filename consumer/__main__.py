@@ -1,4 +1,8 @@
-"""`python -m consumer`: run the consumer until SIGTERM/SIGINT (finishing the in-flight batch)."""
+"""`python -m consumer`: run the consumer until SIGTERM/SIGINT (finishing the in-flight batch).
+
+Exit codes: 0 after a stop signal, 2 when the settings cannot be used (one line names each
+`UCS_` variable and its problem).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,46 @@ import asyncio
 import logging
 import signal
 import sys
+from types import FrameType
 
-from consumer.bootstrap import run_consumer
-from schemas.settings import Settings
+from schemas.settings import SettingsError, load
+
+EXIT_SETTINGS = 2
+
+_stop_requested = False
 
 
-async def _main() -> None:
-    settings = Settings()
+def _early_stop(signum: int, frame: FrameType | None) -> None:
+    """A stop signal before the event loop runs: remembered, honoured once it runs."""
+    del signum, frame
+    global _stop_requested  # noqa: PLW0603 - the one flag a signal handler may set
+    _stop_requested = True
+
+
+async def _main() -> int:
+    from consumer.bootstrap import run_consumer  # noqa: PLC0415 - after the handlers are in
+    from consumer.settings import ConsumerConfig  # noqa: PLC0415
+
+    try:
+        settings = load(ConsumerConfig)
+    except SettingsError as exc:
+        print(f"ucs-tasks consumer: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    if _stop_requested:
+        stopping.set()
     await run_consumer(settings, stopping)
+    return 0
 
 
 def main() -> None:
     """Entry point of the consumer process."""
+    # First of all: a SIGTERM during the imports and start-up below is a graceful stop too.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _early_stop)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -30,10 +58,9 @@ def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
-
-        uvloop.run(_main())
     except ImportError:
-        asyncio.run(_main())
+        sys.exit(asyncio.run(_main()))
+    sys.exit(uvloop.run(_main()))
 
 
 if __name__ == "__main__":

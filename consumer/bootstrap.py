@@ -22,7 +22,7 @@ from consumer.domain import StorageUnavailableError
 from consumer.kafka.publisher import KafkaPublisher
 from consumer.kafka.runner import Runner, SettleOnRevoke
 from consumer.ports import UnitOfWork
-from schemas.settings import Settings
+from consumer.settings import ConsumerConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +35,30 @@ def client_id() -> str:
     return f"ucs-tasks-consumer-{socket.gethostname()}-{os.getpid()}"
 
 
-def build_producer(settings: Settings) -> AIOKafkaProducer:
+def build_producer(settings: ConsumerConfig) -> AIOKafkaProducer:
     """The reply producer (idempotence off: not every Kafka-protocol broker supports it)."""
     return AIOKafkaProducer(
-        **settings.kafka_client_options(),
+        **settings.kafka.client_options(),
         client_id=client_id(),
         acks="all",
         enable_idempotence=False,
-        linger_ms=settings.producer_linger_ms,
+        linger_ms=settings.consumer.producer_linger_ms,
         max_request_size=MAX_REQUEST_BYTES,
         max_batch_size=1024 * 1024,
     )
 
 
-def build_consumer(settings: Settings) -> AIOKafkaConsumer:
+def build_consumer(settings: ConsumerConfig) -> AIOKafkaConsumer:
     """A consumer-group member with manual commits."""
     return AIOKafkaConsumer(
-        **settings.kafka_client_options(),
+        **settings.kafka.client_options(),
         client_id=client_id(),
-        group_id=settings.consumer_group,
+        group_id=settings.consumer.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        session_timeout_ms=settings.consumer_session_timeout_ms,
-        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
+        session_timeout_ms=settings.consumer.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer.consumer_heartbeat_interval_ms,
         max_partition_fetch_bytes=MAX_REQUEST_BYTES,
         fetch_max_bytes=4 * MAX_REQUEST_BYTES,
     )
@@ -85,10 +85,13 @@ async def _unless_stopping(attempt: Callable[[], Awaitable[None]], stopping: asy
 
 
 async def _until_ready(
-    what: str, attempt: Callable[[], Awaitable[None]], settings: Settings, stopping: asyncio.Event
+    what: str,
+    attempt: Callable[[], Awaitable[None]],
+    settings: ConsumerConfig,
+    stopping: asyncio.Event,
 ) -> bool:
     """Retry a start-up step with capped back-off; False if asked to stop first."""
-    delay = settings.retry_backoff_initial_ms / 1000
+    delay = settings.retry.initial_ms / 1000
     while not stopping.is_set():
         try:
             if not await _unless_stopping(attempt, stopping):
@@ -100,7 +103,7 @@ async def _until_ready(
                     await stopping.wait()
             except TimeoutError:
                 pass
-            delay = min(delay * 2, settings.retry_backoff_max_ms / 1000)
+            delay = min(delay * 2, settings.retry.max_ms / 1000)
             continue
         return True
     return False
@@ -131,11 +134,11 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | None:
+async def run_consumer(settings: ConsumerConfig, stopping: asyncio.Event) -> Runner | None:
     """Run one consumer until `stopping` is set; returns the runner (for its counters)."""
     tune_gc()
     async with AsyncExitStack() as stack:
-        engine = build_engine(settings.database_url, settings.database_pool_size)
+        engine = build_engine(settings.database.dsn, settings.database.pool_size)
         stack.push_async_callback(engine.dispose)
 
         def uow_factory() -> UnitOfWork:
@@ -153,15 +156,15 @@ async def run_consumer(settings: Settings, stopping: asyncio.Event) -> Runner | 
         consumer = build_consumer(settings)
         stack.push_async_callback(consumer.stop)  # safe on a consumer that never started
         runner = Runner(consumer, publisher, uow_factory, settings)
-        consumer.subscribe([settings.topic_requests], listener=SettleOnRevoke(runner))
+        consumer.subscribe([settings.topics.requests], listener=SettleOnRevoke(runner))
         if not await _until_ready("broker (consumer)", consumer.start, settings, stopping):
             return None
         log.info(
             "consuming %s as group %s; replies to %s / %s",
-            settings.topic_requests,
-            settings.consumer_group,
-            settings.topic_created,
-            settings.topic_rejected,
+            settings.topics.requests,
+            settings.consumer.consumer_group,
+            settings.topics.created,
+            settings.topics.rejected,
         )
         await runner.run(stopping)
         log.info("stopped after %d records", runner.processed)

@@ -1,9 +1,11 @@
-"""Task value objects, id bounds and domain errors (standard library only)."""
+"""Task value objects, id bounds and domain errors (standard library and the contract only)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, NamedTuple
+
+from schemas.errors import ServiceError, StorageUnavailableError
 
 TASK_ID_MIN = 1
 TASK_ID_MAX = 2**31 - 1
@@ -65,16 +67,8 @@ class Rejection(NamedTuple):
     position: Position
 
 
-class DomainError(Exception):
+class DomainError(ServiceError):
     """Base of the domain errors; `retriable` says whether backing off and retrying can help."""
-
-    retriable = False
-
-
-class StorageUnavailableError(DomainError):
-    """The database cannot be reached or failed transiently: retry the batch later."""
-
-    retriable = True
 
 
 class UnstorableEventError(DomainError):
@@ -83,3 +77,18 @@ class UnstorableEventError(DomainError):
 
 class IdSpaceExhaustedError(DomainError):
     """All 2,147,483,647 task ids are used: no new task can be created."""
+
+
+__all__ = [
+    "TASK_ID_MAX",
+    "TASK_ID_MIN",
+    "DomainError",
+    "EventIdentity",
+    "IdSpaceExhaustedError",
+    "Position",
+    "Rejection",
+    "StartCommand",
+    "StorageUnavailableError",
+    "Task",
+    "UnstorableEventError",
+]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
+from schemas.settings import SettingsError, load
 
 app = typer.Typer(
     name="ucs-tasks",
@@ -22,14 +24,34 @@ app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 
 
+EXIT_SETTINGS = 2
+"""Exit code of a command whose settings cannot be used (as for other usage errors)."""
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def _settings(root: type[Config]) -> Config:
+    """The command's settings from `UCS_*`, or one line naming each bad variable and exit 2."""
+    try:
+        return load(root)
+    except SettingsError as exc:
+        typer.echo(f"ucs-tasks: invalid settings: {exc}", err=True)
+        raise typer.Exit(EXIT_SETTINGS) from None
+
+
+def _tools() -> ToolsConfig:
+    return _settings(ToolsConfig)
+
+
 @app.command()
 def dev(
     bridge: Annotated[bool, typer.Option(help="Also run the HTTP bridge.")] = True,
 ) -> None:
     """Run the whole system on embedded defaults: broker, PostgreSQL, consumer (and bridge)."""
     from producer_tools.devstack import stack as devstack  # noqa: PLC0415 - each command imports what it uses
+    from producer_tools.devstack.settings import DevConfig  # noqa: PLC0415
 
-    raise typer.Exit(devstack.run_dev(Settings(), with_bridge=bridge))
+    raise typer.Exit(devstack.run_dev(_settings(DevConfig), with_bridge=bridge))
 
 
 @app.command()
@@ -53,23 +75,24 @@ def send(
     from producer_tools.tools import send as send_tool  # noqa: PLC0415
 
     data = body if body is not None else sys.stdin.read()
-    raise typer.Exit(send_tool.run(Settings(), service_id, data.encode(), event_id, timeout))
+    raise typer.Exit(send_tool.run(_tools(), service_id, data.encode(), event_id, timeout))
 
 
 @app.command()
 def bridge() -> None:
     """Run the HTTP bridge (UCS_BRIDGE_HOST:UCS_BRIDGE_PORT, default 127.0.0.1:8080)."""
     from producer_tools.bridge.app import serve  # noqa: PLC0415
+    from producer_tools.bridge.settings import BridgeConfig  # noqa: PLC0415
 
-    serve(Settings())
+    serve(_settings(BridgeConfig))
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the migrations to UCS_DATABASE_URL."""
-    from consumer.db import migrate  # noqa: PLC0415
+    from consumer.admin import upgrade_database  # noqa: PLC0415
 
-    migrate.upgrade(Settings().database_url, revision)
+    upgrade_database(_tools().database, revision)
 
 
 @schemas_app.command("export")
@@ -114,7 +137,7 @@ def produce(
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
     options = tool.ProduceOptions(dry_run, rate, new_ids, drop_reply_to, target)
-    raise typer.Exit(tool.run(Settings(), files, options, Reporter(json_mode=json)))
+    raise typer.Exit(tool.run(_tools(), files, options, Reporter(json_mode=json)))
 
 
 @app.command()
@@ -137,7 +160,7 @@ def replay(
 
     spec = RangeSpec(topic, tuple(partition or ()), start, end)
     options = tool.ReplayOptions(spec, target, dry_run, rate, drop_reply_to)
-    raise typer.Exit(tool.run(Settings(), options, Reporter(json_mode=json)))
+    raise typer.Exit(tool.run(_tools(), options, Reporter(json_mode=json)))
 
 
 @app.command()
@@ -158,7 +181,7 @@ def export(
     # When stdout carries the data, progress and summary go to stderr.
     reporter = Reporter.on_stderr(json_mode=json) if output == "-" else Reporter(json_mode=json)
     options = tool.ExportOptions(RangeSpec(topic, tuple(partition or ()), start, end), output)
-    raise typer.Exit(tool.run(Settings(), options, reporter))
+    raise typer.Exit(tool.run(_tools(), options, reporter))
 
 
 @app.command()
@@ -176,7 +199,7 @@ def tail(
 
     out = sys.stdout if json else Console(highlight=False, soft_wrap=True)
     options = tool.TailOptions(json, from_beginning, dead_letters, count)
-    raise typer.Exit(tool.run(Settings(), options, out))
+    raise typer.Exit(tool.run(_tools(), options, out))
 
 
 @app.command()
@@ -192,7 +215,7 @@ def rebuild(
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
     options = tool.RebuildOptions(topic, force, dry_run)
-    raise typer.Exit(tool.run(Settings(), options, Reporter(json_mode=json)))
+    raise typer.Exit(tool.run(_tools(), options, Reporter(json_mode=json)))
 
 
 def main() -> None:

@@ -1,116 +1,101 @@
-"""Typed settings, shared by both deployables: every field is an env var with the prefix `UCS_`.
+"""Settings groups every process shares: the Kafka connection, the topics, the contract's rules.
 
-Read once at start (`Settings()`), passed down explicitly; nothing reads the environment later.
+Each group is a pydantic-settings model that reads its own `UCS_*` environment variables. A
+process's root settings nest the groups it uses, beside its own, which live in its package:
+`consumer.settings.ConsumerConfig`, `producer_tools.bridge.settings.BridgeConfig`,
+`producer_tools.tools.settings.ToolsConfig`, `producer_tools.devstack.settings.DevConfig`.
+Read once at start, passed down explicitly; nothing reads the environment later.
+
+These three groups sit beside the wire contract because both deployables must agree on them:
+the same topics, the same limits and rules for a valid event, the same Location template.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import wire
+from schemas.task_start import Limits
 
 
-class Settings(BaseSettings):
-    """ucs-tasks configuration. The README's configuration table is generated from this class."""
+class KafkaSettings(BaseSettings):
+    """How every Kafka client of ours connects (`UCS_KAFKA_*`)."""
 
-    model_config = SettingsConfigDict(env_prefix="UCS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="UCS_KAFKA_", extra="ignore", frozen=True)
 
-    # --- Kafka
-    kafka_bootstrap_servers: str = Field(
+    bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="Kafka security protocol."
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.",
     )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        default=None, description="SASL mechanism when the protocol is SASL_*."
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`."
     )
-    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
-    kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle for SSL.")
-    topic_requests: str = Field(
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged)."
+    )
+    ssl_cafile: str | None = Field(default=None, description="CA bundle for SSL.")
+
+    def client_options(self) -> dict[str, object]:
+        """Connection options common to every aiokafka client (never logged: holds secrets)."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            import ssl  # noqa: PLC0415 - only SSL deployments pay for it
+
+            options["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        return options
+
+
+class TopicSettings(BaseSettings):
+    """The service's topics and how `ucs-tasks topics` creates them (`UCS_TOPIC_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="UCS_TOPIC_", extra="ignore", frozen=True)
+
+    requests: str = Field(
         default=wire.DEFAULT_REQUEST_TOPIC, description="Task-start requests topic."
     )
-    topic_created: str = Field(
+    created: str = Field(
         default=wire.DEFAULT_CREATED_TOPIC,
         description="Task-created events: every created reply, a complete log of tasks.",
     )
-    topic_rejected: str = Field(
-        default=wire.DEFAULT_REJECTED_TOPIC, description="Task-rejected replies (default)."
-    )
-    topic_dead_letter: str = Field(
+    rejected: str = Field(default=wire.DEFAULT_REJECTED_TOPIC, description="Task-rejected replies.")
+    dead_letter: str = Field(
         default=wire.DEFAULT_DEAD_LETTER_TOPIC,
         description="Undecodable records, byte for byte, with error headers.",
     )
-    topic_partitions: int = Field(
+    partitions: int = Field(
         default=6, ge=1, description="Partitions when `ucs-tasks` creates the topics."
     )
-    consumer_group: str = Field(default="ucs-tasks", description="Consumer group id.")
-    consumer_session_timeout_ms: int = Field(
-        default=10_000, ge=1, description="Group session timeout (a dead member is noticed then)."
-    )
-    consumer_heartbeat_interval_ms: int = Field(
-        default=3_000, ge=1, description="Group heartbeat interval (below a third of the session)."
-    )
 
-    # --- PostgreSQL
-    database_url: str = Field(
-        default="postgresql+asyncpg://postgres@127.0.0.1:5433/ucs_tasks",
-        description="SQLAlchemy URL of the tasks database (asyncpg driver).",
-    )
-    database_pool_size: int = Field(default=5, ge=1, description="Connection pool size.")
+    def service_topics(self) -> tuple[str, ...]:
+        """Every topic the consumer reads or writes, without repeats."""
+        names = (self.requests, self.created, self.rejected, self.dead_letter)
+        return tuple(dict.fromkeys(names))
 
-    # --- consumer tuning
-    batch_max_records: int = Field(
-        default=4000,
-        ge=1,
-        description="Most records taken per poll (one DB round trip per lane); only a backlog "
-        "fills a batch, a steady flow's batches hold what came during the batch linger.",
-    )
-    consumer_lanes: int = Field(
-        default=2,
-        ge=1,
-        le=16,
-        description="Partitions of a batch are settled in up to this many concurrent lanes "
-        "(transactions), one per 200 records of the batch.",
-    )
-    batch_linger_ms: int = Field(
-        default=10,
-        ge=0,
-        description="Under load, a batch is taken at most this long after the previous one "
-        "began, gathering what arrived meanwhile (fewer, larger transactions); an idle "
-        "consumer starts at once.",
-    )
-    fetch_max_wait_ms: int = Field(
-        default=50,
-        ge=0,
-        description="How long an idle consumer's fetch waits for records when none are ready.",
-    )
-    fetch_busy_wait_ms: int = Field(
-        default=10,
-        ge=0,
-        description="The same wait while records keep coming (brokers that answer only at "
-        "the end of the wait, like tansu, then hand over the next records sooner).",
-    )
-    producer_linger_ms: int = Field(
-        default=0,
-        ge=0,
-        description="Reply producer linger: replies already leave as one record batch per "
-        "partition, so a linger only delays them.",
-    )
-    retry_backoff_initial_ms: int = Field(
-        default=200, ge=1, description="First back-off after a transient failure."
-    )
-    retry_backoff_max_ms: int = Field(
-        default=10_000, ge=1, description="Back-off cap for transient failures."
-    )
 
-    # --- contract limits
+class ContractSettings(BaseSettings):
+    """The rules of a valid event and the Location template (`UCS_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="UCS_", extra="ignore", frozen=True)
+
     max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Largest task-start body (HTTP 413 beyond it)."
+        default=1_048_576,
+        ge=1024,
+        description="Largest task-start body (HTTP 413, or a rejection, beyond it).",
     )
     max_string_length: int = Field(
         default=1024, ge=1, description="Longest value of a standard string field."
@@ -120,78 +105,97 @@ class Settings(BaseSettings):
         description="`${base_uri}` of the Location template.",
     )
 
-    # --- HTTP bridge
-    bridge_host: str = Field(default="127.0.0.1", description="Bridge listen address.")
-    bridge_port: int = Field(default=8080, ge=0, le=65535, description="Bridge listen port.")
-    bridge_reply_timeout_ms: int = Field(
-        default=5_000, ge=1, description="How long the bridge waits for a reply."
-    )
-    bridge_accept_on_timeout: bool = Field(
-        default=True, description="On reply timeout answer 202 + status Location (else 504)."
-    )
-    bridge_reply_topic: str | None = Field(
-        default=None,
-        description="This bridge instance's own reply topic (created at start if missing); "
-        "default `ucs.tasks.replies.<host name>-<bridge_port>`, stable across restarts.",
-    )
-    bridge_reply_partitions: int = Field(
-        default=1, ge=1, description="Partitions when the bridge creates its reply topic."
-    )
-    bridge_send_timeout_ms: int = Field(
-        default=3_000,
-        ge=1,
-        description="Longest wait for the broker to acknowledge a request (503 beyond it).",
-    )
-    bridge_access_log: bool = Field(default=True, description="Log every HTTP request.")
-    bridge_auth_tokens: SecretStr = Field(
-        default=SecretStr(""),
-        description="Accepted bearer tokens / API keys, comma separated (never logged); empty: "
-        "the bridge asks for none.",
-    )
-    bridge_linger_ms: int = Field(
-        default=0,
-        ge=0,
-        description="Bridge producer linger: 0 sends at once (requests still batch while one "
-        "is in flight).",
-    )
-    bridge_reply_fetch_wait_ms: int = Field(
-        default=10,
-        ge=0,
-        description="Longest wait of one fetch on the reply topic (bounds reply latency on "
-        "brokers that do not answer a long poll early, like tansu).",
-    )
-
-    # --- dev stack
-    dev_data_dir: str = Field(
-        default=".devstack", description="Where `ucs-tasks dev` keeps the embedded database."
-    )
-    dev_kafka_port: int = Field(default=9092, description="Embedded broker port (`ucs-tasks dev`).")
-    dev_postgres_port: int = Field(
-        default=5433, description="Embedded PostgreSQL port (`ucs-tasks dev`)."
-    )
-
     @field_validator("base_uri")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @property
+    def limits(self) -> Limits:
+        """The validation limits these settings give."""
+        return Limits(max_body_bytes=self.max_body_bytes, max_string_length=self.max_string_length)
+
     def location(self, service_id: int, task_id: int) -> str:
         """The contract's Location: `${base_uri}/service/${service_id}/tasks/${task_id}`."""
         return f"{self.base_uri}/service/{service_id}/tasks/{task_id}"
 
-    def kafka_client_options(self) -> dict[str, object]:
-        """Connection options common to every aiokafka client (never logged: holds secrets)."""
-        options: dict[str, object] = {
-            "bootstrap_servers": self.kafka_bootstrap_servers,
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            import ssl  # noqa: PLC0415 - only SSL deployments pay for it
 
-            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
-        return options
+class RetrySettings(BaseSettings):
+    """Back-off after a transient failure (broker or database away): `UCS_RETRY_BACKOFF_*`."""
+
+    model_config = SettingsConfigDict(env_prefix="UCS_RETRY_BACKOFF_", extra="ignore", frozen=True)
+
+    initial_ms: int = Field(
+        default=200, ge=1, description="First back-off after a transient failure."
+    )
+    max_ms: int = Field(default=10_000, ge=1, description="Back-off cap for transient failures.")
+
+    @model_validator(mode="after")
+    def _initial_within_cap(self) -> Self:
+        if self.initial_ms > self.max_ms:
+            raise ValueError(
+                f"UCS_RETRY_BACKOFF_INITIAL_MS ({self.initial_ms}) must not be above "
+                f"UCS_RETRY_BACKOFF_MAX_MS ({self.max_ms})"
+            )
+        return self
+
+    def delay_s(self, attempt: int) -> float:
+        """The back-off before retry number `attempt` (0-based): doubling, capped, no jitter."""
+        return float(min(self.max_ms, self.initial_ms * 2 ** min(attempt, 30))) / 1000
+
+
+def env_name(group: type[BaseSettings], field: str) -> str:
+    """The environment variable of one field of a settings group (`UCS_KAFKA_BOOTSTRAP_SERVERS`)."""
+    return f"{group.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def to_env(*groups: BaseSettings) -> dict[str, str]:
+    """The `UCS_*` variables that reproduce these groups in a child process (secrets included:
+    hand them to a process environment, never to a log)."""
+    env: dict[str, str] = {}
+    for group in groups:
+        for field in type(group).model_fields:
+            value: Any = getattr(group, field)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[env_name(type(group), field)] = str(value)
+    return env
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each `UCS_` variable and its problem."""
+
+
+def _describe(exc: ValidationError, group: type[BaseSettings]) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in error["loc"]]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{env_name(group, loc[0])}: {message}" if loc else message)
+    return lines
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def load(root: type[Config]) -> Config:
+    """A process's root settings, every group read from the environment.
+
+    Raises SettingsError with one line per problem (`UCS_CONSUMER_LANES: Input should be ...`)
+    instead of pydantic's multi-line report: what a process prints when it cannot start.
+    """
+    groups: dict[str, BaseSettings] = {}
+    problems: list[str] = []
+    for name, field in root.model_fields.items():
+        group = field.annotation
+        if not (isinstance(group, type) and issubclass(group, BaseSettings)):
+            continue
+        try:
+            groups[name] = group()
+        except ValidationError as exc:
+            problems += _describe(exc, group)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return root(**groups)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 _FOLDER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
@@ -72,10 +72,10 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str, database_url: str) -> Settings:
-    """Settings for one test: the session's servers, random topics (created) and group."""
-    from producer_tools.devstack.stack import create_topics
+async def settings(kafka_bootstrap: str, database_url: str) -> StackSettings:
+    """StackSettings for one test: the session's servers, random topics (created) and group."""
     from tests import servers
+    from tests.servers import create_topics
 
     test_settings = servers.make_settings(kafka_bootstrap, database_url)
     await create_topics(test_settings)

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from consumer.db.engine import build_engine
 from schemas import wire
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 SOURCE = "urn:ucs-tasks:tests"
 
@@ -28,7 +28,7 @@ class Reply:
 
 @dataclass
 class TaskClient:
-    settings: Settings
+    settings: StackSettings
     replies: dict[str, list[Reply]] = field(default_factory=dict)
     dead_letters: list[Any] = field(default_factory=list)
     _producer: AIOKafkaProducer | None = None
@@ -36,7 +36,7 @@ class TaskClient:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        options = self.settings.kafka_client_options()
+        options = self.settings.kafka.client_options()
         self._producer = AIOKafkaProducer(
             **options, enable_idempotence=False, linger_ms=2, max_request_size=4 * 1024 * 1024
         )
@@ -45,9 +45,9 @@ class TaskClient:
         self._listener = AIOKafkaConsumer(**options, auto_offset_reset="earliest")
         await self._listener.start()
         topics = (
-            self.settings.topic_created,
-            self.settings.topic_rejected,
-            self.settings.topic_dead_letter,
+            self.settings.topics.created,
+            self.settings.topics.rejected,
+            self.settings.topics.dead_letter,
         )
         self._listener.assign(
             [
@@ -71,7 +71,7 @@ class TaskClient:
     async def _listen(self) -> None:
         assert self._listener is not None
         async for record in self._listener:
-            if record.topic == self.settings.topic_dead_letter:
+            if record.topic == self.settings.topics.dead_letter:
                 self.dead_letters.append(record)
                 continue
             payload = orjson.loads(record.value)
@@ -100,7 +100,7 @@ class TaskClient:
             ("content-type", b"application/json"),
         ]
         await self._producer.send_and_wait(
-            self.settings.topic_requests, value=body, key=str(service_id).encode(), headers=headers
+            self.settings.topics.requests, value=body, key=str(service_id).encode(), headers=headers
         )
         return correlation_id
 
@@ -112,7 +112,7 @@ class TaskClient:
     ) -> None:
         assert self._producer is not None
         await self._producer.send_and_wait(
-            self.settings.topic_requests, value=value, key=key, headers=headers or []
+            self.settings.topics.requests, value=value, key=key, headers=headers or []
         )
 
     async def reply(self, correlation_id: str, timeout: float = 20.0, count: int = 1) -> Reply:

@@ -9,25 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:
+def settings_env(settings: StackSettings, **overrides: object) -> dict[str, str]:
     """The environment that makes a child process read exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
-    values = settings.model_dump() | overrides
-    for name, value in values.items():
-        if value is None:
-            continue
-        secret = getattr(value, "get_secret_value", None)
-        env[f"UCS_{name.upper()}"] = str(secret() if secret else value)
-    return env
+    return settings.env(**overrides)
 
 
 def start_consumer(
-    settings: Settings, log_path: Path, **overrides: object
+    settings: StackSettings, log_path: Path, **overrides: object
 ) -> subprocess.Popen[bytes]:
     """`python -m consumer` with these settings, its output appended to log_path."""
     with log_path.open("ab") as log:
@@ -46,7 +39,7 @@ class ChildProcess:
 
     name = "process"
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: StackSettings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None

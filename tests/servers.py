@@ -22,10 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import URL, make_url
 
+from consumer.readside import DatabaseSettings
+from consumer.settings import ConsumerSettings
+from producer_tools.bridge.settings import BridgeSettings
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
-from schemas.settings import Settings
+from producer_tools.devstack.settings import DevSettings
+from schemas.settings import (
+    ContractSettings,
+    KafkaSettings,
+    RetrySettings,
+    TopicSettings,
+    env_name,
+    to_env,
+)
 
 
 class ServerUnavailableError(RuntimeError):
@@ -170,11 +182,75 @@ async def drop_session_database(database: SessionDatabase) -> None:
         await conn.close()
 
 
-def make_settings(kafka_bootstrap: str, database_url: str) -> Settings:
+class StackSettings(BaseModel):
+    """Every settings group of every process, for tests: where a process's root settings are
+    expected (ConsumerConfig, BridgeConfig, ToolsConfig, DevConfig), this passes for it.
+
+    Tests speak the flat `UCS_` names (`StackSettings.of(topic_requests=...)`,
+    `settings.with_(batch_max_records=200)`): each goes to the group that owns that variable.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    contract: ContractSettings = Field(default_factory=ContractSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
+
+    @classmethod
+    def of(cls, **flat: Any) -> StackSettings:
+        """Settings from flat `UCS_` names (`topic_requests=...`), the rest from the defaults."""
+        return cls().with_(**flat)
+
+    def with_(self, **flat: Any) -> StackSettings:
+        """A copy with these flat `UCS_` names changed (validated like the environment)."""
+        updates: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            group, field = _OWNER[f"UCS_{name.upper()}"]
+            updates.setdefault(group, {})[field] = value
+        changed = {
+            group: type(getattr(self, group)).model_validate(
+                getattr(self, group).model_dump() | fields
+            )
+            for group, fields in updates.items()
+        }
+        return self.model_copy(update=changed)
+
+    @staticmethod
+    def env_names() -> frozenset[str]:
+        """Every `UCS_` variable some process reads."""
+        return frozenset(_OWNER)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, password included (tests connect with it)."""
+        return self.database.dsn
+
+    def env(self, **flat: Any) -> dict[str, str]:
+        """The environment that makes a child process read exactly these settings."""
+        settings = self.with_(**flat) if flat else self
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
+        groups = [getattr(settings, name) for name in type(settings).model_fields]
+        return env | to_env(*groups)
+
+
+_OWNER: dict[str, tuple[str, str]] = {
+    env_name(group_type, field): (group, field)
+    for group, info in StackSettings.model_fields.items()
+    if (group_type := info.annotation) is not None and isinstance(group_type, type)
+    for field in group_type.model_fields
+}
+
+
+def make_settings(kafka_bootstrap: str, database_url: str) -> StackSettings:
     """Settings for one test: random topics and group, everything that matters passed explicitly
-    (init arguments win over UCS_* environment variables)."""
+    (they win over UCS_* environment variables)."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    return Settings(
+    return StackSettings.of(
         kafka_bootstrap_servers=kafka_bootstrap,
         database_url=database_url,
         topic_requests=f"{prefix}.start",
@@ -188,3 +264,11 @@ def make_settings(kafka_bootstrap: str, database_url: str) -> Settings:
         consumer_session_timeout_ms=3000,
         consumer_heartbeat_interval_ms=500,
     )
+
+
+async def create_topics(settings: StackSettings, partitions: int | None = None) -> None:
+    """Create the service's topics of these settings (the operator's step; idempotent)."""
+    from consumer.admin import create_topics as create
+
+    count = partitions if partitions is not None else settings.topics.partitions
+    await create(settings.kafka, settings.topics.service_topics(), count)

@@ -5,13 +5,11 @@ The consumer's side of the wire contract (the layout itself lives in `schemas.wi
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
-
+from consumer.contract import task_json
 from consumer.domain import EventIdentity, Position, Rejection, StartCommand, Task
 from schemas import wire
 from schemas.replies import ErrorBody, ErrorCode
@@ -114,30 +112,9 @@ def _rejection(
     )
 
 
-# Many timestamps of a batch are equal (received_at is the transaction's time): render each once.
-_render = functools.lru_cache(maxsize=4096)(format_timestamp)
-
-
 def now_iso() -> str:
     """The current time in the contract's form (reply `ce_time`), taken once per batch."""
     return format_timestamp(datetime.now(UTC))
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    """The persisted task as the StoredTask reply model lays it out."""
-    fields = dict(task.fields)
-    fields["timestamp"] = _render(task.fields["timestamp"])
-    return {
-        "task_id": task.task_id,
-        "service_id": task.service_id,
-        **fields,
-        "attached_data": orjson.Fragment(task.attached_data_json),
-        "event": {"source": task.identity.source, "id": task.identity.id},
-        "received_at": _render(task.received_at),
-        "source_topic": task.position.topic,
-        "source_partition": task.position.partition,
-        "source_offset": task.position.offset,
-    }
 
 
 def created_records(

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumer.kafka.codec import OutRecord
+from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,6 @@ _TRANSIENT = (KafkaTimeoutError, UnknownError)
 while the broker was away, and a broker's unexpected error (code -1; the memory-only dev broker
 answers it to the first produce on a partition it is re-creating after a restart). Nothing is
 committed while a batch is retried, so retrying is never less safe than crashing."""
-
-
-class BrokerUnavailableError(Exception):
-    """Publishing failed; `retriable` tells whether backing off and retrying can help."""
-
-    def __init__(self, message: str, *, retriable: bool) -> None:
-        super().__init__(message)
-        self.retriable = retriable
 
 
 class KafkaPublisher:

@@ -21,7 +21,7 @@ from aiokafka.errors import (
 )
 from aiokafka.util import commit_structure_validate
 
-from consumer.domain import DomainError, Position
+from consumer.domain import Position
 from consumer.kafka.codec import (
     Inbound,
     OutRecord,
@@ -31,11 +31,11 @@ from consumer.kafka.codec import (
     rejected_records,
     translate,
 )
-from consumer.kafka.publisher import BrokerUnavailableError, KafkaPublisher
+from consumer.kafka.publisher import KafkaPublisher
 from consumer.ports import UnitOfWorkFactory
 from consumer.service import start_tasks
-from schemas.settings import Settings
-from schemas.task_start import Limits
+from consumer.settings import ConsumerConfig
+from schemas.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +84,18 @@ class Runner:
         consumer: AIOKafkaConsumer,
         publisher: KafkaPublisher,
         uow_factory: UnitOfWorkFactory,
-        settings: Settings,
+        settings: ConsumerConfig,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
         self._uow_factory = uow_factory
         self._settings = settings
-        self._limits = Limits(
-            max_body_bytes=settings.max_body_bytes, max_string_length=settings.max_string_length
-        )
+        self._limits = settings.contract.limits
         self.in_flight = asyncio.Lock()
         self.processed = 0
         self.assignments = 0
         """Partition assignments so far (the rebalance listener counts them)."""
-        self._linger_s = settings.batch_linger_ms / 1000
+        self._linger_s = settings.consumer.batch_linger_ms / 1000
         self._last_batch_at = 0.0
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -121,7 +119,7 @@ class Runner:
                 prefetch = None
                 if not fetched.records:
                     continue
-                if len(fetched.inbound) >= self._settings.batch_max_records:
+                if len(fetched.inbound) >= self._settings.consumer.batch_max_records:
                     prefetch = asyncio.create_task(self._fetch())
                 else:
                     self._consumer.pause(*self._consumer.assignment())
@@ -146,7 +144,7 @@ class Runner:
                 await asyncio.sleep(linger_left_s)
             self._consumer.resume(*paused)
         records = await self._consumer.getmany(
-            timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.batch_max_records
+            timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.consumer.batch_max_records
         )
         if records:
             self._last_batch_at = time.monotonic()
@@ -169,7 +167,7 @@ class Runner:
         idle consumer (a whole poll without records) goes back to the long wait, which costs
         the broker and this process far fewer empty fetches.
         """
-        s = self._settings
+        s = self._settings.consumer
         wait_ms = s.fetch_busy_wait_ms if busy else s.fetch_max_wait_ms
         fetcher = getattr(self._consumer, "_fetcher", None)  # aiokafka has no public setter
         if getattr(fetcher, "_fetch_max_wait_ms", wait_ms) != wait_ms:
@@ -182,7 +180,7 @@ class Runner:
         while True:
             try:
                 await self._settle_lanes(inbound)
-            except (DomainError, BrokerUnavailableError) as exc:
+            except ServiceError as exc:
                 if not exc.retriable:
                     raise
                 if stopping.is_set():
@@ -199,9 +197,8 @@ class Runner:
             return True
 
     def _backoff(self, attempt: int) -> float:
-        s = self._settings
-        capped = min(s.retry_backoff_max_ms, s.retry_backoff_initial_ms * 2 ** min(attempt, 20))
-        return float(capped) / 1000 * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        delay = self._settings.retry.delay_s(attempt)
+        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
 
     async def _settle_lanes(self, inbound: Sequence[Inbound]) -> None:
         """Settle a batch as concurrent lanes of whole partitions, each its own transaction.
@@ -213,7 +210,9 @@ class Runner:
         # A lane costs a transaction, a publish and their round trips: worth it on a backlog's
         # big batches, not on the small ones of a steady flow (measured: one lane at 780 req/s
         # through the bridge took ~15% less CPU per request and cut its p99 by a quarter).
-        count = max(1, min(self._settings.consumer_lanes, len(inbound) // LANE_MIN_RECORDS))
+        count = max(
+            1, min(self._settings.consumer.consumer_lanes, len(inbound) // LANE_MIN_RECORDS)
+        )
         lanes: list[list[Inbound]] = [[] for _ in range(count)]
         for item in inbound:  # one subscribed topic: the partition number picks the lane
             lanes[item.position.partition % len(lanes)].append(item)
@@ -228,7 +227,7 @@ class Runner:
             raise
 
     async def _settle(self, inbound: Sequence[Inbound]) -> None:
-        s = self._settings
+        s = self._settings.topics
         commands = [i.command for i in inbound if i.command is not None]
         refused = [i.rejection for i in inbound if i.rejection is not None]
         outcome = await start_tasks(commands, refused, self._uow_factory)
@@ -236,17 +235,17 @@ class Runner:
         now = now_iso()
         for item in inbound:
             if item.dead_letter is not None:
-                out.append(dead_letter_record(item, s.topic_dead_letter))
+                out.append(dead_letter_record(item, s.dead_letter))
                 continue
             identity = (item.command or item.rejection).identity  # type: ignore[union-attr]
             task = outcome.tasks.get(identity) if item.command is not None else None
             if task is not None:
-                location = s.location(task.service_id, task.task_id)
-                out += created_records(item, task, location, s.topic_created, now)
+                location = self._settings.contract.location(task.service_id, task.task_id)
+                out += created_records(item, task, location, s.created, now)
             else:
                 rejection = outcome.rejections.get(identity) or item.rejection
                 assert rejection is not None  # noqa: S101 - the service answers every identity
-                out += rejected_records(item, rejection, s.topic_rejected, now)
+                out += rejected_records(item, rejection, s.rejected, now)
         await self._publisher.publish(out)
 
     async def _commit(self, fetched: Fetched) -> None:

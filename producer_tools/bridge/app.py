@@ -1,6 +1,6 @@
 """The bridge app: `create_app(settings)` (FastAPI factory + lifespan) and `serve(settings)`.
 
-The lifespan is the composition root: it builds the DB engine, the pending-replies registry and
+The lifespan is the composition root: it builds the task reader, the pending-replies registry and
 the Kafka link, and disposes of them in reverse order at shutdown (requests still waiting then
 get a 503). Nothing is created at import.
 """
@@ -16,23 +16,22 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from consumer.db.engine import build_engine
+from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
-from producer_tools.bridge.errors import BrokerUnavailableError, install_error_handlers
+from producer_tools.bridge.errors import install_error_handlers
 from producer_tools.bridge.kafka import KafkaLink, Reply
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.routes import router
+from producer_tools.bridge.settings import BridgeConfig
 from producer_tools.bridge.starter import TaskStarter
 from producer_tools.bridge.state import Bridge
-from producer_tools.bridge.store import TaskStore
-from schemas.settings import Settings
-from schemas.task_start import Limits
+from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: BridgeConfig) -> FastAPI:
     """A bridge app for these settings (its clients are built when its lifespan starts).
 
     Raises ValueError at once when UCS_BRIDGE_AUTH_TOKENS holds an unusable token.
@@ -42,8 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = build_engine(settings.database_url, settings.database_pool_size)
-            stack.push_async_callback(engine.dispose)
+            reader = await stack.enter_async_context(TaskReader(settings.database))
             pending: PendingReplies[Reply] = PendingReplies()
             stack.callback(
                 pending.fail_all,
@@ -55,14 +53,11 @@ def create_app(settings: Settings) -> FastAPI:
             link = await stack.enter_async_context(KafkaLink(settings, pending))
             app.state.bridge = Bridge(
                 settings=settings,
-                limits=Limits(
-                    max_body_bytes=settings.max_body_bytes,
-                    max_string_length=settings.max_string_length,
-                ),
+                limits=settings.contract.limits,
                 pending=pending,
                 link=link,
-                starter=TaskStarter(link, pending, settings.bridge_reply_timeout_ms),
-                store=TaskStore(engine),
+                starter=TaskStarter(link, pending, settings.bridge.reply_timeout_ms),
+                reader=reader,
                 auth=auth,
             )
             log.info(
@@ -87,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: BridgeConfig) -> None:
     """Run the bridge with uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
     logging.basicConfig(
         level=logging.INFO,
@@ -102,16 +97,16 @@ def serve(settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
-def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+def server_config(app: FastAPI, settings: BridgeConfig) -> uvicorn.Config:
     """The bridge's uvicorn options (bench/bridge.py serves its reference apps with them too)."""
     return uvicorn.Config(
         app,
-        host=settings.bridge_host,
-        port=settings.bridge_port,
+        host=settings.bridge.host,
+        port=settings.bridge.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
-        access_log=settings.bridge_access_log,
+        access_log=settings.bridge.access_log,
         server_header=False,
         timeout_graceful_shutdown=10,
         log_config=None,  # keep the logging configured by the caller

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 
 from producer_tools.bridge.errors import UnauthorizedError
-from schemas.settings import Settings
+from producer_tools.bridge.settings import BridgeConfig
 
 API_KEY_HEADER = "X-API-Key"
 CHALLENGE = 'Bearer realm="ucs-tasks"'
@@ -29,10 +29,10 @@ def _digest(secret: bytes) -> bytes:
     return hashlib.sha256(secret).digest()
 
 
-def configured_tokens(settings: Settings) -> list[str]:
+def configured_tokens(settings: BridgeConfig) -> list[str]:
     """The accepted tokens; ValueError (naming a token by position, never by value) when one
     cannot travel in an HTTP header."""
-    raw = settings.bridge_auth_tokens.get_secret_value()
+    raw = settings.bridge.auth_tokens.get_secret_value()
     tokens = [token.strip() for token in raw.split(",") if token.strip()]
     for number, token in enumerate(tokens, 1):
         if not all("!" <= char <= "~" for char in token):
@@ -65,7 +65,7 @@ class BridgeAuth:
         self._digests = tuple(_digest(token.encode()) for token in tokens)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BridgeAuth:
+    def from_settings(cls, settings: BridgeConfig) -> BridgeAuth:
         """From `UCS_BRIDGE_AUTH_TOKENS` (ValueError at start-up when a token is unusable)."""
         return cls(configured_tokens(settings))
 

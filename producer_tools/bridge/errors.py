@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from schemas.errors import ServiceError
 from schemas.replies import ErrorBody, FieldError
 from schemas.task_start import TaskStartValidationError
 
@@ -95,20 +96,6 @@ class BadReplyError(BridgeError):
     status = 502
 
 
-class BrokerUnavailableError(BridgeError):
-    """503: the Kafka broker cannot be reached (or the bridge is not connected yet)."""
-
-    status = 503
-    retriable = True
-
-
-class StorageUnavailableError(BridgeError):
-    """503: the tasks database cannot be reached."""
-
-    status = 503
-    retriable = True
-
-
 class ReplyTimeoutError(BridgeError):
     """504: no reply came in time (the task may still be created: retry with the same key)."""
 
@@ -132,6 +119,15 @@ def _retry_after(exc: BridgeError) -> dict[str, str]:
 async def _bridge_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, BridgeError)  # noqa: S101 - registered for this type only
     return error_response(exc.status, exc.body(), _retry_after(exc))
+
+
+async def _unavailable(_: Request, exc: Exception) -> Response:
+    """A dependency (broker or database) is away: 503, try again in a moment."""
+    assert isinstance(exc, ServiceError)  # noqa: S101 - registered for this type only
+    if not exc.retriable:
+        log.error("a dependency refused the request: %s", exc)
+        return error_response(503, ErrorBody(message="The service cannot take this request now."))
+    return error_response(503, ErrorBody(message=str(exc)), {"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _invalid_event(_: Request, exc: Exception) -> Response:
@@ -178,6 +174,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping above on `app`."""
     app.add_exception_handler(BridgeError, _bridge_error)
+    app.add_exception_handler(ServiceError, _unavailable)
     app.add_exception_handler(TaskStartValidationError, _invalid_event)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation)

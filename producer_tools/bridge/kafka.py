@@ -23,15 +23,16 @@ import socket
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from producer_tools.bridge.errors import BadReplyError, BrokerUnavailableError
+from consumer.admin import create_topics
+from producer_tools.bridge.errors import BadReplyError
 from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.settings import BridgeConfig
 from schemas import wire
+from schemas.errors import BrokerUnavailableError
 from schemas.replies import EventRef, TaskRejected
-from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,16 @@ _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 
 
-def reply_topic(settings: Settings) -> str:
+def reply_topic(settings: BridgeConfig) -> str:
     """This instance's reply topic: the setting, else one derived from host name and port.
 
     Derived names are stable across restarts, and distinct for instances on distinct hosts or
     ports, so each instance reads only the replies to its own requests.
     """
-    if settings.bridge_reply_topic:
-        return settings.bridge_reply_topic
+    if settings.bridge.reply_topic:
+        return settings.bridge.reply_topic
     host = _TOPIC_CHARS.sub("-", socket.gethostname()).strip("-.") or "localhost"
-    return f"{REPLY_TOPIC_PREFIX}{host}-{settings.bridge_port}"[:249]
+    return f"{REPLY_TOPIC_PREFIX}{host}-{settings.bridge.port}"[:249]
 
 
 def _describe(exc: BaseException) -> str:
@@ -104,12 +105,12 @@ class KafkaLink:
     """Publishes task-start requests and resolves `pending` from the replies to them."""
 
     def __init__(
-        self, settings: Settings, pending: PendingReplies[Reply], topic: str | None = None
+        self, settings: BridgeConfig, pending: PendingReplies[Reply], topic: str | None = None
     ) -> None:
         self._settings = settings
         self._pending = pending
         self.reply_topic = topic or reply_topic(settings)
-        self._send_timeout_s = settings.bridge_send_timeout_ms / 1000
+        self._send_timeout_s = settings.bridge.send_timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = None
         self._listener: AIOKafkaConsumer | None = None
         self._listening: asyncio.Task[None] | None = None
@@ -187,7 +188,7 @@ class KafkaLink:
         try:
             async with asyncio.timeout(self._send_timeout_s):
                 delivery = await producer.send(
-                    self._settings.topic_requests, value=value, key=key, headers=headers
+                    self._settings.topics.requests, value=value, key=key, headers=headers
                 )
                 delivery.add_done_callback(functools.partial(_relay, waiter))
                 nudge = asyncio.get_running_loop().call_later(SLOW_SEND_S, self._wake.set)
@@ -222,14 +223,14 @@ class KafkaLink:
 
     async def _supervise(self) -> None:
         s = self._settings
-        delay = s.retry_backoff_initial_ms / 1000
+        delay = s.retry.initial_ms / 1000
         while True:
             if self._producer is None:
                 await asyncio.sleep(delay)
                 if not await self._try_connect():
-                    delay = min(delay * 2, s.retry_backoff_max_ms / 1000)
+                    delay = min(delay * 2, s.retry.max_ms / 1000)
                     continue
-                delay = s.retry_backoff_initial_ms / 1000
+                delay = s.retry.initial_ms / 1000
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PROBE_INTERVAL_S):
                     await self._wake.wait()
@@ -276,19 +277,19 @@ class KafkaLink:
 
     @property
     def _topics(self) -> tuple[str, str]:
-        return self._settings.topic_requests, self.reply_topic
+        return self._settings.topics.requests, self.reply_topic
 
     async def _connect(self) -> None:
         s = self._settings
-        options = s.kafka_client_options()
-        partitions = await self._ensure_reply_topic(options)
+        options = s.kafka.client_options()
+        partitions = await self._ensure_reply_topic()
         self._listener = AIOKafkaConsumer(
             **options,
             client_id=f"ucs-tasks-bridge-{self.reply_topic}",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=s.bridge_reply_fetch_wait_ms,
+            fetch_max_wait_ms=s.bridge.reply_fetch_wait_ms,
             max_partition_fetch_bytes=REPLY_HEADROOM_BYTES,
             fetch_max_bytes=4 * REPLY_HEADROOM_BYTES,
         )
@@ -304,35 +305,23 @@ class KafkaLink:
             client_id="ucs-tasks-bridge",
             acks="all",
             enable_idempotence=False,  # not every Kafka-protocol broker supports it
-            linger_ms=s.bridge_linger_ms,
-            request_timeout_ms=s.bridge_send_timeout_ms,
-            max_request_size=s.max_body_bytes + 64 * 1024,
+            linger_ms=s.bridge.linger_ms,
+            request_timeout_ms=s.bridge.send_timeout_ms,
+            max_request_size=s.contract.max_body_bytes + 64 * 1024,
         )
         await self._producer.start()
 
-    async def _ensure_reply_topic(self, options: dict[str, Any]) -> list[int]:
+    async def _ensure_reply_topic(self) -> list[int]:
         """Create the reply topic if missing; its partition numbers."""
-        timeout_ms = self._settings.bridge_send_timeout_ms
-        admin = AIOKafkaAdminClient(**options, request_timeout_ms=timeout_ms)
-        await admin.start()
-        try:
-            brokers = (await admin.describe_cluster())["brokers"]
-            topic = NewTopic(
-                self.reply_topic,
-                self._settings.bridge_reply_partitions,
-                max(1, min(3, len(brokers))),
-                topic_configs={"retention.ms": str(REPLY_RETENTION_MS)},
-            )
-            response = await admin.create_topics([topic])
-            for name, code, message in response.topic_errors:
-                if code != 0 and for_code(code) is not TopicAlreadyExistsError:
-                    raise for_code(code)(f"cannot create reply topic {name}: {message}")
-            (described,) = await admin.describe_topics([self.reply_topic])
-        finally:
-            await admin.close()
-        if described["error_code"] != 0:
-            raise for_code(described["error_code"])(f"cannot describe {self.reply_topic}")
-        return sorted(p["partition"] for p in described["partitions"])
+        s = self._settings
+        found = await create_topics(
+            s.kafka,
+            [self.reply_topic],
+            s.bridge.reply_partitions,
+            {"retention.ms": str(REPLY_RETENTION_MS)},
+            request_timeout_ms=s.bridge.send_timeout_ms,
+        )
+        return found[self.reply_topic]
 
     async def _disconnect(self) -> None:
         self._ready = False

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from consumer.domain import Task
-from schemas.task_start import format_timestamp
+from schemas.replies import StoredTask
 
 ALL = "*"
 _STARTED_FIELDS = (
@@ -49,19 +48,18 @@ class Extensions:
         return self.everything or bool(self.names)
 
 
-def _present(fields: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
-    return {name: fields[name] for name in names if fields.get(name) is not None}
+def _present(task: StoredTask, names: Sequence[str]) -> dict[str, Any]:
+    values = ((name, getattr(task, name)) for name in names)
+    return {name: value for name, value in values if value is not None}
 
 
-def task_document(task: Task, extensions: Extensions = Extensions()) -> dict[str, Any]:
+def task_document(task: StoredTask, extensions: Extensions = Extensions()) -> dict[str, Any]:
     """The task's JSON document (attached data included as `extensions` asks)."""
-    fields = task.fields
     document: dict[str, Any] = {"task_id": task.task_id, "service_id": task.service_id}
-    document |= _present(fields, ("state_id", "task_type", "est_duration"))
-    started = {"timestamp": format_timestamp(fields["timestamp"])}
-    document["started"] = started | _present(fields, _STARTED_FIELDS)
+    document |= _present(task, ("state_id", "task_type", "est_duration"))
+    document["started"] = {"timestamp": task.timestamp} | _present(task, _STARTED_FIELDS)
     if extensions.wanted:
-        attached: dict[str, Any] = orjson.loads(task.attached_data_json)
+        attached = task.attached_data
         document |= (
             attached
             if extensions.everything
@@ -70,6 +68,6 @@ def task_document(task: Task, extensions: Extensions = Extensions()) -> dict[str
     return document
 
 
-def render_task(task: Task, extensions: Extensions = Extensions()) -> bytes:
+def render_task(task: StoredTask, extensions: Extensions = Extensions()) -> bytes:
     """The response body of a task read."""
     return orjson.dumps(task_document(task, extensions))

@@ -14,12 +14,10 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from consumer.domain import EventIdentity, Task
 from producer_tools.bridge import inputs, openapi
 from producer_tools.bridge.errors import (
     JSON,
     RETRY_AFTER_S,
-    BridgeError,
     IdempotencyKeyReusedError,
     NotFoundError,
     ReplyTimeoutError,
@@ -30,7 +28,8 @@ from producer_tools.bridge.openapi import AliveBody, ReadyBody, RequestStatusBod
 from producer_tools.bridge.representation import Extensions, render_task
 from producer_tools.bridge.starter import BRIDGE_SOURCE, NoReplyYet, identity_for
 from producer_tools.bridge.state import Bridge, get_bridge
-from schemas.replies import ErrorBody, FieldError
+from schemas.errors import ServiceError
+from schemas.replies import ErrorBody, EventRef, FieldError, StoredTask
 from schemas.task_start import parse_service_id
 from schemas.wire import MAX_ID_LENGTH
 
@@ -58,7 +57,7 @@ AUTHENTICATED = [Depends(authenticated)]
 
 def status_location(bridge: Bridge, service_id: int, event_id: str) -> str:
     """The URL of a start request's status resource."""
-    base = bridge.settings.base_uri
+    base = bridge.settings.contract.base_uri
     return f"{base}/services/{service_id}/tasks/requests/{quote(event_id, safe='')}"
 
 
@@ -66,7 +65,7 @@ def _json(content: object, status: int = 200, headers: dict[str, str] | None = N
     return Response(orjson.dumps(content), status, headers=headers, media_type=JSON)
 
 
-def _pending(bridge: Bridge, service_id: int, identity: EventIdentity, message: str) -> Response:
+def _pending(bridge: Bridge, service_id: int, identity: EventRef, message: str) -> Response:
     where = status_location(bridge, service_id, identity.id)
     body = RequestStatusBody(
         state="pending", message=message, event_id=identity.id, status_location=where
@@ -77,8 +76,8 @@ def _pending(bridge: Bridge, service_id: int, identity: EventIdentity, message: 
 
 def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Response:
     if isinstance(reply, NoReplyYet):
-        waited = bridge.settings.bridge_reply_timeout_ms
-        if not bridge.settings.bridge_accept_on_timeout:
+        waited = bridge.settings.bridge.reply_timeout_ms
+        if not bridge.settings.bridge.accept_on_timeout:
             raise ReplyTimeoutError(
                 f"No reply from the task service within {waited} ms; the task may still be "
                 "created: retry with the same Idempotency-Key to get its id."
@@ -135,14 +134,14 @@ async def request_status(
     not_found = NotFoundError(f"Not found: service {checked} has no start request {event_id!r}.")
     if not 1 <= len(event_id) <= MAX_ID_LENGTH:
         raise not_found
-    identity = EventIdentity(source=BRIDGE_SOURCE, id=event_id)
-    outcome = await bridge.store.outcome(identity)
+    identity = EventRef(source=BRIDGE_SOURCE, id=event_id)
+    outcome = await bridge.reader.outcome(identity.source, identity.id)
     if outcome is None:
         return _pending(bridge, checked, identity, "Not processed yet: ask again later.")
     if outcome.service_id != checked:
         raise not_found
-    if isinstance(outcome, Task):
-        location = bridge.settings.location(outcome.service_id, outcome.task_id)
+    if isinstance(outcome, StoredTask):
+        location = bridge.settings.contract.location(outcome.service_id, outcome.task_id)
         body = RequestStatusBody(
             state="created",
             message="The task exists: see Location.",
@@ -152,7 +151,7 @@ async def request_status(
             location=location,
         )
         return Response(body.model_dump_json(), 303, {"Location": location}, media_type=JSON)
-    return error_response(outcome.status, ErrorBody.model_validate(outcome.body))
+    return error_response(outcome.status, outcome.error)
 
 
 async def read_task(
@@ -166,7 +165,7 @@ async def read_task(
 ) -> Response:
     """The task, with the attached data `extensions` asks for."""
     checked = parse_service_id(service_id)
-    task = await bridge.store.task(checked, task_id)
+    task = await bridge.reader.task(checked, task_id)
     if task is None:
         raise NotFoundError(f"Not found: service {checked} has no task {task_id}.")
     return Response(render_task(task, Extensions.parse(extensions or [])), media_type=JSON)
@@ -198,9 +197,9 @@ async def readyz(bridge: BridgeDep) -> Response:
     if not bridge.link.ready:
         problems.append(FieldError(field="kafka", problem=bridge.link.down_reason))
     try:
-        await bridge.store.check()
-    except BridgeError as exc:
-        problems.append(FieldError(field="postgresql", problem=exc.message))
+        await bridge.reader.check()
+    except ServiceError as exc:
+        problems.append(FieldError(field="postgresql", problem=str(exc)))
     if problems:
         listed = "; ".join(f"{p.field}: {p.problem}" for p in problems)
         body = ErrorBody(message=f"Not ready: {listed}.", errors=problems)

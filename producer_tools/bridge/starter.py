@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from consumer.domain import EventIdentity
 from producer_tools.bridge.kafka import Reply
 from producer_tools.bridge.pending import PendingReplies
+from schemas.replies import EventRef
 
 BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
 """The CloudEvents source of every event the bridge publishes (all instances alike)."""
@@ -34,12 +34,12 @@ class RequestPublisher(Protocol):
 class NoReplyYet:
     """No reply came in time: the request was published and may still be processed."""
 
-    identity: EventIdentity
+    identity: EventRef
 
 
-def identity_for(idempotency_key: str | None) -> EventIdentity:
+def identity_for(idempotency_key: str | None) -> EventRef:
     """The event identity of a start request."""
-    return EventIdentity(source=BRIDGE_SOURCE, id=idempotency_key or uuid.uuid4().hex)
+    return EventRef(source=BRIDGE_SOURCE, id=idempotency_key or uuid.uuid4().hex)
 
 
 class TaskStarter:
@@ -59,9 +59,7 @@ class TaskStarter:
         self._correlation_prefix = secrets.token_hex(8)
         self._attempts = itertools.count()
 
-    async def start(
-        self, service_id: int, body: bytes, identity: EventIdentity
-    ) -> Reply | NoReplyYet:
+    async def start(self, service_id: int, body: bytes, identity: EventRef) -> Reply | NoReplyYet:
         """The reply to this request, or NoReplyYet after the reply timeout.
 
         The timeout runs from the broker's acknowledgement; publishing has its own bound.

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.kafka import KafkaLink, Reply
 from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.settings import BridgeConfig
 from producer_tools.bridge.starter import TaskStarter
-from producer_tools.bridge.store import TaskStore
-from schemas.settings import Settings
 from schemas.task_start import Limits
 
 
@@ -19,12 +19,12 @@ from schemas.task_start import Limits
 class Bridge:
     """The live collaborators of one bridge app."""
 
-    settings: Settings
+    settings: BridgeConfig
     limits: Limits
     pending: PendingReplies[Reply]
     link: KafkaLink
     starter: TaskStarter
-    store: TaskStore
+    reader: TaskReader
     auth: BridgeAuth
 
 

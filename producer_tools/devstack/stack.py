@@ -16,12 +16,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
+from consumer.admin import create_service_topics
+from consumer.readside import DatabaseSettings
 from producer_tools.devstack.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -29,50 +29,18 @@ from producer_tools.devstack.embedded import (
     die_with_parent,
     free_port,
 )
-from schemas.settings import Settings
+from producer_tools.devstack.settings import DevConfig
 
 __all__ = [
     "EmbeddedBroker",
     "EmbeddedPostgres",
     "ServerStartError",
-    "create_topics",
     "free_port",
     "run_dev",
 ]
 
 _CHILD_STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.25
-
-
-async def create_topics(settings: Settings, partitions: int | None = None) -> None:
-    """Create the four topics of `settings` (requests, created, rejected, dead letter).
-
-    Idempotent: topics that already exist are left as they are.
-    """
-    names = [
-        settings.topic_requests,
-        settings.topic_created,
-        settings.topic_rejected,
-        settings.topic_dead_letter,
-    ]
-    count = partitions if partitions is not None else settings.topic_partitions
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
-        brokers = (await admin.describe_cluster())["brokers"]
-        replicas = max(1, min(3, len(brokers)))
-        topics = [NewTopic(name, count, replicas) for name in dict.fromkeys(names)]
-        response = await admin.create_topics(topics)
-    finally:
-        await admin.close()
-    # aiokafka reports per-topic errors in the response instead of raising them.
-    for topic, code, message in response.topic_errors:
-        if code == 0:
-            continue
-        error = for_code(code)
-        if error is TopicAlreadyExistsError:
-            continue
-        raise error(f"cannot create topic {topic}: {message}")
 
 
 class DevStackError(RuntimeError):
@@ -85,7 +53,7 @@ class _Child:
     process: asyncio.subprocess.Process
 
 
-def run_dev(settings: Settings, with_bridge: bool = True) -> int:
+def run_dev(settings: DevConfig, with_bridge: bool = True) -> int:
     """Run the dev stack in the foreground; the process exit code (0 after Ctrl-C/SIGTERM)."""
     console = Console()
     try:
@@ -95,11 +63,11 @@ def run_dev(settings: Settings, with_bridge: bool = True) -> int:
 
 
 class _DevStack:
-    def __init__(self, settings: Settings, with_bridge: bool, console: Console) -> None:
+    def __init__(self, settings: DevConfig, with_bridge: bool, console: Console) -> None:
         self.settings = settings
         self.with_bridge = with_bridge
         self.console = console
-        self.data_dir = Path(settings.dev_data_dir)
+        self.data_dir = Path(settings.dev.data_dir)
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.children: list[_Child] = []
@@ -139,21 +107,20 @@ class _DevStack:
                 loop.remove_signal_handler(sig)
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
-        fields = self.settings.model_fields_set
-        if "kafka_bootstrap_servers" in fields:
-            bootstrap = self.settings.kafka_bootstrap_servers
+        if "bootstrap_servers" in self.settings.kafka.model_fields_set:
+            bootstrap = self.settings.kafka.bootstrap_servers
         else:
             self.broker = EmbeddedBroker(
-                self.settings.dev_kafka_port, log_path=self.data_dir / "broker.log"
+                self.settings.dev.kafka_port, log_path=self.data_dir / "broker.log"
             )
             self.console.print(f"starting the broker on {self.broker.bootstrap_servers} ...")
             await stack.enter_async_context(self.broker)
             bootstrap = self.broker.bootstrap_servers
-        if "database_url" in fields:
-            database_url = self.settings.database_url
+        if "url" in self.settings.database.model_fields_set:
+            database_url = self.settings.database.dsn
         else:
             self.postgres = EmbeddedPostgres(
-                self.data_dir / "pgdata", self.settings.dev_postgres_port
+                self.data_dir / "pgdata", self.settings.dev.postgres_port
             )
             self.console.print(f"starting PostgreSQL on port {self.postgres.port} ...")
             await stack.enter_async_context(self.postgres)
@@ -168,17 +135,15 @@ class _DevStack:
         stack.push_async_callback(_stop_child, migrate)  # only matters if start-up is interrupted
         if (code := await migrate.process.wait()) != 0:
             raise DevStackError(f"`ucs-tasks db upgrade` failed with exit code {code}")
-        resolved = self.settings.model_copy(
-            update={"kafka_bootstrap_servers": bootstrap, "database_url": database_url}
-        )
-        await create_topics(resolved)
+        kafka = self.settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        await create_service_topics(kafka, self.settings.topics)
 
         consumer = await self._spawn("consumer", ["-m", "consumer"], env)
         self._watch(stack, consumer)
         bridge = self._bridge_unavailable_reason()
         if bridge is None:
             self._watch(stack, await self._spawn("bridge", ["-m", "producer_tools", "bridge"], env))
-            bridge = f"http://{self.settings.bridge_host}:{self.settings.bridge_port}"
+            bridge = f"http://{self.settings.bridge.host}:{self.settings.bridge.port}"
         self._print_table(bootstrap, database_url, consumer, bridge)
 
     def _bridge_unavailable_reason(self) -> str | None:
@@ -240,7 +205,7 @@ class _DevStack:
         table.add_column("component")
         table.add_column("where", overflow="fold")
         table.add_row(f"Kafka broker ({_origin(self.broker)})", bootstrap)
-        shown_url = make_url(database_url).render_as_string(hide_password=True)
+        shown_url = DatabaseSettings(url=database_url).display_url
         table.add_row(f"PostgreSQL ({_origin(self.postgres)})", shown_url)
         table.add_row("consumer", f"pid {consumer.process.pid}")
         table.add_row("HTTP bridge", bridge)

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from producer_tools.tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
 from producer_tools.tools._sending import start_client
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
 
 FETCH_MAX_BYTES: Final = 32 * 1024 * 1024
 PARTITION_FETCH_MAX_BYTES: Final = 8 * 1024 * 1024
@@ -82,10 +82,10 @@ class PartitionRange:
         return max(0, self.end - self.start)
 
 
-def build_reader(settings: Settings) -> AIOKafkaConsumer:
+def build_reader(settings: ToolsConfig) -> AIOKafkaConsumer:
     """A group-less consumer: partitions are assigned by hand, nothing is committed."""
     return AIOKafkaConsumer(
-        **settings.kafka_client_options(),
+        **settings.kafka.client_options(),
         client_id="ucs-tasks-tools",
         group_id=None,
         enable_auto_commit=False,
@@ -96,10 +96,10 @@ def build_reader(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-async def open_reader(settings: Settings) -> AIOKafkaConsumer:
+async def open_reader(settings: ToolsConfig) -> AIOKafkaConsumer:
     """A started reader, or a ToolError (exit 3) when the broker cannot be reached."""
     reader = build_reader(settings)
-    await start_client(reader, "reader", settings.kafka_bootstrap_servers)
+    await start_client(reader, "reader", settings.kafka.bootstrap_servers)
     return reader
 
 
@@ -257,14 +257,14 @@ async def read_ranges(
             raise ToolError(f"no records from {stuck} for {STALL_TIMEOUT_S:g}s", EXIT_BROKER)
 
 
-def topic_named(settings: Settings, name: str | None, default: str) -> str:
+def topic_named(settings: ToolsConfig, name: str | None, default: str) -> str:
     """`requests`, `created`, `rejected` and `dead-letter` name the topics of the settings;
     anything else is a topic name as is."""
     aliases = {
-        "requests": settings.topic_requests,
-        "created": settings.topic_created,
-        "rejected": settings.topic_rejected,
-        "dead-letter": settings.topic_dead_letter,
+        "requests": settings.topics.requests,
+        "created": settings.topics.created,
+        "rejected": settings.topics.rejected,
+        "dead-letter": settings.topics.dead_letter,
     }
     chosen = name or default
     return aliases.get(chosen, chosen)
@@ -286,7 +286,7 @@ class RangeSpec:
 
 
 async def open_range(
-    settings: Settings, spec: RangeSpec, default_topic: str
+    settings: ToolsConfig, spec: RangeSpec, default_topic: str
 ) -> tuple[AIOKafkaConsumer, list[PartitionRange]]:
     """A started reader and the ranges `spec` selects (the caller stops the reader)."""
     start = Bound.parse(spec.start, "--from")

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from producer_tools.tools._progress import EXIT_BROKER, EXIT_USAGE, ToolError
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
 
 BATCH_BYTES: Final = 512 * 1024
 """Largest batch per partition; a single larger record still goes (alone in its batch)."""
@@ -33,11 +33,11 @@ _KEY_CACHE_SIZE = 1_000_000
 _RATE_SLACK_S = 0.005  # sleep only when this far ahead of the schedule: sleeps are coarse
 
 
-def build_producer(settings: Settings) -> AIOKafkaProducer:
+def build_producer(settings: ToolsConfig) -> AIOKafkaProducer:
     """The tools' producer: acks from all in-sync replicas, no idempotence (not every
     Kafka-protocol broker supports it; event identities make resends harmless anyway)."""
     return AIOKafkaProducer(
-        **settings.kafka_client_options(),
+        **settings.kafka.client_options(),
         client_id="ucs-tasks-tools",
         acks="all",
         enable_idempotence=False,

@@ -36,7 +36,7 @@ from producer_tools.tools._ranges import (
     position_of,
     read_ranges,
 )
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
 
 STDOUT = "-"
 
@@ -61,7 +61,7 @@ def _open_output(path: str) -> BinaryIO:
 
 
 async def export(
-    settings: Settings,
+    settings: ToolsConfig,
     options: ExportOptions,
     reporter: Reporter | None = None,
     stopping: asyncio.Event | None = None,
@@ -71,7 +71,7 @@ async def export(
     summary = Summary("export")
     out: BinaryIO | None = None
     try:
-        reader, ranges = await open_range(settings, options.range, settings.topic_requests)
+        reader, ranges = await open_range(settings, options.range, settings.topics.requests)
         try:
             out = _open_output(options.output)
             summary.counts["topic"] = ranges[0].partition.topic if ranges else ""
@@ -108,7 +108,7 @@ async def export(
     return summary
 
 
-def run(settings: Settings, options: ExportOptions, reporter: Reporter) -> int:
+def run(settings: ToolsConfig, options: ExportOptions, reporter: Reporter) -> int:
     """The command: export, print the summary, return the exit code."""
 
     async def main(stopping: asyncio.Event) -> int:

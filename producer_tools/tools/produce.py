@@ -40,7 +40,7 @@ from producer_tools.tools._sending import (
     start_client,
     topic_partitions,
 )
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
 from schemas.task_start import Limits
 
 STDIN = "-"
@@ -65,10 +65,11 @@ class ProduceOptions:
     """Where to publish: a topic name or `requests` (the default: the settings' requests topic)."""
 
 
-def limits_of(settings: Settings) -> Limits:
+def limits_of(settings: ToolsConfig) -> Limits:
     """The validation limits the consumer applies."""
     return Limits(
-        max_body_bytes=settings.max_body_bytes, max_string_length=settings.max_string_length
+        max_body_bytes=settings.contract.max_body_bytes,
+        max_string_length=settings.contract.max_string_length,
     )
 
 
@@ -140,7 +141,7 @@ class _Run:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ToolsConfig,
         options: ProduceOptions,
         reporter: Reporter,
         stopping: asyncio.Event | None,
@@ -149,7 +150,7 @@ class _Run:
         self.options = options
         self.reporter = reporter
         self.stopping = stopping or asyncio.Event()
-        self.topic = topic_named(settings, options.topic, settings.topic_requests)
+        self.topic = topic_named(settings, options.topic, settings.topics.requests)
         self.summary = Summary("produce", dry_run=options.dry_run)
         self.summary.counts["topic"] = self.topic
         self.sender: BatchSender | None = None
@@ -223,7 +224,7 @@ class _Run:
             total = _count_lines(inputs)
             if not self.options.dry_run:
                 producer = build_producer(self.settings)
-                await start_client(producer, "producer", self.settings.kafka_bootstrap_servers)
+                await start_client(producer, "producer", self.settings.kafka.bootstrap_servers)
                 partitions = await topic_partitions(producer, self.topic)
                 self.sender = BatchSender(producer, self.topic, partitions)
             verb = "validating" if self.options.dry_run else "producing"
@@ -251,7 +252,7 @@ class _Run:
 
 
 async def produce(
-    settings: Settings,
+    settings: ToolsConfig,
     paths: Sequence[str],
     options: ProduceOptions = ProduceOptions(),
     reporter: Reporter | None = None,
@@ -268,7 +269,7 @@ async def produce(
 
 
 def run(
-    settings: Settings, paths: Sequence[str], options: ProduceOptions, reporter: Reporter
+    settings: ToolsConfig, paths: Sequence[str], options: ProduceOptions, reporter: Reporter
 ) -> int:
     """The command: produce, print the summary, return the exit code."""
 

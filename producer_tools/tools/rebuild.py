@@ -25,11 +25,8 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consumer.db import rebuild as db
-from consumer.db.engine import build_engine
+from consumer.admin import RestoreTransaction, StorageUnavailableError, TaskRestorer
 from producer_tools.tools._events import is_created_reply
 from producer_tools.tools._progress import (
     EXIT_DATABASE,
@@ -47,8 +44,8 @@ from producer_tools.tools._ranges import (
     position_of,
     read_ranges,
 )
+from producer_tools.tools.settings import ToolsConfig
 from schemas.replies import StoredTask
-from schemas.settings import Settings
 
 Identity = tuple[str, str]
 
@@ -119,7 +116,7 @@ def _task_of(record: Any) -> StoredTask:
 class _Writer:
     """Batches rows for one transaction; superseded rows go before new ones are inserted."""
 
-    def __init__(self, conn: AsyncConnection | None, batch_size: int) -> None:
+    def __init__(self, conn: RestoreTransaction | None, batch_size: int) -> None:
         self.conn = conn
         self.batch_size = batch_size
         self.pending: dict[int, StoredTask] = {}
@@ -140,11 +137,11 @@ class _Writer:
         if self.conn is None:
             self.pending.clear()
             return
-        await db.delete_tasks(self.conn, self.deletes)
+        await self.conn.delete(self.deletes)
         self.inserted.difference_update(self.deletes)
         self.deletes.clear()
         self.offered += len(self.pending)
-        ids = await db.insert_tasks(self.conn, list(self.pending.values()))
+        ids = await self.conn.insert(list(self.pending.values()))
         self.inserted.update(ids)
         self.inserted_total += len(ids)
         self.pending.clear()
@@ -153,7 +150,7 @@ class _Writer:
 class _Run:
     def __init__(
         self,
-        settings: Settings,
+        settings: ToolsConfig,
         options: RebuildOptions,
         reporter: Reporter,
         stopping: asyncio.Event | None,
@@ -167,8 +164,7 @@ class _Run:
         self.superseded = 0
         self.stale = 0
 
-    async def check_empty(self, conn: AsyncConnection) -> None:
-        count = await db.task_count(conn)
+    def check_empty(self, count: int) -> None:
         if count and not self.options.force:
             raise ToolError(
                 f"the database already holds {count:,} tasks: rebuild restores into an empty "
@@ -176,9 +172,9 @@ class _Run:
                 EXIT_USAGE,
             )
 
-    async def restore(self, conn: AsyncConnection | None) -> _Writer:
+    async def restore(self, conn: RestoreTransaction | None) -> _Writer:
         writer = _Writer(conn, self.options.batch_size)
-        topic = self.options.topic or self.settings.topic_created
+        topic = self.options.topic or self.settings.topics.created
         reader, ranges = await open_range(self.settings, RangeSpec(topic=topic), topic)
         try:
             self.summary.counts["topic"] = topic
@@ -212,35 +208,31 @@ class _Run:
             await writer.add(task, superseded)
 
     async def run(self) -> Summary:
-        engine = build_engine(self.settings.database_url, 1)
         try:
-            async with engine.connect() as conn:
-                await self.check_empty(conn)
-            if self.options.dry_run:
-                await self.restore(None)
-                self.summary.would_send = len(self.log.by_id)
-            else:
-                async with engine.begin() as conn:
-                    await db.lock_tasks(conn)
-                    await self.check_empty(conn)  # again, now that no one else can write
-                    writer = await self.restore(conn)
-                    self.summary.counts["next_task_id"] = await db.advance_task_ids(conn)
-                self.summary.sent = len(writer.inserted)
-                self.summary.counts["already_present"] = writer.offered - writer.inserted_total
+            async with TaskRestorer(self.settings.database) as restorer:
+                self.check_empty(await restorer.task_count())
+                if self.options.dry_run:
+                    await self.restore(None)
+                    self.summary.would_send = len(self.log.by_id)
+                else:
+                    async with restorer.transaction() as tx:
+                        self.check_empty(await tx.task_count())  # again, no one else writes now
+                        writer = await self.restore(tx)
+                        self.summary.counts["next_task_id"] = await tx.advance_task_ids()
+                    self.summary.sent = len(writer.inserted)
+                    self.summary.counts["already_present"] = writer.offered - writer.inserted_total
         except _InterruptedError:
             self.summary.fail("interrupted: nothing was written", EXIT_INTERRUPTED)
         except ToolError as exc:
             self.summary.fail(str(exc), exc.exit_code)
-        except (DBAPIError, SQLAlchemyError, OSError) as exc:
-            self.summary.fail(f"database error: {exc}".splitlines()[0], EXIT_DATABASE)
-        finally:
-            await engine.dispose()
+        except StorageUnavailableError as exc:
+            self.summary.fail(str(exc), EXIT_DATABASE)
         self.summary.counts["superseded"] = self.superseded + self.stale
         return self.summary
 
 
 async def rebuild(
-    settings: Settings,
+    settings: ToolsConfig,
     options: RebuildOptions = RebuildOptions(),
     reporter: Reporter | None = None,
     stopping: asyncio.Event | None = None,
@@ -249,7 +241,7 @@ async def rebuild(
     return await _Run(settings, options, reporter or Reporter(json_mode=True), stopping).run()
 
 
-def run(settings: Settings, options: RebuildOptions, reporter: Reporter) -> int:
+def run(settings: ToolsConfig, options: RebuildOptions, reporter: Reporter) -> int:
     """The command: rebuild, print the summary, return the exit code."""
 
     async def main(stopping: asyncio.Event) -> int:

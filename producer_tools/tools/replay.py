@@ -43,7 +43,7 @@ from producer_tools.tools._sending import (
     topic_partitions,
 )
 from producer_tools.tools.produce import limits_of
-from schemas.settings import Settings
+from producer_tools.tools.settings import ToolsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +60,9 @@ class ReplayOptions:
     """Remove `replyto` from requests (their requester is gone)."""
 
 
-async def _sender(settings: Settings, target: str) -> tuple[AIOKafkaProducer, BatchSender]:
+async def _sender(settings: ToolsConfig, target: str) -> tuple[AIOKafkaProducer, BatchSender]:
     producer = build_producer(settings)
-    await start_client(producer, "producer", settings.kafka_bootstrap_servers)
+    await start_client(producer, "producer", settings.kafka.bootstrap_servers)
     try:
         partitions = await topic_partitions(producer, target)
     except BaseException:
@@ -74,12 +74,12 @@ async def _sender(settings: Settings, target: str) -> tuple[AIOKafkaProducer, Ba
 class _Run:
     """One replay: reads the range, validates and dedupes, sends (or counts, in a dry run)."""
 
-    def __init__(self, settings: Settings, options: ReplayOptions, reporter: Reporter) -> None:
+    def __init__(self, settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> None:
         self.settings = settings
         self.options = options
         self.reporter = reporter
         self.summary = Summary("replay", dry_run=options.dry_run)
-        self.target = topic_named(settings, options.target, settings.topic_requests)
+        self.target = topic_named(settings, options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
         self.limits = limits_of(settings)
         self.limiter = RateLimiter(options.rate)
@@ -120,7 +120,7 @@ class _Run:
         producer: AIOKafkaProducer | None = None
         try:
             reader, ranges = await open_range(
-                self.settings, self.options.range, self.settings.topic_requests
+                self.settings, self.options.range, self.settings.topics.requests
             )
             try:
                 self.summary.counts["source"] = ranges[0].partition.topic if ranges else ""
@@ -152,7 +152,7 @@ class _Run:
 
 
 async def replay(
-    settings: Settings,
+    settings: ToolsConfig,
     options: ReplayOptions,
     reporter: Reporter | None = None,
     stopping: asyncio.Event | None = None,
@@ -167,7 +167,7 @@ async def replay(
     return await one_run.run(stopping)
 
 
-def run(settings: Settings, options: ReplayOptions, reporter: Reporter) -> int:
+def run(settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> int:
     """The command: replay, print the summary, return the exit code."""
 
     async def main(stopping: asyncio.Event) -> int:

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
-from schemas.settings import Settings
 from schemas.task_start import TaskStartValidationError, parse_service_id
 
 EXIT_CREATED, EXIT_REJECTED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -23,19 +23,19 @@ def source_uri() -> str:
     return f"urn:ucs-tasks:cli:{socket.gethostname()}"
 
 
-async def _reply_listener(settings: Settings) -> AIOKafkaConsumer:
+async def _reply_listener(settings: ToolsConfig) -> AIOKafkaConsumer:
     """A group-less consumer positioned at the end of both reply topics."""
-    listener = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    listener = AIOKafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
     await listener.start()
     partitions = [
         TopicPartition(topic, p)
-        for topic in (settings.topic_created, settings.topic_rejected)
+        for topic in (settings.topics.created, settings.topics.rejected)
         for p in (listener.partitions_for_topic(topic) or ())
     ]
     if not partitions:
         await listener.stop()
         raise RuntimeError(
-            f"reply topics {settings.topic_created!r}/{settings.topic_rejected!r} do not exist"
+            f"reply topics {settings.topics.created!r}/{settings.topics.rejected!r} do not exist"
         )
     listener.assign(partitions)
     await listener.seek_to_end(*partitions)
@@ -45,12 +45,12 @@ async def _reply_listener(settings: Settings) -> AIOKafkaConsumer:
 
 
 async def send_one(
-    settings: Settings, service_id: int, body: bytes, event_id: str, timeout_s: float
+    settings: ToolsConfig, service_id: int, body: bytes, event_id: str, timeout_s: float
 ) -> dict[str, Any] | None:
     """Publish one binary-mode event and wait for the reply that carries its correlation id."""
     correlation_id = uuid.uuid4().hex
     listener = await _reply_listener(settings)
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=False)
+    producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
     try:
         await producer.start()
         key, value, headers = wire.encode_request_binary(
@@ -60,7 +60,9 @@ async def send_one(
             source=source_uri(),
             correlation_id=correlation_id,
         )
-        await producer.send_and_wait(settings.topic_requests, value=value, key=key, headers=headers)
+        await producer.send_and_wait(
+            settings.topics.requests, value=value, key=key, headers=headers
+        )
         async with asyncio.timeout(timeout_s):
             while True:
                 batch = await listener.getmany(timeout_ms=200)
@@ -77,7 +79,7 @@ async def send_one(
 
 
 def run(
-    settings: Settings, service_id: str, body: bytes, event_id: str | None, timeout: float
+    settings: ToolsConfig, service_id: str, body: bytes, event_id: str | None, timeout: float
 ) -> int:
     """The command: prints the reply JSON on stdout; exit 0 created, 1 rejected, 3 no reply."""
     try:

@@ -23,8 +23,8 @@ from rich.markup import escape
 
 from producer_tools.tools._progress import EXIT_OK, ToolError, run_until_interrupted
 from producer_tools.tools._ranges import close_reader, end_offsets, open_reader, partitions_of
+from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
-from schemas.settings import Settings
 
 _POLL_MS = 200
 _KIND_STYLE = {"created": "green", "rejected": "yellow", "dead-letter": "red"}
@@ -151,16 +151,16 @@ async def _follow(reader: AIOKafkaConsumer, partitions: list[Any], from_beginnin
 
 
 async def tail(
-    settings: Settings,
+    settings: ToolsConfig,
     options: TailOptions,
     out: Console | TextIO,
     stopping: asyncio.Event | None = None,
 ) -> int:
     """Print replies as they arrive until `stopping` is set or `count` records; returns the
     number printed. `out` is a rich Console (human lines) or a text stream (JSON lines)."""
-    topics = [settings.topic_created, settings.topic_rejected]
+    topics = [settings.topics.created, settings.topics.rejected]
     if options.dead_letters:
-        topics.append(settings.topic_dead_letter)
+        topics.append(settings.topics.dead_letter)
     printer = _Printer(out)
     reader = await open_reader(settings)
     printed = 0
@@ -170,7 +170,7 @@ async def tail(
         while not (stopping is not None and stopping.is_set()):
             batch = await reader.getmany(timeout_ms=_POLL_MS)
             for record in (r for records in batch.values() for r in records):
-                printer.emit(describe(record, settings.topic_dead_letter))
+                printer.emit(describe(record, settings.topics.dead_letter))
                 printed += 1
                 if options.count is not None and printed >= options.count:
                     return printed
@@ -181,7 +181,7 @@ async def tail(
     return printed
 
 
-def run(settings: Settings, options: TailOptions, out: Console | TextIO) -> int:
+def run(settings: ToolsConfig, options: TailOptions, out: Console | TextIO) -> int:
     """The command: tail until Ctrl-C; returns the exit code."""
 
     async def main(stopping: asyncio.Event) -> int:

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 
 from producer_tools.devstack.embedded import free_port
-from schemas.settings import Settings
 from tests.processes import ROOT, settings_env, start_consumer
 from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY, REFERENCE_SERVICE_ID
+from tests.servers import StackSettings
 
 
-def start_bridge(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def start_bridge(settings: StackSettings, log_path: Path) -> subprocess.Popen[bytes]:
     """`python -m producer_tools bridge` (the `ucs-tasks bridge` command) with these settings."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -30,13 +30,13 @@ def start_bridge(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
 
 
 async def test_the_bridge_command_serves_the_reference_round_trip_and_stops_cleanly(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()
-    bridge_settings = settings.model_copy(
-        update={
+    bridge_settings = settings.with_(
+        **{
             "bridge_port": port,
-            "bridge_reply_topic": f"{settings.topic_requests}.replies.{uuid.uuid4().hex[:8]}",
+            "bridge_reply_topic": f"{settings.topics.requests}.replies.{uuid.uuid4().hex[:8]}",
             "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
         }
     )

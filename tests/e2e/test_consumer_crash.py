@@ -10,20 +10,20 @@ import orjson
 from sqlalchemy import text
 
 from consumer.db.engine import build_engine
-from schemas.settings import Settings
 from tests.kafka_client import TaskClient
 from tests.processes import start_consumer
+from tests.servers import StackSettings
 
 EVENTS = 5000
 
 
 async def test_a_consumer_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     client = TaskClient(settings)
     await client.start()
     log = tmp_path / "consumer.log"
-    ids = [f"crash-{settings.consumer_group}-{i}" for i in range(EVENTS)]
+    ids = [f"crash-{settings.consumer.consumer_group}-{i}" for i in range(EVENTS)]
     try:
         await asyncio.gather(
             *(client.send(orjson.dumps({"state_id": i}), event_id=e, correlation_id=e)

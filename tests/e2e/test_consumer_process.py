@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from schemas.replies import TaskCreated
-from schemas.settings import Settings
 from tests.kafka_client import TaskClient, rows_per_event
 from tests.processes import start_consumer
+from tests.servers import StackSettings
 
 # Small batches and a large backlog: the stop must land mid-flow however fast the machine is
 # (2,000 events in batches of 50 were once all answered before the signal arrived).
@@ -42,12 +42,12 @@ async def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals) ->
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_the_rest_once(
-    settings: Settings, tmp_path: Path, sig: signal.Signals
+    settings: StackSettings, tmp_path: Path, sig: signal.Signals
 ) -> None:
     client = TaskClient(settings)
     await client.start()
     log = tmp_path / "consumer.log"
-    ids = [f"graceful-{settings.consumer_group}-{i}" for i in range(EVENTS)]
+    ids = [f"graceful-{settings.consumer.consumer_group}-{i}" for i in range(EVENTS)]
     try:
         await asyncio.gather(
             *(client.send(orjson.dumps({"state_id": i}), event_id=e, correlation_id=e)

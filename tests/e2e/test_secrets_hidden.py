@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from producer_tools.devstack.embedded import free_port
-from schemas.settings import Settings
 from tests.processes import ROOT, settings_env
+from tests.servers import StackSettings
 
 # Made-up secrets that must never show (S105: they are the point of the test).
 DB_PASSWORD = "db-pw-5e1d0c"  # noqa: S105
@@ -21,7 +21,7 @@ TOKEN = "bridge-token-4f4f4f"  # noqa: S105
 SECRETS = (DB_PASSWORD, SASL_PASSWORD, TOKEN)
 
 
-def with_secrets(settings: Settings, **overrides: object) -> Settings:
+def with_secrets(settings: StackSettings, **overrides: object) -> StackSettings:
     """The same servers, reached with credentials (the test server trusts any password)."""
     url = make_url(settings.database_url).set(password=DB_PASSWORD)
     port = free_port()
@@ -34,7 +34,7 @@ def with_secrets(settings: Settings, **overrides: object) -> Settings:
         "bridge_port": port,
         "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
     }
-    return settings.model_copy(update=values | overrides)
+    return settings.with_(**values | overrides)
 
 
 async def run_for(argv: list[str], env: dict[str, str], until: str, timeout_s: float) -> str:
@@ -75,7 +75,7 @@ def assert_no_secret(output: str) -> None:
 
 
 async def test_the_dev_stack_prints_its_table_without_any_password_or_token(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
     configured = with_secrets(settings, kafka_security_protocol="PLAINTEXT")
     env = settings_env(configured)
@@ -87,7 +87,7 @@ async def test_the_dev_stack_prints_its_table_without_any_password_or_token(
 
 
 async def test_refused_sasl_credentials_are_reported_without_the_password(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
     # The embedded broker speaks no SASL: both processes log failures while they retry.
     configured = with_secrets(settings, kafka_security_protocol="SASL_PLAINTEXT")

@@ -25,20 +25,20 @@ import orjson
 
 from producer_tools.bridge.starter import BRIDGE_SOURCE
 from producer_tools.devstack.embedded import free_port
-from schemas.settings import Settings
 from tests.processes import ROOT, ChildProcess, settings_env
+from tests.servers import StackSettings
 
 SERVICE_ID = 21456878
 START = f"/genesys/1/cs/services/{SERVICE_ID}/tasks/start"
 
 
-def bridge_overrides(settings: Settings, **overrides: Any) -> dict[str, Any]:
+def bridge_overrides(settings: StackSettings, **overrides: Any) -> dict[str, Any]:
     """Bridge settings for one test: its own port, reply topic and Location base, no access log."""
     port = free_port()
     values: dict[str, Any] = {
         "bridge_port": port,
         "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
-        "bridge_reply_topic": f"{settings.topic_requests}.replies.{uuid.uuid4().hex[:8]}",
+        "bridge_reply_topic": f"{settings.topics.requests}.replies.{uuid.uuid4().hex[:8]}",
         "bridge_access_log": False,
     }
     return values | overrides
@@ -52,7 +52,7 @@ class BridgeProcess(ChildProcess):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.bridge_port}"
+        return f"http://127.0.0.1:{self.settings.bridge.port}"
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:

@@ -11,23 +11,23 @@ import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.settings import Settings
 from tests.faults.harness import SOURCE, ReplyLog
+from tests.servers import StackSettings
 
 # --- offsets and rows ----------------------------------------------------------------------
 
 
-async def committed_offsets(settings: Settings, group: str | None = None) -> dict[int, int]:
+async def committed_offsets(settings: StackSettings, group: str | None = None) -> dict[int, int]:
     """The group's committed offset per partition of the requests topic (absent: none)."""
     partitions = [
-        TopicPartition(settings.topic_requests, p) for p in range(settings.topic_partitions)
+        TopicPartition(settings.topics.requests, p) for p in range(settings.topics.partitions)
     ]
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         # Partitions named: the embedded broker cannot answer an "all partitions" fetch.
         offsets = await admin.list_consumer_group_offsets(
-            group or settings.consumer_group, partitions=partitions
+            group or settings.consumer.consumer_group, partitions=partitions
         )
     finally:
         await admin.close()
@@ -118,7 +118,7 @@ def check_flow(event_ids: Iterable[str], rows: Rows, replies: ReplyLog) -> FlowC
 
 
 async def check_acknowledged(
-    settings: Settings,
+    settings: StackSettings,
     positions: Mapping[str, tuple[int, int]],
     replies: ReplyLog,
     committed_before: dict[int, int] | None = None,

@@ -24,10 +24,9 @@ from sqlalchemy.engine import make_url
 
 from consumer.db.migrate import upgrade
 from producer_tools.devstack.embedded import EmbeddedPostgres
-from producer_tools.devstack.stack import create_topics
-from schemas.settings import Settings
 from tests import servers
 from tests.faults.harness import SEED_ENV, ConsumerProcess, Report, fault_settings
+from tests.servers import StackSettings, create_topics
 
 _REPORT = pytest.StashKey[Report]()
 _TEMPLATE = "ucs_faults_template"
@@ -112,14 +111,14 @@ async def _admin(server: EmbeddedPostgres, statement: str) -> None:
         await conn.close()
 
 
-MakeSettings = Callable[..., Awaitable[Settings]]
+MakeSettings = Callable[..., Awaitable[StackSettings]]
 
 
 @pytest.fixture
 def make_fault_settings(kafka_bootstrap: str, fault_database: str) -> MakeSettings:
-    """Settings on the session's broker and this test's database, random topics (created)."""
+    """StackSettings on the session's broker and this test's database, random topics (created)."""
 
-    async def make(**overrides: object) -> Settings:
+    async def make(**overrides: object) -> StackSettings:
         settings = fault_settings(kafka_bootstrap, fault_database, **overrides)
         await create_topics(settings)
         return settings
@@ -132,7 +131,9 @@ def consumers(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]:
     """Starts `python -m consumer` processes; whatever is still running at the end is killed."""
     started: list[ConsumerProcess] = []
 
-    def start(settings: Settings, name: str = "consumer", **overrides: object) -> ConsumerProcess:
+    def start(
+        settings: StackSettings, name: str = "consumer", **overrides: object
+    ) -> ConsumerProcess:
         process = ConsumerProcess(settings, tmp_path / f"{name}.log", **overrides)
         process.start()
         started.append(process)

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import wire
-from schemas.settings import Settings
 from tests import servers
 from tests.processes import ChildProcess, start_consumer
+from tests.servers import StackSettings
 
 if TYPE_CHECKING:
     from tests.faults import checks
@@ -31,7 +31,7 @@ Record = tuple[bytes | None, bytes | None, list[Header]]
 """(key, value, headers) of one record to publish; a header value may be None (null)."""
 
 
-def fault_settings(kafka_bootstrap: str, database_url: str, **overrides: object) -> Settings:
+def fault_settings(kafka_bootstrap: str, database_url: str, **overrides: object) -> StackSettings:
     """Random topics and group, a short session (a killed member is noticed in 1.5 s and a join
     takes about half that on the embedded broker) and fast retries (outages end within 0.5 s
     of the server coming back)."""
@@ -42,7 +42,7 @@ def fault_settings(kafka_bootstrap: str, database_url: str, **overrides: object)
         "retry_backoff_initial_ms": 50,
         "retry_backoff_max_ms": 500,
     }
-    return base.model_copy(update=tuning | overrides)
+    return base.with_(**tuning | overrides)
 
 
 @dataclass
@@ -105,7 +105,7 @@ class ConsumerProcess(ChildProcess):
 
     name = "consumer"
 
-    def __init__(self, settings: Settings, log_path: Path, **overrides: object) -> None:
+    def __init__(self, settings: StackSettings, log_path: Path, **overrides: object) -> None:
         super().__init__(settings, log_path)
         self._overrides = overrides
         self.starts = 0
@@ -127,10 +127,10 @@ class Feed:
     """Publishes records fast (one record batch per partition, as the tools do) and tells where
     each one landed, so offsets can be checked against what the consumer committed."""
 
-    def __init__(self, settings: Settings, max_request_bytes: int = 1 << 20) -> None:
+    def __init__(self, settings: StackSettings, max_request_bytes: int = 1 << 20) -> None:
         self._settings = settings
         self._producer = AIOKafkaProducer(
-            **settings.kafka_client_options(),
+            **settings.kafka.client_options(),
             acks="all",
             enable_idempotence=False,
             linger_ms=5,
@@ -151,7 +151,7 @@ class Feed:
     ) -> list[tuple[int, int]]:
         """Publish and wait for every ack; returns (partition, offset) of each record, in order.
         A keyless record goes round-robin; the others where aiokafka's partitioner puts them."""
-        topic = topic or self._settings.topic_requests
+        topic = topic or self._settings.topics.requests
         partitions = sorted(await self._producer.partitions_for(topic))
         by_partition: dict[int, list[int]] = {}
         for index, (key, _, _) in enumerate(records):
@@ -205,7 +205,7 @@ class Feed:
 class ReplyLog:
     """Reads the created, rejected and dead-letter topics from their start (no group)."""
 
-    settings: Settings
+    settings: StackSettings
     created: dict[str, list[int]] = field(default_factory=dict)
     """Event id -> the task id of every task-created reply (re-sent ones included)."""
     rejected: dict[str, list[str]] = field(default_factory=dict)
@@ -219,7 +219,7 @@ class ReplyLog:
     async def __aenter__(self) -> ReplyLog:
         s = self.settings
         self._consumer = AIOKafkaConsumer(
-            **s.kafka_client_options(),
+            **s.kafka.client_options(),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
@@ -227,7 +227,7 @@ class ReplyLog:
             fetch_max_bytes=64 << 20,
         )
         await self._consumer.start()
-        topics = (s.topic_created, s.topic_rejected, s.topic_dead_letter)
+        topics = (s.topics.created, s.topics.rejected, s.topics.dead_letter)
         self._consumer.assign([
             TopicPartition(topic, p)
             for topic in topics
@@ -253,8 +253,8 @@ class ReplyLog:
                 for record in records:
                     self._take(s, record)
 
-    def _take(self, s: Settings, record: Any) -> None:
-        if record.topic == s.topic_dead_letter:
+    def _take(self, s: StackSettings, record: Any) -> None:
+        if record.topic == s.topics.dead_letter:
             headers = {k: v for k, v in record.headers if v is not None}
             where = (int(headers[wire.DLQ_PARTITION]), int(headers[wire.DLQ_OFFSET]))
             self.dead_letters[where] = headers[wire.DLQ_ERROR].decode("utf-8", "replace")

@@ -23,8 +23,6 @@ import httpx
 import pytest
 
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
-from producer_tools.devstack.stack import create_topics
-from schemas.settings import Settings
 from tests.faults.bridge_harness import (
     BridgeProcess,
     Flow,
@@ -41,6 +39,7 @@ from tests.faults.bridge_harness import (
 )
 from tests.faults.conftest import MakeSettings
 from tests.faults.harness import ConsumerProcess, Report, fault_settings
+from tests.servers import StackSettings, create_topics
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -54,11 +53,11 @@ AFTER_RECOVERY_S = 3.0
 
 
 @pytest.fixture
-def bridges(tmp_path: Path) -> Iterator[Callable[[Settings], BridgeProcess]]:
+def bridges(tmp_path: Path) -> Iterator[Callable[[StackSettings], BridgeProcess]]:
     """Starts bridge processes; whatever still runs at the end is killed."""
     started: list[BridgeProcess] = []
 
-    def start(settings: Settings) -> BridgeProcess:
+    def start(settings: StackSettings) -> BridgeProcess:
         process = BridgeProcess(settings, tmp_path / f"bridge-{len(started)}.log")
         process.start()
         started.append(process)
@@ -105,24 +104,24 @@ def latency_figures(outcomes: list[Outcome], status: int | None = None) -> str:
     return f"p99={percentile(chosen, 0.99):.2f}s max={max(chosen, default=0):.2f}s"
 
 
-def assert_answered_in_time(outcomes: list[Outcome], settings: Settings) -> None:
+def assert_answered_in_time(outcomes: list[Outcome], settings: StackSettings) -> None:
     no_answer = [o for o in outcomes if o.status == 0]
     assert not no_answer, f"{len(no_answer)} requests got no HTTP answer: {no_answer[:3]}"
-    bound_s = settings.bridge_reply_timeout_ms / 1000 + LATENCY_MARGIN_S
+    bound_s = settings.bridge.reply_timeout_ms / 1000 + LATENCY_MARGIN_S
     slow = [o for o in outcomes if o.latency_s > bound_s]
     assert not slow, f"{len(slow)} answers took over {bound_s}s: {slow[:3]}"
 
 
-Launch = Callable[[Settings], Awaitable[tuple[ConsumerProcess, BridgeProcess]]]
+Launch = Callable[[StackSettings], Awaitable[tuple[ConsumerProcess, BridgeProcess]]]
 
 
 @pytest.fixture
 def launch(
-    consumers: Callable[..., ConsumerProcess], bridges: Callable[[Settings], BridgeProcess]
+    consumers: Callable[..., ConsumerProcess], bridges: Callable[[StackSettings], BridgeProcess]
 ) -> Launch:
     """Starts a consumer process and a bridge process, and waits until the bridge is ready."""
 
-    async def start(settings: Settings) -> tuple[ConsumerProcess, BridgeProcess]:
+    async def start(settings: StackSettings) -> tuple[ConsumerProcess, BridgeProcess]:
         consumer = consumers(settings)
         bridge = bridges(settings)
         await bridge.wait_ready()
@@ -131,9 +130,9 @@ def launch(
     return start
 
 
-def client_for(bridge: BridgeProcess, settings: Settings) -> httpx.AsyncClient:
+def client_for(bridge: BridgeProcess, settings: StackSettings) -> httpx.AsyncClient:
     # Far beyond any answer the bridge should give: a hang shows as a missing answer.
-    timeout_s = settings.bridge_reply_timeout_ms / 1000 + settings.bridge_send_timeout_ms / 1000
+    timeout_s = settings.bridge.reply_timeout_ms / 1000 + settings.bridge.send_timeout_ms / 1000
     # Idle connections expire well before uvicorn closes them (5 s): no reuse-while-closing race.
     limits = httpx.Limits(
         max_connections=CLIENTS + 10, max_keepalive_connections=CLIENTS + 10, keepalive_expiry=2
@@ -149,9 +148,7 @@ async def test_a_database_outage_under_load_gives_201_202_or_503_and_every_202_r
     report: Report,
 ) -> None:
     base = await make_fault_settings()
-    settings = base.model_copy(
-        update=bridge_overrides(base, bridge_reply_timeout_ms=REPLY_TIMEOUT_MS)
-    )
+    settings = base.with_(**bridge_overrides(base, bridge_reply_timeout_ms=REPLY_TIMEOUT_MS))
     consumer, bridge = await launch(settings)
     async with client_for(bridge, settings) as client:
         await warm_up(client)
@@ -197,9 +194,7 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
 ) -> None:
     async with own_broker:
         base = fault_settings(own_broker.bootstrap_servers, fault_database)
-        settings = base.model_copy(
-            update=bridge_overrides(base, bridge_reply_timeout_ms=REPLY_TIMEOUT_MS)
-        )
+        settings = base.with_(**bridge_overrides(base, bridge_reply_timeout_ms=REPLY_TIMEOUT_MS))
         await create_topics(settings)
         consumer, bridge = await launch(settings)
         async with client_for(bridge, settings) as client:
@@ -265,7 +260,7 @@ async def test_replies_slower_than_the_timeout_give_202s_that_resolve_and_never_
     base = await make_fault_settings(
         consumer_session_timeout_ms=6_000, consumer_heartbeat_interval_ms=500
     )
-    settings = base.model_copy(update=bridge_overrides(base, bridge_reply_timeout_ms=1000))
+    settings = base.with_(**bridge_overrides(base, bridge_reply_timeout_ms=1000))
     consumer, bridge = await launch(settings)
     async with client_for(bridge, settings) as client:
         await warm_up(client)

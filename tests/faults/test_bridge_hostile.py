@@ -30,9 +30,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
-from producer_tools.devstack.stack import create_topics
 from schemas.replies import EXCEPTION_CLASS
-from schemas.settings import Settings
 from tests import servers
 from tests.faults.bridge_harness import (
     SERVICE_ID,
@@ -42,6 +40,7 @@ from tests.faults.bridge_harness import (
     warm_up,
 )
 from tests.faults.harness import ConsumerProcess, Report
+from tests.servers import StackSettings, create_topics
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -58,7 +57,7 @@ TRIED: Counter[str] = Counter()
 class Served:
     """The bridge and consumer processes of this module, and a blocking client."""
 
-    settings: Settings
+    settings: StackSettings
     bridge: BridgeProcess
     consumer: ConsumerProcess
     client: httpx.Client
@@ -66,7 +65,7 @@ class Served:
 
     @property
     def port(self) -> int:
-        return self.settings.bridge_port
+        return self.settings.bridge.port
 
     def assert_up(self) -> None:
         assert self.bridge.alive, f"the bridge died:\n{self.bridge.log_tail()}"
@@ -78,7 +77,7 @@ async def served(
     kafka_bootstrap: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
     base = servers.make_settings(kafka_bootstrap, database_url)
-    settings = base.model_copy(update=bridge_overrides(base, max_body_bytes=MAX_BODY))
+    settings = base.with_(**bridge_overrides(base, max_body_bytes=MAX_BODY))
     await create_topics(settings)
     logs = tmp_path_factory.mktemp("hostile")
     consumer = ConsumerProcess(settings, logs / "consumer.log")

@@ -25,8 +25,6 @@ from consumer.kafka.codec import OutRecord
 from consumer.kafka.publisher import BrokerUnavailableError, KafkaPublisher
 from consumer.kafka.runner import Runner
 from producer_tools.devstack.embedded import EmbeddedBroker
-from producer_tools.devstack.stack import create_topics
-from schemas.settings import Settings
 from tests.fakes import (
     Batch,
     FakeConsumer,
@@ -53,6 +51,7 @@ from tests.faults.harness import (
     until,
     valid_records,
 )
+from tests.servers import StackSettings, create_topics
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -141,7 +140,7 @@ async def test_a_consumer_process_survives_a_broker_restart_that_lost_everything
 
 
 async def _unanswered(
-    settings: Settings,
+    settings: StackSettings,
     records: Sequence[Record],
     positions: Sequence[tuple[int, int]],
     replies: ReplyLog,
@@ -166,26 +165,26 @@ async def _unanswered(
 
 
 async def _what_the_broker_holds(
-    settings: Settings,
+    settings: StackSettings,
 ) -> tuple[dict[int, int], dict[int, int], set[str]]:
     """The group's committed offsets, and the created topic read again: records per partition
     and the event ids they answer."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     reader = AIOKafkaConsumer(
-        **settings.kafka_client_options(), auto_offset_reset="earliest", enable_auto_commit=False
+        **settings.kafka.client_options(), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await admin.start()
     await reader.start()
     try:
-        parts = sorted(reader.partitions_for_topic(settings.topic_requests) or ())
+        parts = sorted(reader.partitions_for_topic(settings.topics.requests) or ())
         found = await admin.list_consumer_group_offsets(
-            settings.consumer_group,
-            partitions=[TopicPartition(settings.topic_requests, p) for p in parts],
+            settings.consumer.consumer_group,
+            partitions=[TopicPartition(settings.topics.requests, p) for p in parts],
         )
         committed = {tp.partition: meta.offset for tp, meta in found.items()}
         created = [
-            TopicPartition(settings.topic_created, p)
-            for p in sorted(reader.partitions_for_topic(settings.topic_created) or ())
+            TopicPartition(settings.topics.created, p)
+            for p in sorted(reader.partitions_for_topic(settings.topics.created) or ())
         ]
         reader.assign(created)
         counts = dict.fromkeys((tp.partition for tp in created), 0)
@@ -231,7 +230,7 @@ async def test_a_member_the_broker_forgot_answers_its_batch_but_commits_no_offse
     record = FakeRecord("requests", 0, 900, key, value, tuple(headers))  # type: ignore[arg-type]
     consumer = ForgottenMember({FakePartition("requests", 0): [record]})
     publisher = FakePublisher()
-    settings = Settings(topic_requests="requests", topic_created="created")
+    settings = StackSettings.of(topic_requests="requests", topic_created="created")
     runner = Runner(consumer, publisher, lambda: FakeUnitOfWork(FakeStore()), settings)  # type: ignore[arg-type]
     stopping = asyncio.Event()
     loop = asyncio.create_task(runner.run(stopping))

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import pytest
 
-from schemas.settings import Settings
 from tests.faults.checks import (
     check_acknowledged,
     check_flow,
@@ -32,6 +31,7 @@ from tests.faults.harness import (
     event_id_of,
     valid_records,
 )
+from tests.servers import StackSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -45,7 +45,7 @@ they answered) took the flow ahead."""
 
 
 async def kill_repeatedly(
-    settings: Settings,
+    settings: StackSettings,
     *,
     consumer: ConsumerProcess,
     replies: ReplyLog,

@@ -15,7 +15,6 @@ from collections.abc import Callable
 import pytest
 
 from producer_tools.devstack.embedded import EmbeddedPostgres
-from schemas.settings import Settings
 from tests.faults.checks import (
     check_acknowledged,
     check_flow,
@@ -34,6 +33,7 @@ from tests.faults.harness import (
     event_id_of,
     valid_records,
 )
+from tests.servers import StackSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -47,7 +47,7 @@ async def outage(
     *,
     server: EmbeddedPostgres,
     consumer: ConsumerProcess,
-    settings: Settings,
+    settings: StackSettings,
     replies: ReplyLog,
     down_s: float,
 ) -> tuple[int, int]:

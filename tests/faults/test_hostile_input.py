@@ -213,7 +213,7 @@ async def test_a_record_whose_header_name_is_not_utf8_is_dead_lettered_and_the_r
         batch.append(
             key=key, value=value, timestamp=None, headers=[*headers, (_RawName("x"), b"1")]
         )
-        await (await producer.send_batch(batch, settings_.topic_requests, partition=0))
+        await (await producer.send_batch(batch, settings_.topics.requests, partition=0))
         await answered(feed, replies, consumer, "after-poison", 5)
         assert len(replies.dead_letters) == 1
         assert await consumer.stop() == 0

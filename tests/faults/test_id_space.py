@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import pytest
 
-from schemas.settings import Settings
 from tests.faults.checks import (
     Rows,
     check_flow,
@@ -32,6 +31,7 @@ from tests.faults.harness import (
     task_record,
     valid_records,
 )
+from tests.servers import StackSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -153,8 +153,8 @@ async def test_replays_racing_consumers_and_rejections_take_no_task_ids(
     assert_stable(after_first, after_fresh, valid)
 
 
-def in_group(settings: Settings, name: str) -> Settings:
-    return settings.model_copy(update={"consumer_group": f"{settings.consumer_group}.{name}"})
+def in_group(settings: StackSettings, name: str) -> StackSettings:
+    return settings.with_(**{"consumer_group": f"{settings.consumer.consumer_group}.{name}"})
 
 
 def assert_stable(before: Rows, after: Rows, events: list[str]) -> None:

@@ -28,16 +28,14 @@ from producer_tools.bridge.routes import START_PATH, STATUS_PATH, TASK_PATHS
 from producer_tools.bridge.starter import BRIDGE_SOURCE
 from producer_tools.bridge.state import Bridge
 from producer_tools.devstack.embedded import EmbeddedBroker, free_port
-from producer_tools.devstack.stack import create_topics
 from schemas.replies import EXCEPTION_CLASS
-from schemas.settings import Settings
 from tests.reference import (
     REFERENCE_ATTACHED,
     REFERENCE_BODY,
     REFERENCE_BODY_VERBATIM,
     REFERENCE_SERVICE_ID,
 )
-from tests.servers import make_settings
+from tests.servers import StackSettings, create_topics, make_settings
 
 SID = REFERENCE_SERVICE_ID
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -47,14 +45,14 @@ def start_url(service_id: int | str = SID) -> str:
     return START_PATH.format(service_id=service_id)
 
 
-def bridge_settings(settings: Settings, **overrides: Any) -> Settings:
+def bridge_settings(settings: StackSettings, **overrides: Any) -> StackSettings:
     """The test's settings for one bridge instance: its own reply topic, short timeouts."""
     values: dict[str, Any] = {
-        "bridge_reply_topic": f"{settings.topic_requests}.replies.{uuid.uuid4().hex[:8]}",
+        "bridge_reply_topic": f"{settings.topics.requests}.replies.{uuid.uuid4().hex[:8]}",
         "bridge_reply_partitions": 3,
         "bridge_reply_timeout_ms": 15_000,  # the consumer's first group join takes seconds
     }
-    return settings.model_copy(update=values | overrides)
+    return settings.with_(**values | overrides)
 
 
 @dataclass
@@ -69,7 +67,7 @@ class Running:
 
 
 @asynccontextmanager
-async def running_bridge(settings: Settings) -> AsyncIterator[Running]:
+async def running_bridge(settings: StackSettings) -> AsyncIterator[Running]:
     """A bridge app with its lifespan running, and an HTTP client talking to it in-process."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -88,7 +86,7 @@ def assert_error_body(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-async def count_tasks(settings: Settings, event_id: str) -> int:
+async def count_tasks(settings: StackSettings, event_id: str) -> int:
     engine = build_engine(settings.database_url, 1)
     try:
         async with engine.connect() as conn:
@@ -102,7 +100,7 @@ async def count_tasks(settings: Settings, event_id: str) -> int:
 
 
 async def test_the_corrected_reference_example_gets_201_and_its_location_reads_back_the_same_data(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     async with running_bridge(bridge_settings(settings)) as running:
         client = running.client
@@ -111,7 +109,7 @@ async def test_the_corrected_reference_example_gets_201_and_its_location_reads_b
         task_id = created.json()["task_id"]
         assert created.content == orjson.dumps({"task_id": task_id})
         location = created.headers["location"]
-        assert location == f"{settings.base_uri}/service/{SID}/tasks/{task_id}"
+        assert location == f"{settings.contract.base_uri}/service/{SID}/tasks/{task_id}"
 
         read = await client.get(location, params={"extensions": "*"})
         assert read.status_code == 200, read.text
@@ -146,7 +144,7 @@ async def test_the_corrected_reference_example_gets_201_and_its_location_reads_b
 
 
 async def test_an_idempotency_key_retry_gets_the_same_task_and_makes_one_row(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     key = f"order-{uuid.uuid4()}"
     headers = {**JSON_HEADERS, "Idempotency-Key": key}
@@ -168,7 +166,7 @@ async def test_an_idempotency_key_retry_gets_the_same_task_and_makes_one_row(
 
 
 async def test_two_bridges_under_500_concurrent_requests_never_cross_replies(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     count = 500
     async with (
@@ -205,7 +203,7 @@ async def test_two_bridges_under_500_concurrent_requests_never_cross_replies(
 
 
 async def test_without_a_reply_in_time_a_202_points_at_a_status_that_resolves_to_the_task(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
     key = f"slow/{uuid.uuid4().hex}?#%"
     headers = {**JSON_HEADERS, "Idempotency-Key": key}
@@ -215,7 +213,8 @@ async def test_without_a_reply_in_time_a_202_points_at_a_status_that_resolves_to
         assert accepted.status_code == 202, accepted.text
         status_url = accepted.headers["location"]
         assert (
-            status_url == f"{settings.base_uri}/services/{SID}/tasks/requests/{quote(key, safe='')}"
+            status_url
+            == f"{settings.contract.base_uri}/services/{SID}/tasks/requests/{quote(key, safe='')}"
         )
         assert accepted.json()["state"] == "pending"
         assert accepted.json()["event_id"] == key
@@ -231,7 +230,7 @@ async def test_without_a_reply_in_time_a_202_points_at_a_status_that_resolves_to
                     await asyncio.sleep(0.1)
             assert resolved.status_code == 303, resolved.text
             task_id = resolved.json()["task_id"]
-            assert resolved.headers["location"] == settings.location(SID, task_id)
+            assert resolved.headers["location"] == settings.contract.location(SID, task_id)
             task = await client.get(resolved.headers["location"])
             assert task.json()["state_id"] == 7
 
@@ -245,7 +244,9 @@ async def test_without_a_reply_in_time_a_202_points_at_a_status_that_resolves_to
             await consumer
 
 
-async def test_with_accept_on_timeout_off_no_reply_in_time_is_a_504(settings: Settings) -> None:
+async def test_with_accept_on_timeout_off_no_reply_in_time_is_a_504(
+    settings: StackSettings,
+) -> None:
     strict = bridge_settings(settings, bridge_reply_timeout_ms=200, bridge_accept_on_timeout=False)
     async with running_bridge(strict) as running:
         response = await running.client.post(start_url(), content=b"{}", headers=JSON_HEADERS)
@@ -253,7 +254,7 @@ async def test_with_accept_on_timeout_off_no_reply_in_time_is_a_504(settings: Se
 
 
 async def test_a_request_the_consumer_rejects_gets_its_reply_status_and_error_body(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     # The bridge allows longer strings than the consumer: only the consumer refuses this one.
     lenient = bridge_settings(settings, max_string_length=5000)
@@ -396,7 +397,7 @@ async def test_json_declared_otherwise_or_undeclared_is_accepted(
 
 
 async def test_with_the_broker_unreachable_requests_get_503_at_once_and_readyz_says_why(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
     nowhere = bridge_settings(settings, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     started = time.monotonic()
@@ -447,7 +448,7 @@ async def test_when_the_broker_stops_requests_get_503_quickly_and_the_bridge_rec
                     await asyncio.sleep(0.1)
 
 
-async def test_with_the_database_unreachable_reads_answer_503(settings: Settings) -> None:
+async def test_with_the_database_unreachable_reads_answer_503(settings: StackSettings) -> None:
     nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/ucs"
     async with running_bridge(bridge_settings(settings, database_url=nowhere)) as running:
         client = running.client
@@ -461,14 +462,14 @@ async def test_with_the_database_unreachable_reads_answer_503(settings: Settings
 
 
 async def test_an_unexpected_failure_still_answers_a_json_500() -> None:
-    app = create_app(Settings())  # its lifespan never runs: the routes fail loudly
+    app = create_app(StackSettings.of())  # its lifespan never runs: the routes fail loudly
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.post(start_url(), content=b"{}", headers=JSON_HEADERS)
     assert "Internal error" in assert_error_body(response, 500)["message"]
 
 
-async def test_the_kafka_link_refuses_use_before_start(settings: Settings) -> None:
+async def test_the_kafka_link_refuses_use_before_start(settings: StackSettings) -> None:
     link = KafkaLink(bridge_settings(settings), PendingReplies())
     with pytest.raises(RuntimeError, match="before start"):
         await link.publish(service_id=1, body=b"{}", event_id="e", source="s", correlation_id="c")
@@ -476,7 +477,7 @@ async def test_the_kafka_link_refuses_use_before_start(settings: Settings) -> No
 
 
 def test_the_openapi_document_declares_every_status_the_bridge_answers() -> None:
-    document = create_app(Settings()).openapi()
+    document = create_app(StackSettings.of()).openapi()
     paths = document["paths"]
     start = paths[start_url("{service_id}")]["post"]
     assert {"201", "202", "400", "413", "415", "503", "504"} <= set(start["responses"])

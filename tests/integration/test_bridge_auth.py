@@ -23,7 +23,6 @@ from producer_tools.bridge.app import create_app
 from producer_tools.bridge.openapi import PUBLIC_PATHS
 from producer_tools.bridge.routes import router
 from producer_tools.devstack.embedded import free_port
-from schemas.settings import Settings
 from tests.integration.test_bridge import (
     JSON_HEADERS,
     assert_error_body,
@@ -31,6 +30,7 @@ from tests.integration.test_bridge import (
     running_bridge,
     start_url,
 )
+from tests.servers import StackSettings
 
 TOKEN = f"tok-{uuid.uuid4().hex}"
 OTHER = f"key-{uuid.uuid4().hex}"
@@ -38,7 +38,9 @@ WRONG = f"nope-{uuid.uuid4().hex}"
 SECRETS = (TOKEN, OTHER)
 
 
-def secured(settings: Settings, tokens: str = f" {TOKEN} ,{OTHER},", **overrides: Any) -> Settings:
+def secured(
+    settings: StackSettings, tokens: str = f" {TOKEN} ,{OTHER},", **overrides: Any
+) -> StackSettings:
     return bridge_settings(settings, bridge_auth_tokens=SecretStr(tokens), **overrides)
 
 
@@ -52,7 +54,7 @@ def assert_unauthorized(response: httpx.Response, *, refused: bool) -> None:
 
 
 async def test_a_bearer_token_or_an_api_key_starts_a_task_and_reads_it_back(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     async with running_bridge(secured(settings)) as running:
         client = running.client
@@ -71,7 +73,7 @@ async def test_a_bearer_token_or_an_api_key_starts_a_task_and_reads_it_back(
 
 
 async def test_a_wrong_or_missing_token_is_a_401_with_the_error_body_and_a_bearer_challenge(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
     async with running_bridge(secured(settings)) as running:
         client = running.client
@@ -98,7 +100,7 @@ async def test_a_wrong_or_missing_token_is_a_401_with_the_error_body_and_a_beare
         assert_unauthorized(oversized, refused=False)
 
 
-async def test_health_checks_and_the_openapi_document_stay_open(settings: Settings) -> None:
+async def test_health_checks_and_the_openapi_document_stay_open(settings: StackSettings) -> None:
     async with running_bridge(secured(settings)) as running:
         client = running.client
         assert (await client.get("/healthz")).json() == {"status": "alive"}
@@ -106,7 +108,7 @@ async def test_health_checks_and_the_openapi_document_stay_open(settings: Settin
         assert (await client.get("/openapi.json")).status_code == 200
 
 
-async def test_every_route_but_the_public_ones_asks_for_a_token(settings: Settings) -> None:
+async def test_every_route_but_the_public_ones_asks_for_a_token(settings: StackSettings) -> None:
     async with running_bridge(secured(settings)) as running:
         routes = [r for r in router.routes if isinstance(r, APIRoute)]
         guarded = [r for r in routes if r.path not in PUBLIC_PATHS]
@@ -144,13 +146,13 @@ async def test_every_token_is_compared_in_constant_time_without_an_early_exit(
 def test_an_unusable_token_fails_at_start_without_echoing_it() -> None:
     bad = "has space"
     with pytest.raises(ValueError, match="token 2 of 2") as caught:
-        create_app(Settings(bridge_auth_tokens=SecretStr(f"{TOKEN},{bad}")))
+        create_app(StackSettings.of(bridge_auth_tokens=SecretStr(f"{TOKEN},{bad}")))
     assert bad not in str(caught.value)
     assert TOKEN not in str(caught.value)
 
 
 def test_the_openapi_document_declares_the_security_schemes_and_401_only_when_on() -> None:
-    document = create_app(Settings(bridge_auth_tokens=SecretStr(TOKEN))).openapi()
+    document = create_app(StackSettings.of(bridge_auth_tokens=SecretStr(TOKEN))).openapi()
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "description": schemes["bearerAuth"]["description"],
@@ -166,7 +168,7 @@ def test_the_openapi_document_declares_the_security_schemes_and_401_only_when_on
                 assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
     assert TOKEN not in str(document)
 
-    open_document = create_app(Settings()).openapi()
+    open_document = create_app(StackSettings.of()).openapi()
     assert "securitySchemes" not in open_document["components"]
     assert all(
         "401" not in operation["responses"]
@@ -176,12 +178,12 @@ def test_the_openapi_document_declares_the_security_schemes_and_401_only_when_on
 
 
 @asynccontextmanager
-async def served_with_access_log(settings: Settings) -> AsyncIterator[str]:
+async def served_with_access_log(settings: StackSettings) -> AsyncIterator[str]:
     """The bridge served by uvicorn in this event loop, access log on, logging left to pytest."""
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
-        port=settings.bridge_port,
+        port=settings.bridge.port,
         access_log=True,
         log_config=None,
         log_level="debug",
@@ -193,14 +195,14 @@ async def served_with_access_log(settings: Settings) -> AsyncIterator[str]:
             while not server.started:
                 assert not task.done(), "uvicorn stopped while starting"
                 await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.bridge_port}"
+        yield f"http://127.0.0.1:{settings.bridge.port}"
     finally:
         server.should_exit = True
         await task
 
 
 async def test_tokens_never_appear_in_the_logs(
-    settings: Settings, consumer: object, caplog: pytest.LogCaptureFixture
+    settings: StackSettings, consumer: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     served = secured(settings, bridge_port=free_port(), bridge_access_log=True)

@@ -21,8 +21,8 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from producer_tools.bridge.app import create_app
 from producer_tools.devstack.embedded import free_port
-from schemas.settings import Settings
 from tests.integration.test_bridge import bridge_settings
+from tests.servers import StackSettings
 
 EXAMPLES = 300
 
@@ -40,11 +40,11 @@ CHECKS = [
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def serving(settings: StackSettings) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """The bridge served by uvicorn in this event loop: its base URL and OpenAPI document."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.bridge_port, log_level="warning", access_log=False
+        app, host="127.0.0.1", port=settings.bridge.port, log_level="warning", access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -53,7 +53,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[str, dict[str, Any]
             while not server.started:
                 assert not task.done(), "uvicorn stopped while starting"
                 await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.bridge_port}", app.openapi()
+        yield f"http://127.0.0.1:{settings.bridge.port}", app.openapi()
     finally:
         server.should_exit = True
         await task
@@ -81,7 +81,7 @@ def run_schemathesis(base_url: str, document: dict[str, Any]) -> None:
 
 
 async def test_the_bridge_answers_as_its_openapi_document_says(
-    settings: Settings, consumer: object
+    settings: StackSettings, consumer: object
 ) -> None:
     served = bridge_settings(settings, bridge_port=free_port(), max_body_bytes=8192)
     async with serving(served) as (base_url, document):

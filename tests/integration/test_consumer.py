@@ -11,20 +11,20 @@ from sqlalchemy import text
 
 from consumer.db.engine import build_engine
 from schemas import wire
-from schemas.settings import Settings
 from tests.kafka_client import TaskClient
 from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY, REFERENCE_SERVICE_ID
+from tests.servers import StackSettings
 
 pytestmark = pytest.mark.usefixtures("module_consumer")
 
 
 @pytest.fixture
-def settings(module_settings: Settings) -> Settings:
+def settings(module_settings: StackSettings) -> StackSettings:
     """Every test of this module talks to the one module-wide consumer."""
     return module_settings
 
 
-async def count_rows(settings: Settings, sql: str, **params: object) -> int:
+async def count_rows(settings: StackSettings, sql: str, **params: object) -> int:
     engine = build_engine(settings.database_url, 1)
     try:
         async with engine.connect() as conn:
@@ -34,7 +34,7 @@ async def count_rows(settings: Settings, sql: str, **params: object) -> int:
 
 
 async def test_the_reference_example_round_trips_with_its_attached_data_intact(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     reply = await client.reply(await client.send(REFERENCE_BODY, REFERENCE_SERVICE_ID))
     payload = reply.payload
@@ -50,7 +50,7 @@ async def test_the_reference_example_round_trips_with_its_attached_data_intact(
     assert (task["state_id"], task["est_duration"], task["task_type"]) == (24, 460, "customer info")
     assert task["interaction_id"] == "42"
     assert task["timestamp"].endswith("Z")
-    assert reply.topic == settings.topic_created
+    assert reply.topic == settings.topics.created
 
 
 async def test_two_events_get_distinct_increasing_ids(client: TaskClient) -> None:
@@ -60,7 +60,7 @@ async def test_two_events_get_distinct_increasing_ids(client: TaskClient) -> Non
 
 
 async def test_the_same_event_twice_makes_one_row_and_answers_the_same_task_id(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     event_id = uuid.uuid4().hex
     first = await client.reply(await client.send(b'{"state_id": 3}', event_id=event_id))
@@ -99,7 +99,7 @@ INVALID_CASES = [
 
 @pytest.mark.parametrize(("body", "field"), INVALID_CASES)
 async def test_each_invalid_field_gets_a_rejected_reply_naming_the_field(
-    client: TaskClient, settings: Settings, body: bytes, field: str
+    client: TaskClient, settings: StackSettings, body: bytes, field: str
 ) -> None:
     reply = await client.reply(await client.send(body))
     payload = reply.payload
@@ -108,7 +108,7 @@ async def test_each_invalid_field_gets_a_rejected_reply_naming_the_field(
     assert field in [e["field"] for e in payload["error"]["errors"]]
     assert field in payload["error"]["message"]
     assert payload["error"]["exception"].endswith("ContextServicesExceptionResource")
-    assert reply.topic == settings.topic_rejected
+    assert reply.topic == settings.topics.rejected
 
 
 @pytest.mark.parametrize("service_id", ["0", "-5", str(2**63), "abc"])
@@ -132,15 +132,15 @@ async def test_a_body_that_is_not_a_json_object_is_rejected(
 
 
 async def test_an_oversized_body_is_rejected_with_413(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
-    body = orjson.dumps({"blob": "x" * settings.max_body_bytes})
+    body = orjson.dumps({"blob": "x" * settings.contract.max_body_bytes})
     reply = await client.reply(await client.send(body))
     assert (reply.payload["kind"], reply.payload["status"]) == ("task.rejected", 413)
 
 
 async def test_a_rejected_event_is_recorded_and_takes_no_task_id(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     event_id = uuid.uuid4().hex
     await client.reply(await client.send(b'{"state_id": "x"}', event_id=event_id))
@@ -152,7 +152,7 @@ async def test_a_rejected_event_is_recorded_and_takes_no_task_id(
 
 
 async def test_an_undecodable_record_is_dead_lettered_byte_for_byte_and_the_next_event_still_runs(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     garbage = b"\xff\x00not a cloud event"
     headers = [("x-origin", b"\x01\x02binary")]
@@ -165,7 +165,7 @@ async def test_an_undecodable_record_is_dead_lettered_byte_for_byte_and_the_next
     dead_headers = list(dead.headers)
     assert dead_headers[0] == headers[0]
     names = dict(dead_headers)
-    assert names[wire.DLQ_TOPIC] == settings.topic_requests.encode()
+    assert names[wire.DLQ_TOPIC] == settings.topics.requests.encode()
     assert names[wire.DLQ_ERROR]
     assert int(names[wire.DLQ_OFFSET]) >= 0
 
@@ -188,7 +188,7 @@ async def test_a_structured_mode_event_is_accepted(client: TaskClient) -> None:
 
 
 async def test_a_request_naming_a_reply_topic_gets_its_reply_there_and_in_the_log(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     correlation_id = uuid.uuid4().hex
     key, value, headers = wire.encode_request_binary(
@@ -196,17 +196,17 @@ async def test_a_request_naming_a_reply_topic_gets_its_reply_there_and_in_the_lo
         body=b"{}",
         event_id=uuid.uuid4().hex,
         source="urn:test",
-        reply_to=settings.topic_rejected,  # any existing topic the client listens to
+        reply_to=settings.topics.rejected,  # any existing topic the client listens to
         correlation_id=correlation_id,
     )
     await client.send_raw(value, key=key, headers=headers)
     await client.reply(correlation_id, count=2)
     topics = sorted(r.topic for r in client.replies[correlation_id])
-    assert topics == sorted([settings.topic_created, settings.topic_rejected])
+    assert topics == sorted([settings.topics.created, settings.topics.rejected])
 
 
 async def test_a_burst_of_events_each_gets_exactly_one_task(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     correlations = await asyncio.gather(
         *(client.send(orjson.dumps({"state_id": i})) for i in range(300))
@@ -217,7 +217,7 @@ async def test_a_burst_of_events_each_gets_exactly_one_task(
 
 
 async def test_a_reply_topic_that_does_not_exist_does_not_hold_up_the_reply_in_the_log(
-    client: TaskClient, settings: Settings
+    client: TaskClient, settings: StackSettings
 ) -> None:
     correlation_id = uuid.uuid4().hex
     key, value, headers = wire.encode_request_binary(
@@ -230,6 +230,6 @@ async def test_a_reply_topic_that_does_not_exist_does_not_hold_up_the_reply_in_t
     )
     await client.send_raw(value, key=key, headers=headers)
     reply = await client.reply(correlation_id, timeout=15)
-    assert (reply.topic, reply.payload["kind"]) == (settings.topic_created, "task.created")
+    assert (reply.topic, reply.payload["kind"]) == (settings.topics.created, "task.created")
     follow_up = await client.reply(await client.send(b'{"state_id": 7}'), timeout=15)
     assert follow_up.payload["kind"] == "task.created"

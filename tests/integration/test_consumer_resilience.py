@@ -24,12 +24,11 @@ from consumer.bootstrap import run_consumer
 from consumer.db.migrate import upgrade
 from consumer.kafka.runner import Runner
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from producer_tools.devstack.stack import create_topics
 from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
-from schemas.settings import Settings
 from tests import servers
 from tests.kafka_client import SOURCE, TaskClient, rows_per_event
+from tests.servers import StackSettings, create_topics
 
 # A late server is noticed within a second (the default back-off cap is 10 s).
 FAST_RETRY = {"retry_backoff_initial_ms": 100, "retry_backoff_max_ms": 500}
@@ -48,7 +47,7 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Running]:
+async def running(settings: StackSettings) -> AsyncIterator[Running]:
     stopping = asyncio.Event()
     consumer = Running(stopping, asyncio.create_task(run_consumer(settings, stopping)))
     try:
@@ -60,7 +59,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
 
 
 @contextlib.asynccontextmanager
-async def task_client(settings: Settings) -> AsyncIterator[TaskClient]:
+async def task_client(settings: StackSettings) -> AsyncIterator[TaskClient]:
     client = TaskClient(settings)
     await client.start()
     try:
@@ -69,8 +68,10 @@ async def task_client(settings: Settings) -> AsyncIterator[TaskClient]:
         await client.stop()
 
 
-async def fresh_settings(kafka_bootstrap: str, database_url: str, **overrides: object) -> Settings:
-    settings = servers.make_settings(kafka_bootstrap, database_url).model_copy(update=overrides)
+async def fresh_settings(
+    kafka_bootstrap: str, database_url: str, **overrides: object
+) -> StackSettings:
+    settings = servers.make_settings(kafka_bootstrap, database_url).with_(**overrides)
     await create_topics(settings)
     return settings
 
@@ -85,17 +86,17 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
             await asyncio.sleep(0.05)
 
 
-async def committed_total(settings: Settings) -> int:
+async def committed_total(settings: StackSettings) -> int:
     """Sum of the group's committed offsets on the requests topic (= records settled)."""
     partitions = [
-        TopicPartition(settings.topic_requests, p) for p in range(settings.topic_partitions)
+        TopicPartition(settings.topics.requests, p) for p in range(settings.topics.partitions)
     ]
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         # Partitions named: the embedded broker cannot answer an "all partitions" fetch.
         offsets = await admin.list_consumer_group_offsets(
-            settings.consumer_group, partitions=partitions
+            settings.consumer.consumer_group, partitions=partitions
         )
     finally:
         await admin.close()
@@ -112,10 +113,12 @@ async def send_events(client: TaskClient, prefix: str, count: int) -> list[str]:
     return ids
 
 
-def assert_one_created_reply_each(client: TaskClient, settings: Settings, ids: list[str]) -> None:
+def assert_one_created_reply_each(
+    client: TaskClient, settings: StackSettings, ids: list[str]
+) -> None:
     for event_id in ids:
         replies = client.replies[event_id]
-        assert [r.topic for r in replies] == [settings.topic_created], event_id
+        assert [r.topic for r in replies] == [settings.topics.created], event_id
         TaskCreated.model_validate(replies[0].payload)
 
 
@@ -137,7 +140,7 @@ async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
             yield server
 
 
-async def until_committed(settings: Settings, expected: int, timeout: float = 10.0) -> None:
+async def until_committed(settings: StackSettings, expected: int, timeout: float = 10.0) -> None:
     """Wait until the group's committed offsets add up to `expected` (commits follow replies)."""
     committed = -1
     with contextlib.suppress(TimeoutError):
@@ -188,7 +191,9 @@ async def test_a_database_outage_holds_events_unanswered_and_uncommitted_until_i
 
         assert_one_created_reply_each(client, settings, everything)
         assert await rows_per_event(own_postgres.url, everything) == dict.fromkeys(everything, 1)
-    assert not any(r.topic == settings.topic_rejected for rs in client.replies.values() for r in rs)
+    assert not any(
+        r.topic == settings.topics.rejected for rs in client.replies.values() for r in rs
+    )
 
 
 async def test_a_consumer_started_while_its_database_is_down_waits_and_then_works(
@@ -217,9 +222,7 @@ async def test_a_consumer_whose_broker_is_unreachable_keeps_retrying_and_stops_p
 ) -> None:
     caplog.set_level(logging.WARNING, logger="consumer")
     closed_port = free_port()
-    settings = servers.make_settings(f"127.0.0.1:{closed_port}", database_url).model_copy(
-        update=FAST_RETRY
-    )
+    settings = servers.make_settings(f"127.0.0.1:{closed_port}", database_url).with_(**FAST_RETRY)
     async with running(settings) as consumer:
         await until(lambda: logged(caplog, "broker (producer) not ready") >= 3, timeout=15)
         assert not consumer.task.done()
@@ -277,9 +280,7 @@ async def test_a_consumer_started_before_its_broker_consumes_once_the_broker_is_
         pytest.skip(f"no embedded broker to start late: {exc}")
     caplog.set_level(logging.WARNING, logger="consumer")
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
-    settings = servers.make_settings(broker.bootstrap_servers, database_url).model_copy(
-        update=FAST_RETRY
-    )
+    settings = servers.make_settings(broker.bootstrap_servers, database_url).with_(**FAST_RETRY)
     async with running(settings) as consumer:
         await until(lambda: logged(caplog, "broker (producer) not ready") >= 2, timeout=15)
         async with broker:
@@ -294,7 +295,7 @@ async def test_a_consumer_started_before_its_broker_consumes_once_the_broker_is_
 
 
 async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exactly_one_task(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    settings: StackSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="consumer.kafka.runner")
     sent: list[str] = []
@@ -341,7 +342,7 @@ async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exa
 
 
 async def test_replies_conform_to_the_contract_and_a_replayed_request_gets_the_same_reply_id(
-    consumer: asyncio.Task[object], client: TaskClient, settings: Settings
+    consumer: asyncio.Task[object], client: TaskClient, settings: StackSettings
 ) -> None:
     event_id = uuid.uuid4().hex
     created = await client.reply(
@@ -355,7 +356,7 @@ async def test_replies_conform_to_the_contract_and_a_replayed_request_gets_the_s
 
     accepted = TaskCreated.model_validate(created.payload)
     assert accepted.event.id == event_id
-    assert accepted.location == settings.location(accepted.service_id, accepted.task_id)
+    assert accepted.location == settings.contract.location(accepted.service_id, accepted.task_id)
     assert TaskCreated.model_validate(replayed.payload).task_id == accepted.task_id
     refused = TaskRejected.model_validate(rejected.payload)
     assert (refused.status, refused.code.value, refused.service_id) == (

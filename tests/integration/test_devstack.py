@@ -16,11 +16,10 @@ from producer_tools.devstack.stack import (
     EmbeddedBroker,
     EmbeddedPostgres,
     ServerStartError,
-    create_topics,
     free_port,
 )
-from schemas.settings import Settings
 from tests import servers
+from tests.servers import StackSettings, create_topics
 
 
 @pytest.fixture
@@ -126,7 +125,7 @@ async def test_a_broker_refuses_a_port_that_is_already_taken(
 
 
 async def test_create_topics_is_idempotent(broker: EmbeddedBroker) -> None:
-    settings = Settings(
+    settings = StackSettings.of(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         topic_requests="r.start",
         topic_created="r.created",
@@ -218,12 +217,12 @@ async def test_postgres_restart_keeps_the_port_and_the_data(pg_data: Path) -> No
 
 
 async def test_the_settings_fixture_creates_random_topics_on_a_migrated_database(
-    settings: Settings,
+    settings: StackSettings,
 ) -> None:
-    assert settings.topic_requests.startswith("t-")
-    assert settings.topic_partitions == 3
-    assert settings.base_uri == "http://testserver/genesys/1/cs"
-    names = await topic_names(settings.kafka_bootstrap_servers)
-    assert settings.topic_requests in names
-    assert settings.topic_dead_letter in names
+    assert settings.topics.requests.startswith("t-")
+    assert settings.topics.partitions == 3
+    assert settings.contract.base_uri == "http://testserver/genesys/1/cs"
+    names = await topic_names(settings.kafka.bootstrap_servers)
+    assert settings.topics.requests in names
+    assert settings.topics.dead_letter in names
     assert await query(settings.database_url, "select count(*) from alembic_version") == 1

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from consumer.bootstrap import run_consumer
-from schemas.settings import Settings
 from tests.integration.test_bridge import (
     JSON_HEADERS,
     assert_error_body,
@@ -23,6 +22,7 @@ from tests.integration.test_bridge import (
     running_bridge,
     start_url,
 )
+from tests.servers import StackSettings
 
 SQL = Path(__file__).resolve().parents[2] / "docs" / "least-privilege.sql"
 PASSWORD = "app-pw-2c9d"  # noqa: S105 - the test role's, on a throwaway server
@@ -59,7 +59,7 @@ async def _connect(url: URL) -> asyncpg.Connection:
 
 
 @pytest.fixture
-async def runtime_url(settings: Settings) -> AsyncIterator[URL]:
+async def runtime_url(settings: StackSettings) -> AsyncIterator[URL]:
     """The session database, reached as a fresh role made by docs/least-privilege.sql."""
     owner = make_url(settings.database_url)
     role = f"ucs_app_{uuid.uuid4().hex[:8]}"
@@ -94,10 +94,10 @@ def test_the_script_grants_exactly_the_documented_privileges() -> None:
 
 
 async def test_the_consumer_and_the_bridge_work_as_the_runtime_role(
-    settings: Settings, runtime_url: URL
+    settings: StackSettings, runtime_url: URL
 ) -> None:
-    restricted = settings.model_copy(
-        update={"database_url": runtime_url.render_as_string(hide_password=False)}
+    restricted = settings.with_(
+        **{"database_url": runtime_url.render_as_string(hide_password=False)}
     )
     stopping = asyncio.Event()
     consumer = asyncio.create_task(run_consumer(restricted, stopping))

@@ -25,8 +25,8 @@ from producer_tools.tools.rebuild import TaskLog
 from producer_tools.tools.replay import ReplayOptions, replay
 from schemas import wire
 from schemas.replies import EventRef, StoredTask
-from schemas.settings import Settings
 from tests.reference import REFERENCE_ATTACHED
+from tests.servers import StackSettings
 
 SERVICE = 21456878
 
@@ -48,7 +48,7 @@ def write_lines(path: Path, lines: list[bytes]) -> str:
     return str(path)
 
 
-async def count_records(settings: Settings, topic: str) -> int:
+async def count_records(settings: StackSettings, topic: str) -> int:
     """How many records the topic holds (all partitions; it is never compacted or trimmed)."""
     reader = await open_reader(settings)
     try:
@@ -57,20 +57,22 @@ async def count_records(settings: Settings, topic: str) -> int:
         await close_reader(reader)
 
 
-async def wait_for_records(settings: Settings, topic: str, count: int, timeout: float = 30) -> None:
+async def wait_for_records(
+    settings: StackSettings, topic: str, count: int, timeout: float = 30
+) -> None:
     async with asyncio.timeout(timeout):
         while await count_records(settings, topic) < count:
             await asyncio.sleep(0.1)
 
 
-async def tasks_of(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
+async def tasks_of(settings: StackSettings) -> dict[tuple[str, str], dict[str, Any]]:
     """Every task made from this test's request topic, by event identity."""
     engine = build_engine(settings.database_url, 1)
     try:
         async with engine.connect() as conn:
             result = await conn.execute(
                 text("SELECT * FROM tasks WHERE source_topic = :topic"),
-                {"topic": settings.topic_requests},
+                {"topic": settings.topics.requests},
             )
             rows = [dict(row) for row in result.mappings()]
     finally:
@@ -78,7 +80,9 @@ async def tasks_of(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
     return {(row["event_source"], row["event_id"]): row for row in rows}
 
 
-async def wait_for_tasks(settings: Settings, count: int, timeout: float = 30) -> dict[Any, Any]:
+async def wait_for_tasks(
+    settings: StackSettings, count: int, timeout: float = 30
+) -> dict[Any, Any]:
     async with asyncio.timeout(timeout):
         while len(found := await tasks_of(settings)) < count:
             await asyncio.sleep(0.1)
@@ -121,7 +125,7 @@ def test_the_task_log_keeps_the_latest_task_for_each_id_and_identity() -> None:
 
 @pytest.mark.usefixtures("consumer")
 async def test_producing_the_same_file_twice_creates_each_task_once(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     same = plain({"state_id": 1, "task_type": "customer info"})
     path = write_lines(
@@ -141,7 +145,7 @@ async def test_producing_the_same_file_twice_creates_each_task_once(
 
     second = await produce(settings, [path])
     assert second.sent == 5
-    await wait_for_records(settings, settings.topic_created, 10)  # every event answered again
+    await wait_for_records(settings, settings.topics.created, 10)  # every event answered again
     again = await tasks_of(settings)
     assert {k: r["task_id"] for k, r in again.items()} == {
         k: r["task_id"] for k, r in tasks.items()
@@ -153,7 +157,7 @@ async def test_producing_the_same_file_twice_creates_each_task_once(
 
 
 async def test_invalid_lines_are_reported_with_their_line_numbers_and_do_not_stop_the_run(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     duplicate = structured("dup-1", {"state_id": 8})
     path = write_lines(
@@ -185,10 +189,10 @@ async def test_invalid_lines_are_reported_with_their_line_numbers_and_do_not_sto
     ]
     assert (summary.read, summary.sent) == (10, 4)
     assert summary.finish() == EXIT_SKIPPED
-    assert await count_records(settings, settings.topic_requests) == 4
+    assert await count_records(settings, settings.topics.requests) == 4
 
 
-async def test_a_dry_run_publishes_nothing(settings: Settings, tmp_path: Path) -> None:
+async def test_a_dry_run_publishes_nothing(settings: StackSettings, tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "dry.jsonl", [plain({"state_id": i}, service_id=10 + i % 3) for i in range(30)]
     )
@@ -196,11 +200,11 @@ async def test_a_dry_run_publishes_nothing(settings: Settings, tmp_path: Path) -
     assert (summary.would_send, summary.sent, summary.counts["services"]) == (30, 0, 3)
     replayed = await replay(settings, ReplayOptions(dry_run=True))
     assert (replayed.read, replayed.would_send) == (0, 0)
-    assert await count_records(settings, settings.topic_requests) == 0
+    assert await count_records(settings, settings.topics.requests) == 0
 
 
 async def test_progress_shows_on_a_terminal_and_json_mode_prints_only_the_summary(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     path = write_lines(tmp_path / "p.jsonl", [plain({"state_id": i}) for i in range(2000)])
     terminal = Console(file=io.StringIO(), force_terminal=True, width=160)
@@ -220,20 +224,19 @@ async def test_progress_shows_on_a_terminal_and_json_mode_prints_only_the_summar
     assert len(lines) == 1
     result = orjson.loads(lines[0])
     assert (result["sent"], result["exit_code"], code) == (2000, EXIT_OK, EXIT_OK)
-    assert await count_records(settings, settings.topic_requests) == 4000  # sent twice, same ids
+    assert await count_records(settings, settings.topics.requests) == 4000  # sent twice, same ids
 
     not_a_terminal = Reporter(console=Console(file=io.StringIO()))
     assert not not_a_terminal.human
 
 
-def env_of(settings: Settings) -> dict[str, str]:
+def env_of(settings: StackSettings) -> dict[str, str]:
     """The UCS_* environment that makes a `ucs-tasks` process use these settings."""
-    fields = ["kafka_bootstrap_servers", "database_url", "topic_requests", "topic_created"]
-    fields += ["topic_rejected", "topic_dead_letter"]
-    return {f"UCS_{name.upper()}": str(getattr(settings, name)) for name in fields}
+    env = settings.env()
+    return {name: value for name, value in env.items() if name.startswith("UCS_")}
 
 
-async def test_the_cli_reports_json_and_exit_codes(settings: Settings, tmp_path: Path) -> None:
+async def test_the_cli_reports_json_and_exit_codes(settings: StackSettings, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "cli.jsonl", [plain({"state_id": 1}), b"oops"])
     runner = CliRunner()
 
@@ -268,7 +271,7 @@ async def test_the_cli_reports_json_and_exit_codes(settings: Settings, tmp_path:
     assert time.monotonic() - started < 10
 
 
-async def test_a_rate_limit_spaces_the_events_out(settings: Settings, tmp_path: Path) -> None:
+async def test_a_rate_limit_spaces_the_events_out(settings: StackSettings, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "slow.jsonl", [plain({"state_id": i}) for i in range(11)])
     started = time.monotonic()
     summary = await produce(settings, [path], ProduceOptions(rate=50))

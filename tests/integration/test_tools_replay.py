@@ -26,7 +26,6 @@ from consumer.db.engine import build_engine
 from consumer.db.migrate import upgrade
 from consumer.db.reads import get_task
 from producer_tools.cli import app
-from producer_tools.devstack.stack import create_topics
 from producer_tools.tools._events import HEADERS_ATTRIBUTE
 from producer_tools.tools._progress import EXIT_OK, EXIT_USAGE
 from producer_tools.tools._ranges import RangeSpec, close_reader, open_range, read_ranges
@@ -36,7 +35,6 @@ from producer_tools.tools.rebuild import RebuildOptions, rebuild
 from producer_tools.tools.replay import ReplayOptions, replay
 from producer_tools.tools.tail import TailOptions, tail
 from schemas import wire
-from schemas.settings import Settings
 from tests import servers
 from tests.integration.test_tools import (
     env_of,
@@ -46,6 +44,7 @@ from tests.integration.test_tools import (
     write_lines,
 )
 from tests.reference import REFERENCE_ATTACHED
+from tests.servers import StackSettings, create_topics
 
 SERVICE = 4242
 STAMP = "2026-01-31T12:00:00.123Z"
@@ -66,12 +65,14 @@ def seed_lines(tag: str) -> list[bytes]:
     ]
 
 
-async def publish_raw(settings: Settings, records: list[tuple[bytes | None, bytes, Any]]) -> None:
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=False)
+async def publish_raw(
+    settings: StackSettings, records: list[tuple[bytes | None, bytes, Any]]
+) -> None:
+    producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
     await producer.start()
     try:
         for key, value, headers in records:
-            await producer.send_and_wait(settings.topic_requests, value, key=key, headers=headers)
+            await producer.send_and_wait(settings.topics.requests, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
@@ -113,7 +114,9 @@ async def fresh_database(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def fresh_system(kafka_bootstrap: str, postgres_server_url: str) -> AsyncIterator[Settings]:
+async def fresh_system(
+    kafka_bootstrap: str, postgres_server_url: str
+) -> AsyncIterator[StackSettings]:
     """New topics, a new database and a consumer of their own: the original system wiped."""
     async with fresh_database(postgres_server_url) as url:
         fresh = servers.make_settings(kafka_bootstrap, url)
@@ -129,7 +132,7 @@ async def fresh_system(kafka_bootstrap: str, postgres_server_url: str) -> AsyncI
 
 @pytest.mark.usefixtures("consumer")
 async def test_export_then_produce_into_a_fresh_system_recreates_the_same_tasks(
-    settings: Settings, kafka_bootstrap: str, postgres_server_url: str, tmp_path: Path
+    settings: StackSettings, kafka_bootstrap: str, postgres_server_url: str, tmp_path: Path
 ) -> None:
     structured = wire.structured_request(
         service_id=SERVICE, data={"state_id": 5, "timestamp": STAMP}, event_id="s-1", source="urn:t"
@@ -181,9 +184,9 @@ async def test_export_then_produce_into_a_fresh_system_recreates_the_same_tasks(
             k: what(r) for k, r in original.items()
         }
         assert (await produce(fresh, [str(created_file)])).sent == 6  # the same identities
-        await wait_for_records(fresh, fresh.topic_created, 12)
+        await wait_for_records(fresh, fresh.topics.created, 12)
         assert len(await rows(fresh.database_url)) == 6
-        reader, ranges = await open_range(fresh, RangeSpec(), fresh.topic_requests)
+        reader, ranges = await open_range(fresh, RangeSpec(), fresh.topics.requests)
         try:
             headers = [r.headers async for chunk in read_ranges(reader, ranges) for r in chunk]
         finally:
@@ -192,7 +195,7 @@ async def test_export_then_produce_into_a_fresh_system_recreates_the_same_tasks(
 
 
 async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     def batch(name: str, count: int) -> str:
         lines = [plain({"state_id": i, "batch": name, "tag": tmp_path.name}) for i in range(count)]
@@ -219,7 +222,7 @@ async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
     assert await would_send() == 12
     assert await would_send(start=iso(middle)) == 6
     assert await would_send(start=iso(middle), end=iso(late)) == 4
-    reader, ranges = await open_range(settings, RangeSpec(), settings.topic_requests)
+    reader, ranges = await open_range(settings, RangeSpec(), settings.topics.requests)
     await close_reader(reader)
     used = next(r.partition.partition for r in ranges if r.size)
     assert await would_send(partitions=(used,), start="2", end="8") == 6
@@ -229,16 +232,16 @@ async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
     bad = await replay(settings, ReplayOptions(RangeSpec(start="yesterday")))
     assert (bad.exit_code, "--from" in (bad.error or "")) == (EXIT_USAGE, True)
 
-    scratch = settings.model_copy(update={"topic_requests": settings.topic_requests + ".scratch"})
+    scratch = settings.with_(**{"topic_requests": settings.topics.requests + ".scratch"})
     await create_topics(scratch)
     done = await replay(
         settings,
-        ReplayOptions(RangeSpec(start=iso(middle), end=iso(late)), target=scratch.topic_requests),
+        ReplayOptions(RangeSpec(start=iso(middle), end=iso(late)), target=scratch.topics.requests),
     )
     assert (done.sent, done.exit_code) == (4, None)
 
-    async def records(of: Settings, **spec: Any) -> list[Any]:
-        reader, ranges = await open_range(of, RangeSpec(**spec), of.topic_requests)
+    async def records(of: StackSettings, **spec: Any) -> list[Any]:
+        reader, ranges = await open_range(of, RangeSpec(**spec), of.topics.requests)
         try:
             return [r async for chunk in read_ranges(reader, ranges) for r in chunk]
         finally:
@@ -253,19 +256,19 @@ async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
 
 @pytest.mark.usefixtures("consumer")
 async def test_rebuild_restores_identical_rows_ids_and_sequence_from_the_created_log(
-    settings: Settings, postgres_server_url: str, tmp_path: Path
+    settings: StackSettings, postgres_server_url: str, tmp_path: Path
 ) -> None:
     server_time = plain({"state_id": 9, "tag": tmp_path.name}, 79)  # no timestamp
     lines = [*seed_lines(tmp_path.name), server_time]
     path = write_lines(tmp_path / "seed.jsonl", lines)
     await produce(settings, [path])
     await produce(settings, [path])  # every reply is in the log twice
-    await wait_for_records(settings, settings.topic_created, 10)
-    original = await rows(settings.database_url, "source_topic = :t", t=settings.topic_requests)
+    await wait_for_records(settings, settings.topics.created, 10)
+    original = await rows(settings.database_url, "source_topic = :t", t=settings.topics.requests)
     assert len(original) == 5
 
     async with fresh_database(postgres_server_url) as url:
-        target = settings.model_copy(update={"database_url": url})
+        target = settings.with_(**{"database_url": url})
         summary = await rebuild(target)
         assert summary.error is None, summary.error
         assert (summary.sent, summary.duplicate_count, summary.invalid_count) == (5, 5, 0)
@@ -300,16 +303,16 @@ async def test_rebuild_restores_identical_rows_ids_and_sequence_from_the_created
 
 @pytest.mark.usefixtures("consumer")
 async def test_a_rebuilt_database_answers_reads_exactly_like_the_original(
-    settings: Settings, postgres_server_url: str, tmp_path: Path
+    settings: StackSettings, postgres_server_url: str, tmp_path: Path
 ) -> None:
     await produce(
         settings,
         [write_lines(tmp_path / "one.jsonl", [plain({"state_id": 1, "tag": tmp_path.name}, 80)])],
     )
     (row,) = (await wait_for_tasks(settings, 1)).values()
-    await wait_for_records(settings, settings.topic_created, 1)
+    await wait_for_records(settings, settings.topics.created, 1)
     async with fresh_database(postgres_server_url) as url:
-        assert (await rebuild(settings.model_copy(update={"database_url": url}))).sent == 1
+        assert (await rebuild(settings.with_(**{"database_url": url}))).sent == 1
         read = []
         for database_url in (settings.database_url, url):
             engine = build_engine(database_url, 1)
@@ -323,7 +326,7 @@ async def test_a_rebuilt_database_answers_reads_exactly_like_the_original(
 
 @pytest.mark.usefixtures("consumer")
 async def test_tail_prints_replies_and_dead_letters_and_stops_cleanly_on_ctrl_c(
-    settings: Settings, tmp_path: Path
+    settings: StackSettings, tmp_path: Path
 ) -> None:
     command = [sys.executable, "-m", "producer_tools", "tail", "--json", "--from-beginning"]
     child = await asyncio.create_subprocess_exec(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from consumer.domain import EventIdentity, Position, Task
 from producer_tools.bridge import inputs
 from producer_tools.bridge.errors import BadRequestError
 from producer_tools.bridge.representation import Extensions, render_task
-from schemas.replies import ErrorCode
+from schemas.replies import ErrorCode, StoredTask
 from schemas.task_start import Limits, TaskStartValidationError
 from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY
 
@@ -122,23 +120,13 @@ def test_a_valid_request_gives_its_service_id() -> None:
     assert inputs.validate_start("21456878", REFERENCE_BODY, Limits()) == 21456878
 
 
-def _task(attached: bytes) -> Task:
-    return Task(
-        task_id=7,
-        service_id=21456878,
-        fields={
-            "state_id": 24,
-            "task_type": "customer info",
-            "est_duration": 460,
-            "session_id": None,
-            "interaction_id": "42",
-            "media_type": 1003,
-            "timestamp": datetime(2010, 5, 20, 15, 41, 52, 380000, tzinfo=UTC),
-        },
-        attached_data_json=attached.decode(),
-        identity=EventIdentity("urn:test", "e1"),
-        received_at=datetime(2010, 5, 20, 15, 41, 53, tzinfo=UTC),
-        position=Position("t", 0, 0),
+def _task(attached: bytes) -> StoredTask:
+    return StoredTask.model_validate_json(
+        b'{"task_id": 7, "service_id": 21456878, "state_id": 24, "task_type": "customer info",'
+        b' "est_duration": 460, "session_id": null, "interaction_id": "42", "media_type": 1003,'
+        b' "timestamp": "2010-05-20T15:41:52.380Z", "attached_data": %s,'
+        b' "event": {"source": "urn:test", "id": "e1"}, "received_at": "2010-05-20T15:41:53.000Z",'
+        b' "source_topic": "t", "source_partition": 0, "source_offset": 0}' % attached
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def test_the_compose_file_runs_kafka_postgres_migrations_consumer_and_bridge() -
 
 def test_every_ucs_variable_in_the_compose_file_is_a_real_setting() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    known = {f"UCS_{name.upper()}" for name in Settings.model_fields}
+    known = StackSettings.env_names()
     for name, service in compose["services"].items():
         env = service.get("environment") or {}
         unknown = {key for key in env if key.startswith("UCS_")} - known

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.settings import Settings
+from tests.servers import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [n for n in Settings.model_fields if f"| `UCS_{n.upper()}` |" not in readme]
+    missing = sorted(n for n in StackSettings.env_names() if f"| `{n}` |" not in readme)
     assert not missing, f"README configuration table lacks: {missing}"
 
 

@@ -15,7 +15,6 @@ from consumer.kafka.publisher import BrokerUnavailableError
 from consumer.kafka.runner import Runner, SettleOnRevoke
 from consumer.ports import UnitOfWorkFactory
 from schemas import wire
-from schemas.settings import Settings
 from tests.fakes import (
     Batch,
     FakeConsumer,
@@ -26,11 +25,12 @@ from tests.fakes import (
     FakeUnitOfWork,
     FlakyDatabase,
 )
+from tests.servers import StackSettings
 
 REQUESTS = "requests"
 P0 = FakePartition(REQUESTS, 0)
 P1 = FakePartition(REQUESTS, 1)
-SETTINGS = Settings(
+SETTINGS = StackSettings.of(
     topic_requests=REQUESTS,
     topic_created="created",
     topic_rejected="rejected",
@@ -87,7 +87,7 @@ def make_runner(
     consumer: FakeConsumer,
     publisher: FakePublisher,
     uow_factory: UnitOfWorkFactory,
-    settings: Settings = SETTINGS,
+    settings: StackSettings = SETTINGS,
 ) -> Runner:
     # The fakes have the shapes the loop uses (getmany/commit, publish), not the adapter types.
     return Runner(consumer, publisher, uow_factory, settings)  # type: ignore[arg-type]
@@ -121,7 +121,7 @@ async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_ever
     publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
     store = FakeStore()
     runner = make_runner(
-        consumer, publisher, store_factory(store), SETTINGS.model_copy(update={"consumer_lanes": 2})
+        consumer, publisher, store_factory(store), SETTINGS.with_(**{"consumer_lanes": 2})
     )
 
     await run_until(runner, lambda: bool(consumer.committed))
@@ -135,7 +135,7 @@ async def test_a_batch_smaller_than_two_lanes_worth_settles_in_one() -> None:
     """A lane costs a transaction and a publish: the small batches of a steady flow take one."""
     consumer = FakeConsumer(two_partitions())
     publisher = FakePublisher()
-    settings = SETTINGS.model_copy(update={"consumer_lanes": 2})
+    settings = SETTINGS.with_(**{"consumer_lanes": 2})
     runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
     await run_until(runner, lambda: bool(consumer.committed))
     assert len(publisher.published) == 1
@@ -272,7 +272,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_answered_but_not_committed(
     from the group: committing them would skip records. Left uncommitted, it is redelivered."""
     consumer = RebalancedAfterFirstCommit({P0: [event(0, 0)]}, {P0: [event(0, 1)]})
     publisher = YieldingPublisher()
-    settings = SETTINGS.model_copy(update={"batch_max_records": 1})  # full batches: prefetch
+    settings = SETTINGS.with_(**{"batch_max_records": 1})  # full batches: prefetch
     runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
     consumer.listener = SettleOnRevoke(runner)
     await run_until(runner, lambda: len(publisher.published) == 2)
@@ -307,7 +307,7 @@ async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_li
     """A fetch made while a small batch settles would bring back the few records there at that
     moment; paused, the next poll gathers everything that came during the batch's linger."""
     consumer = Recording(two_partitions())
-    settings = SETTINGS.model_copy(update={"batch_max_records": 100, "batch_linger_ms": 30})
+    settings = SETTINGS.with_(**{"batch_max_records": 100, "batch_linger_ms": 30})
     runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
     await run_until(runner, lambda: len([c for c in consumer.calls if c[0] == "poll"]) >= 2)
     kinds = [kind for kind, _, _ in consumer.calls]
@@ -320,7 +320,7 @@ async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_li
 
 async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> None:
     consumer = Recording(two_partitions(), {P0: [event(0, 8)]})
-    settings = SETTINGS.model_copy(update={"batch_max_records": 4, "batch_linger_ms": 100})
+    settings = SETTINGS.with_(**{"batch_max_records": 4, "batch_linger_ms": 100})
     runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
     await run_until(runner, lambda: len(consumer.committed) == 2)
     kinds = [kind for kind, _, _ in consumer.calls]

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from schemas.settings import Settings
+from consumer.readside import DatabaseSettings
+from tests.servers import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "sasl-pw-7f3c1b9e"  # noqa: S105 - a made-up secret that must never show
+DB_PASSWORD = "db-pw-5e2d8a41"  # noqa: S105 - the same, for the database URL
 TOKENS = "bridge-token-1a2b,bridge-key-3c4d"
 KAFKA_CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
 NOT_CONFIGURED = {
@@ -21,9 +23,9 @@ NOT_CONFIGURED = {
 }
 
 
-def sasl_ssl_settings() -> Settings:
+def sasl_ssl_settings() -> StackSettings:
     certifi = pytest.importorskip("certifi")  # a real CA bundle (httpx, a dev dependency, needs it)
-    return Settings(
+    return StackSettings.of(
         kafka_bootstrap_servers="kafka-1:9093,kafka-2:9093",
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-512",
@@ -31,12 +33,12 @@ def sasl_ssl_settings() -> Settings:
         kafka_sasl_password=SecretStr(PASSWORD),
         kafka_ssl_cafile=certifi.where(),
         bridge_auth_tokens=SecretStr(TOKENS),
-        database_url="postgresql+asyncpg://ucs_app@db:5432/ucs_tasks",
+        database_url=f"postgresql+asyncpg://ucs_app:{DB_PASSWORD}@db:5432/ucs_tasks",
     )
 
 
 def test_sasl_ssl_settings_reach_the_kafka_client_options() -> None:
-    options = sasl_ssl_settings().kafka_client_options()
+    options = sasl_ssl_settings().kafka.client_options()
     assert options["bootstrap_servers"] == "kafka-1:9093,kafka-2:9093"
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
@@ -49,7 +51,7 @@ def test_sasl_ssl_settings_reach_the_kafka_client_options() -> None:
 
 
 def test_plaintext_settings_give_no_sasl_or_ssl_options() -> None:
-    options = Settings().kafka_client_options()
+    options = StackSettings().kafka.client_options()
     assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
 
 
@@ -60,11 +62,14 @@ def test_no_secret_shows_in_the_repr_str_or_dump_of_settings() -> None:
         str(settings),
         settings.model_dump_json(),
         str(settings.model_dump()),
-        repr(settings.kafka_sasl_password),
-        repr(settings.bridge_auth_tokens),
+        repr(settings.kafka.sasl_password),
+        repr(settings.bridge.auth_tokens),
+        repr(settings.database),
+        settings.database.display_url,
     ]
     for text in shown:
         assert PASSWORD not in text
+        assert DB_PASSWORD not in text
         for token in TOKENS.split(","):
             assert token not in text
     assert "**********" in repr(settings)
@@ -74,15 +79,55 @@ def test_the_bridge_auth_tokens_come_from_the_environment_as_a_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("UCS_BRIDGE_AUTH_TOKENS", TOKENS)
-    settings = Settings()
-    assert settings.bridge_auth_tokens.get_secret_value() == TOKENS
+    settings = StackSettings()
+    assert settings.bridge.auth_tokens.get_secret_value() == TOKENS
     assert TOKENS not in repr(settings)
     monkeypatch.delenv("UCS_BRIDGE_AUTH_TOKENS")
-    assert Settings().bridge_auth_tokens.get_secret_value() == ""  # off by default
+    assert StackSettings().bridge.auth_tokens.get_secret_value() == ""  # off by default
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://ucs:pw@db:5432/tasks",
+        "postgresql://ucs:pw@db:5432/tasks",
+        "postgresql+asyncpg://ucs:pw@db:5432/tasks",
+    ],
+)
+def test_postgres_and_postgresql_urls_are_accepted_and_use_asyncpg(url: str) -> None:
+    assert DatabaseSettings(url=url).dsn == "postgresql+asyncpg://ucs:pw@db:5432/tasks"
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer.settings import ConsumerConfig
+    from schemas.settings import SettingsError, load
+
+    monkeypatch.setenv("UCS_DATABASE_URL", "mysql://root@db/tasks")
+    with pytest.raises(SettingsError, match=r"^UCS_DATABASE_URL: must be a PostgreSQL URL"):
+        load(ConsumerConfig)
+
+
+def test_a_heartbeat_not_below_the_session_timeout_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer.settings import ConsumerConfig
+    from schemas.settings import SettingsError, load
+
+    monkeypatch.setenv("UCS_CONSUMER_SESSION_TIMEOUT_MS", "3000")
+    monkeypatch.setenv("UCS_CONSUMER_HEARTBEAT_INTERVAL_MS", "3000")
+    monkeypatch.setenv("UCS_RETRY_BACKOFF_INITIAL_MS", "20000")
+    with pytest.raises(SettingsError) as caught:
+        load(ConsumerConfig)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "UCS_CONSUMER_HEARTBEAT_INTERVAL_MS (3000) must be below" in message
+    assert "UCS_RETRY_BACKOFF_INITIAL_MS (20000) must not be above" in message
 
 
 def _options_names(function: ast.AST) -> set[str]:
-    """Names bound to `<x>.kafka_client_options()` inside a function."""
+    """Names bound to `<x>.client_options()` (KafkaSettings) inside a function."""
     return {
         target.id
         for node in ast.walk(function)
@@ -96,7 +141,7 @@ def _is_options_call(node: ast.AST) -> bool:
     return (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "kafka_client_options"
+        and node.func.attr == "client_options"
     )
 
 
@@ -161,4 +206,6 @@ def test_every_kafka_client_is_built_from_the_settings_connection_options() -> N
         direct = {k.arg for k in call.keywords} & {"bootstrap_servers", "security_protocol"}
         if not configured or direct:
             unconfigured.append(f"{path}:{call.lineno} in {function}()")
-    assert not unconfigured, f"Kafka clients not built from kafka_client_options(): {unconfigured}"
+    assert not unconfigured, (
+        f"Kafka clients not built from KafkaSettings.client_options(): {unconfigured}"
+    )

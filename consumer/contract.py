@@ -1,0 +1,54 @@
+"""Domain objects in the contract's shapes: what replies carry and what the read side returns.
+
+One layout of a persisted task (`schemas.replies.StoredTask`), used by the task-created reply,
+the created-events log and the bridge's reads alike.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+
+from consumer.domain import Rejection, Task
+from schemas.replies import EventRef, StoredTask, TaskRejected
+from schemas.task_start import format_timestamp
+
+# Many timestamps of a batch are equal (received_at is the transaction's time): render each once.
+_render = functools.lru_cache(maxsize=4096)(format_timestamp)
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """The persisted task as StoredTask lays it out (attached data embedded verbatim)."""
+    fields = dict(task.fields)
+    fields["timestamp"] = _render(task.fields["timestamp"])
+    return {
+        "task_id": task.task_id,
+        "service_id": task.service_id,
+        **fields,
+        "attached_data": orjson.Fragment(task.attached_data_json),
+        "event": {"source": task.identity.source, "id": task.identity.id},
+        "received_at": _render(task.received_at),
+        "source_topic": task.position.topic,
+        "source_partition": task.position.partition,
+        "source_offset": task.position.offset,
+    }
+
+
+def stored_task(task: Task) -> StoredTask:
+    """The persisted task as the contract's model (attached data parsed, key order kept)."""
+    return StoredTask.model_validate_json(orjson.dumps(task_json(task)))
+
+
+def task_rejected(rejection: Rejection) -> TaskRejected:
+    """A recorded rejection as the contract's task-rejected reply (without a correlation id)."""
+    return TaskRejected.model_validate(
+        {
+            "service_id": rejection.service_id,
+            "status": rejection.status,
+            "code": rejection.code,
+            "event": EventRef(source=rejection.identity.source, id=rejection.identity.id),
+            "error": rejection.body,
+        }
+    )
