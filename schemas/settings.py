@@ -87,6 +87,10 @@ class TopicSettings(BaseSettings):
         return tuple(dict.fromkeys(names))
 
 
+RECORD_HEADROOM_BYTES = 64 * 1024
+"""Room beside a body for its record's key, headers and batch framing."""
+
+
 class ContractSettings(BaseSettings):
     """The rules of a valid event and the Location template (`UCS_*`)."""
 
@@ -114,6 +118,19 @@ class ContractSettings(BaseSettings):
     def limits(self) -> Limits:
         """The validation limits these settings give."""
         return Limits(max_body_bytes=self.max_body_bytes, max_string_length=self.max_string_length)
+
+    @property
+    def max_request_record_bytes(self) -> int:
+        """The largest request record (a maximal body and its headers): the requests topic's
+        `max.message.bytes` and the request producers' `max_request_size`."""
+        return self.max_body_bytes + RECORD_HEADROOM_BYTES
+
+    @property
+    def max_reply_record_bytes(self) -> int:
+        """The largest reply or dead-letter record: a reply carries the whole task (its attached
+        data re-encoded), a dead letter the whole request record and the error headers. The
+        reply topics' `max.message.bytes`, and the consumer's fetch and produce sizes."""
+        return 2 * self.max_body_bytes + 2 * RECORD_HEADROOM_BYTES
 
     def location(self, service_id: int, task_id: int) -> str:
         """The contract's Location: `${base_uri}/service/${service_id}/tasks/${task_id}`."""
