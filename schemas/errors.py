@@ -1,0 +1,67 @@
+"""The one error for refused input: every problem found, the code and status it becomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from schemas._json_errors import summarise
+from schemas.replies import ErrorBody, ErrorCode, FieldError
+
+MAX_REPORTED_ERRORS: Final = 100
+"""At most this many `FieldError`s go into one error body; the message gives the total."""
+
+
+class EventValidationError(Exception):
+    """A request (task start, task end, extension update) refused for bad input.
+
+    It carries the error reply (Kafka) or 4xx response (HTTP) it becomes: `code`, its `status`,
+    the per-field `errors` and a one-sentence `message` naming them.
+    """
+
+    def __init__(
+        self, code: ErrorCode, errors: list[FieldError], message: str | None = None
+    ) -> None:
+        self.code = code
+        self.errors = errors
+        self.message = message or summarise("Invalid event", [(e.field, e.problem) for e in errors])
+        super().__init__(code, errors, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def status(self) -> int:
+        """The HTTP status for this error."""
+        return self.code.http_status
+
+    def body(self) -> ErrorBody:
+        """The error body (`message`, `exception`, `errors`) for the reply or HTTP response."""
+        return ErrorBody(message=self.message, errors=self.errors)
+
+
+def whole_body(code: ErrorCode, message: str) -> EventValidationError:
+    """An error about the request as a whole (field `''`), e.g. malformed JSON."""
+    return EventValidationError(code, [FieldError(field="", problem=message)], message)
+
+
+def one_field(code: ErrorCode, field: str, problem: str, prefix: str) -> EventValidationError:
+    """An error about one named value: `<prefix>: <field> <problem>.`."""
+    return EventValidationError(
+        code, [FieldError(field=field, problem=problem)], f"{prefix}: {field} {problem}."
+    )
+
+
+def merged(problems: Sequence[EventValidationError]) -> EventValidationError:
+    """One error holding all of `problems`: the highest status first (413 before 400).
+
+    Its code is that of the first one after sorting; messages are joined in that order and the
+    errors are capped at `MAX_REPORTED_ERRORS`.
+    """
+    if not problems:
+        raise ValueError("merged() needs at least one problem")
+    if len(problems) == 1:
+        return problems[0]
+    ordered = sorted(problems, key=lambda p: -p.status)  # stable: request order within a status
+    errors = [error for p in ordered for error in p.errors][:MAX_REPORTED_ERRORS]
+    return EventValidationError(ordered[0].code, errors, " ".join(p.message for p in ordered))
