@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,12 +108,15 @@ def validator(model: type[BaseModel], mode: FieldMode) -> Any:
     )
 
 
-VALIDATORS = {
+VALIDATORS: dict[tuple[type[BaseModel], FieldMode], Any] = {
     (model, mode): validator(model, mode)
     for model in (TaskStartEvent, TaskEndEvent)
     for mode in FieldMode
 }
-PARSERS = {TaskStartEvent: parse_task_start, TaskEndEvent: parse_task_end}
+PARSERS: dict[type[BaseModel], Callable[[bytes, Limits], BaseModel]] = {
+    TaskStartEvent: parse_task_start,
+    TaskEndEvent: parse_task_end,
+}
 STORABLE_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 TIMESTAMPS = st.datetimes(
     min_value=datetime(1900, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive; timezones= sets UTC
