@@ -48,7 +48,7 @@ _TIMESTAMP = re.compile(
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
-Validator = Callable[[object, ValidationInfo], Any]
+Validator = Callable[[object, ValidationInfo], Any] | Callable[[object], Any]
 
 
 def problem(text: str) -> PydanticCustomError:
@@ -229,7 +229,7 @@ def _validator(field: StandardField) -> Validator:
         return _text(field.max_length)
     if field.kind is Kind.LONG_OR_STRING:
         return _long_or_string(field.max_length)
-    return lambda value, _info: _timestamp(value)
+    return _timestamp
 
 
 def field_type(field: StandardField) -> Any:
