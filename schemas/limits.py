@@ -30,6 +30,11 @@ class Limits:
     max_body_bytes: int = 1_048_576
     max_string_length: int = 1024
     mode: FieldMode = FieldMode.GENESYS
+    """A `FieldMode` or its name (`"strict"`); validators compare by identity, so it is
+    normalised here, once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", FieldMode(self.mode))
 
 
 DEFAULT_LIMITS: Final = Limits()

@@ -210,6 +210,14 @@ def test_integer_fields_take_a_string_of_decimal_digits_as_its_integer_in_genesy
     assert orjson.loads(orjson.dumps(event.model_dump(mode="json")))[field] == 24
 
 
+def test_limits_take_the_mode_by_name_as_a_setting_gives_it() -> None:
+    limits = Limits(mode="strict")  # type: ignore[arg-type]  # what an env variable holds
+    assert limits.mode is FieldMode.STRICT
+    assert "state_id" in problems(body(state_id="24"), limits)
+    with pytest.raises(ValueError, match="'lenient' is not a valid FieldMode"):
+        Limits(mode="lenient")  # type: ignore[arg-type]  # refused on purpose
+
+
 def test_state_id_24_written_as_a_string_reads_back_as_the_integer_24() -> None:
     assert parse_task_start(b'{"state_id": "24"}').model_dump(exclude_none=True) == {"state_id": 24}
 
