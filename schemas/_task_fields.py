@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from schemas._json_errors import display, json_type
 from schemas._json_walk import BIG_INT_PROBLEM, JSON_INT_MAX, JSON_INT_MIN, string_problem
-from schemas.fields import Kind, StandardField
+from schemas.fields import PYTHON_TYPES, Kind, StandardField
 from schemas.limits import DEFAULT_LIMITS, FieldMode, Limits
 
 INT32_MIN: Final = -(2**31)
@@ -188,14 +188,6 @@ def _render_timestamp(value: datetime | None) -> str | None:
 
 
 _RANGES: Final = {Kind.INT32: (INT32_MIN, INT32_MAX), Kind.DURATION: (0, INT32_MAX)}
-PYTHON_TYPES: Final[dict[Kind, Any]] = {
-    Kind.INT32: int | None,
-    Kind.DURATION: int | None,
-    Kind.TEXT: str | None,
-    Kind.LONG_OR_STRING: int | str | None,
-    Kind.TIMESTAMP: datetime | None,
-}
-"""The canonical Python type of each kind as a model attribute (None: absent)."""
 
 
 def property_schema(field: StandardField, mode: FieldMode) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 
 class Kind(StrEnum):
@@ -42,6 +43,16 @@ class Placement(StrEnum):
     """At the top level of the task."""
     EVENT = "event"
     """Inside the event part that carried it: `started` or `completed`."""
+
+
+PYTHON_TYPES: Final[dict[Kind, Any]] = {
+    Kind.INT32: int | None,
+    Kind.DURATION: int | None,
+    Kind.TEXT: str | None,
+    Kind.LONG_OR_STRING: int | str | None,
+    Kind.TIMESTAMP: datetime | None,
+}
+"""The canonical Python type of each kind's validated value (None: the field is absent)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,12 @@ from types import ModuleType
 import pytest
 
 from schemas import task_end, task_start
-from schemas._task_fields import PYTHON_TYPES
 from schemas.fields import (
     ALL_FIELD_NAMES,
     END_BY_NAME,
     END_FIELDS,
     LONG_OR_STRING_NAMES,
+    PYTHON_TYPES,
     RESERVED_NAMES,
     START_BY_NAME,
     START_FIELDS,
