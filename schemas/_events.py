@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Self, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
 import orjson
 from pydantic import (
@@ -116,6 +117,23 @@ class EventModel(BaseModel):
         if problems:
             raise _merged(cls.__name__, None, problems)
         return event
+
+
+if TYPE_CHECKING:  # the static view of what the derived models share (see test_fields.py)
+
+    class SharedFields(EventModel):
+        """The standard fields both task events have (for type checkers only)."""
+
+        state_id: int | None = None
+        task_type: int | str | None = None
+        session_id: str | None = None
+        interaction_id: str | None = None
+        application_type: int | str | None = None
+        application_id: int | None = None
+        resource_type: int | str | None = None
+        resource_id: int | None = None
+        media_type: int | str | None = None
+        timestamp: datetime | None = None
 
 
 M = TypeVar("M", bound=EventModel)

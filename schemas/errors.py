@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, ParamSpec, TypeVar
 
 from schemas._json_errors import summarise
 from schemas.replies import ErrorBody, ErrorCode, FieldError
@@ -50,6 +50,39 @@ def one_field(code: ErrorCode, field: str, problem: str, prefix: str) -> EventVa
     return EventValidationError(
         code, [FieldError(field=field, problem=problem)], f"{prefix}: {field} {problem}."
     )
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Problems:
+    """The problems of a request's parts (ids, name, body), checked one after the other."""
+
+    def __init__(self) -> None:
+        self.found: list[EventValidationError] = []
+
+    def check(self, parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """`parse(*args, **kwargs)`, or None with its EventValidationError kept."""
+        try:
+            return parse(*args, **kwargs)
+        except EventValidationError as exc:
+            # Kept without its traceback: a traceback holds the caller's frame, which holds
+            # this collector, a cycle that would keep the whole body alive until a full
+            # garbage collection.
+            self.found.append(exc.with_traceback(None))
+            return None
+
+    def raise_any(self) -> None:
+        """Raise every problem found as one error (see `merged`), if there is any."""
+        if not self.found:
+            return
+        error = merged(self.found)
+        self.found = []  # no cycle through this collector once the error holds a traceback
+        try:
+            raise error
+        finally:
+            del error  # nor through this frame's local
 
 
 def merged(problems: Sequence[EventValidationError]) -> EventValidationError:

@@ -21,7 +21,7 @@ from pydantic import ConfigDict, RootModel
 from schemas._events import RESERVED_PROBLEM, decode_body, invalid, with_early
 from schemas._json_errors import display, json_type
 from schemas._json_walk import Problem, string_problem, value_problems
-from schemas.errors import EventValidationError, merged, one_field, whole_body
+from schemas.errors import Problems, one_field, whole_body
 from schemas.fields import RESERVED_NAMES
 from schemas.limits import DEFAULT_LIMITS, Limits
 from schemas.replies import ErrorCode
@@ -109,19 +109,10 @@ def parse_extension_update(
     `data` is the raw body (bytes) or an already-decoded JSON value. Problems with the name and
     with the body are reported together, the body's 413 first.
     """
-    problems: list[EventValidationError] = []
-    checked: str | None = None
-    value: ExtensionValue | None = None
-    try:
-        checked = parse_extension_name(name)
-    except EventValidationError as exc:
-        problems.append(exc.with_traceback(None))
-    try:
-        value = _value(data, limits)
-    except EventValidationError as exc:
-        problems.append(exc.with_traceback(None))
-    if problems:
-        raise merged(problems)
+    problems = Problems()
+    checked = problems.check(parse_extension_name, name)
+    value = problems.check(_value, data, limits)
+    problems.raise_any()
     assert checked is not None  # noqa: S101 - no problem: set
     assert value is not None  # noqa: S101 - no problem: set
     return ExtensionUpdate(checked, value)

@@ -100,16 +100,15 @@ _MEDIA_TYPE = StandardField(
     _EVENT,
 )
 
+_PARTIES = (_APPLICATION_TYPE, _APPLICATION_ID, _RESOURCE_TYPE, _RESOURCE_ID, _MEDIA_TYPE)
+"""The application, resource and media fields: the same in both events."""
+
 START_FIELDS: Final[tuple[StandardField, ...]] = (
     _STATE_ID,
     _TASK_TYPE,
     StandardField("session_id", Kind.TEXT, "Related business/orchestration session id.", _EVENT),
     StandardField("interaction_id", Kind.TEXT, "Related interaction id (a string).", _EVENT),
-    _APPLICATION_TYPE,
-    _APPLICATION_ID,
-    _RESOURCE_TYPE,
-    _RESOURCE_ID,
-    _MEDIA_TYPE,
+    *_PARTIES,
     StandardField(
         "est_duration", Kind.DURATION, "Estimated duration in seconds, 0 .. 2147483647.", _TASK
     ),
@@ -134,11 +133,7 @@ END_FIELDS: Final[tuple[StandardField, ...]] = (
         _EVENT,
         max_length=50,
     ),
-    _APPLICATION_TYPE,
-    _APPLICATION_ID,
-    _RESOURCE_TYPE,
-    _RESOURCE_ID,
-    _MEDIA_TYPE,
+    *_PARTIES,
     StandardField(
         "disposition",
         Kind.LONG_OR_STRING,

@@ -36,19 +36,19 @@ def _decimal_id(raw: str | int | None, high: int) -> int | str:
     return "nothing" if raw is None else json_type(raw)
 
 
-def parse_service_id(raw: str | int | None) -> int:
-    """The 64-bit service id (1 .. 2^63-1) from a decimal string or a JSON integer."""
-    checked = _decimal_id(raw, SERVICE_ID_MAX)
+def _parse_id(raw: str | int | None, high: int, field: str, code: ErrorCode) -> int:
+    checked = _decimal_id(raw, high)
     if isinstance(checked, int):
         return checked
-    problem = f"must be a decimal integer between 1 and {SERVICE_ID_MAX}, got {checked}"
-    raise one_field(ErrorCode.INVALID_SERVICE_ID, "service_id", problem, "Invalid service id")
+    problem = f"must be a decimal integer between 1 and {high}, got {checked}"
+    raise one_field(code, field, problem, f"Invalid {field.replace('_', ' ')}")
+
+
+def parse_service_id(raw: str | int | None) -> int:
+    """The 64-bit service id (1 .. 2^63-1) from a decimal string or a JSON integer."""
+    return _parse_id(raw, SERVICE_ID_MAX, "service_id", ErrorCode.INVALID_SERVICE_ID)
 
 
 def parse_task_id(raw: str | int | None) -> int:
     """The 32-bit task id (1 .. 2147483647) from a decimal string or a JSON integer."""
-    checked = _decimal_id(raw, TASK_ID_MAX)
-    if isinstance(checked, int):
-        return checked
-    problem = f"must be a decimal integer between 1 and {TASK_ID_MAX}, got {checked}"
-    raise one_field(ErrorCode.INVALID_FIELD, "task_id", problem, "Invalid task id")
+    return _parse_id(raw, TASK_ID_MAX, "task_id", ErrorCode.INVALID_FIELD)

@@ -143,47 +143,45 @@ class StoredTask(BaseModel):
     )
 
 
-class TaskCreated(BaseModel):
-    """Reply (and created-events log record) for a task that exists."""
+class TaskReply(BaseModel):
+    """What every reply about an existing task carries: its ids, where to read it, the whole task.
 
-    kind: Literal["task.created"] = "task.created"
+    The replies of the task-events log (`TaskCreated`, `TaskCompleted`, `TaskExtensionUpdated`):
+    each holds the whole task after the change, so the log alone restores every task's state.
+    """
+
+    kind: str
     task_id: int
     service_id: int
     location: str = Field(description="`${base_uri}/service/${service_id}/tasks/${task_id}`.")
-    event: EventRef
+    event: EventRef = Field(description="Identity of the request this reply answers.")
     correlation_id: str | None = None
-    task: StoredTask
+    task: StoredTask = Field(description="The whole task after the request.")
 
 
-class TaskCompleted(BaseModel):
+class TaskCreated(TaskReply):
+    """Reply (and created-events log record) for a task that exists."""
+
+    kind: Literal["task.created"] = "task.created"
+
+
+class TaskCompleted(TaskReply):
     """Reply (and task-events log record) for a task completed by a Task End Event.
 
     A replayed end event (same identity) gets the same reply again and changes nothing.
     """
 
     kind: Literal["task.completed"] = "task.completed"
-    task_id: int
-    service_id: int
-    location: str = Field(description="`${base_uri}/service/${service_id}/tasks/${task_id}`.")
-    event: EventRef = Field(description="Identity of the end event.")
-    correlation_id: str | None = None
-    task: StoredTask = Field(description="The whole task after the completion.")
 
 
-class TaskExtensionUpdated(BaseModel):
+class TaskExtensionUpdated(TaskReply):
     """Reply (and task-events log record) for an extension whose value was replaced."""
 
     kind: Literal["task.extension.updated"] = "task.extension.updated"
-    task_id: int
-    service_id: int
-    location: str = Field(description="`${base_uri}/service/${service_id}/tasks/${task_id}`.")
-    event: EventRef = Field(description="Identity of the extension-update event.")
-    correlation_id: str | None = None
     extension: str = Field(description="The extension's name.")
     value: dict[str, Any] | list[dict[str, Any]] = Field(
         description="Its new value, as stored: an object or an array of objects."
     )
-    task: StoredTask = Field(description="The whole task after the change.")
 
 
 class TaskRejected(BaseModel):

@@ -10,10 +10,9 @@ clients send them. `est_duration` and the task's own keys are reserved attached-
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from schemas._events import EventModel, EventRules, derive_event_model, parse_event
+from schemas._events import EventRules, derive_event_model, parse_event
 from schemas.fields import END_FIELDS, names
 from schemas.limits import DEFAULT_LIMITS, Limits
 
@@ -53,20 +52,11 @@ data is kept verbatim and in order; the task's own keys (`task_id`, `service_id`
 mode as for the Task Start Event (`genesys` here; see the `.strict.json` schema)."""
 
 if TYPE_CHECKING:  # the static view of the derived model; a unit test keeps the two in step
+    from schemas._events import SharedFields
 
-    class TaskEndEvent(EventModel):
-        state_id: int | None = None
-        task_type: int | str | None = None
-        session_id: str | None = None
-        interaction_id: str | None = None
-        application_type: int | str | None = None
-        application_id: int | None = None
-        resource_type: int | str | None = None
-        resource_id: int | None = None
-        media_type: int | str | None = None
+    class TaskEndEvent(SharedFields):
         disposition: int | str | None = None
         disposition_desc: str | None = None
-        timestamp: datetime | None = None
 
 else:
     TaskEndEvent = derive_event_model("TaskEndEvent", _DOC, _RULES, __name__)

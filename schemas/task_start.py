@@ -21,10 +21,9 @@ Decisions beyond the reference (user-facing docs repeat them):
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from schemas._events import EventModel, EventRules, derive_event_model, parse_event
+from schemas._events import EventRules, derive_event_model, parse_event
 from schemas._json_walk import MAX_NESTING_DEPTH
 from schemas._task_fields import (
     INT32_MAX,
@@ -98,19 +97,10 @@ mode (the default; the `.strict.json` schema describes `strict` mode). Validate 
 `parse_task_start`, which also enforces the size caps."""
 
 if TYPE_CHECKING:  # the static view of the derived model; a unit test keeps the two in step
+    from schemas._events import SharedFields
 
-    class TaskStartEvent(EventModel):
-        state_id: int | None = None
-        task_type: int | str | None = None
-        session_id: str | None = None
-        interaction_id: str | None = None
-        application_type: int | str | None = None
-        application_id: int | None = None
-        resource_type: int | str | None = None
-        resource_id: int | None = None
-        media_type: int | str | None = None
+    class TaskStartEvent(SharedFields):
         est_duration: int | None = None
-        timestamp: datetime | None = None
 
 else:
     TaskStartEvent = derive_event_model("TaskStartEvent", _DOC, _RULES, __name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from schemas.errors import EventValidationError, merged
+from schemas.errors import Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
 from schemas.ids import parse_service_id, parse_task_id
 from schemas.limits import DEFAULT_LIMITS, Limits
@@ -103,27 +103,11 @@ def validate_event(
         raise ValueError("a start request names no task id")
     if kind is not EventKind.EXTENSION and extension is not None:
         raise ValueError(f"a {kind} request names no extension")
-    problems: list[EventValidationError] = []
-    # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
-    # error, a cycle that would keep the whole body alive until a full garbage collection.
-    checked_service: int | None = None
-    checked_task: int | None = None
-    event: TaskStartEvent | TaskEndEvent | ExtensionUpdate | None = None
-    try:
-        checked_service = parse_service_id(service_id)
-    except EventValidationError as exc:
-        problems.append(exc.with_traceback(None))
-    if kind is not EventKind.START:
-        try:
-            checked_task = parse_task_id(task_id)
-        except EventValidationError as exc:
-            problems.append(exc.with_traceback(None))
-    try:
-        event = _body(kind, body, limits, extension)
-    except EventValidationError as exc:
-        problems.append(exc.with_traceback(None))
-    if problems:
-        raise merged(problems)
+    problems = Problems()
+    checked_service = problems.check(parse_service_id, service_id)
+    checked_task = None if kind is EventKind.START else problems.check(parse_task_id, task_id)
+    event = problems.check(_body, kind, body, limits, extension)
+    problems.raise_any()
     assert checked_service is not None  # noqa: S101 - no problem: set
     assert event is not None  # noqa: S101 - no problem: set
     return ValidEvent(kind, checked_service, event, checked_task, extension)

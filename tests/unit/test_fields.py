@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from schemas import task_end, task_start
+from schemas import _events, task_end, task_start
 from schemas.fields import (
     ALL_FIELD_NAMES,
     END_BY_NAME,
@@ -127,13 +127,17 @@ def test_each_event_model_has_exactly_its_tuple_s_fields_in_order_with_their_des
 
 
 def _typing_view(module: ModuleType, class_name: str) -> dict[str, str]:
-    """The annotations of the class declared under `if TYPE_CHECKING:` in `module`."""
+    """The annotations of a class declared under `if TYPE_CHECKING:`, its typing bases' too."""
     tree = ast.parse(inspect.getsource(module))
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
             for item in node.body:
                 if isinstance(item, ast.ClassDef) and item.name == class_name:
-                    return {
+                    inherited: dict[str, str] = {}
+                    for base in item.bases:
+                        if ast.unparse(base) == "SharedFields":
+                            inherited = _typing_view(_events, "SharedFields")
+                    return inherited | {
                         ast.unparse(stmt.target): ast.unparse(stmt.annotation)
                         for stmt in item.body
                         if isinstance(stmt, ast.AnnAssign)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -174,3 +175,26 @@ def test_task_ids_outside_the_range_or_not_plain_decimal_digits_are_refused(
     problem = f"must be a decimal integer between 1 and 2147483647, got {got}"
     assert [(e.field, e.problem) for e in error.errors] == [("task_id", problem)]
     assert error.message == f"Invalid task id: task_id {problem}."
+
+
+@pytest.mark.parametrize(
+    ("kind", "service_id", "body", "more"),
+    [
+        (EventKind.START, "5", b'{"state_id": "x"}', {}),
+        (EventKind.START, "x", b"[]", {}),
+        (EventKind.END, "5", b"{}", {"task_id": "0"}),
+        (EventKind.EXTENSION, "5", b"[1]", {"task_id": 1, "extension": "started"}),
+    ],
+)
+def test_a_refused_request_leaves_no_reference_cycle_that_would_keep_its_body_alive(
+    kind: EventKind, service_id: str, body: bytes, more: dict[str, Any]
+) -> None:
+    validate_event(EventKind.START, "5", b"{}")  # warm: first-use caches are not garbage
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(EventValidationError):
+            validate_event(kind, service_id, body, **more)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
