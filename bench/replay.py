@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from producer_tools.devstack.embedded import EmbeddedBroker
 from producer_tools.tools._events import LinePreparer
 from producer_tools.tools._sending import BatchSender, build_producer, topic_partitions
-from producer_tools.tools.produce import ProduceOptions, limits_of, produce
+from producer_tools.tools.produce import ProduceOptions, produce
 from tests.servers import StackSettings, create_topics
 
 PARTITIONS = 6
@@ -67,7 +67,7 @@ def write_file(path: Path, count: int) -> None:
 
 def encoded_records(path: Path, settings: StackSettings) -> list[Record]:
     """Exactly the records `produce` sends for this file."""
-    preparer = LinePreparer(limits_of(settings))
+    preparer = LinePreparer(settings.contract.limits)
     records = []
     with path.open("rb") as lines:
         for line in lines:

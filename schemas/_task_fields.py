@@ -1,34 +1,25 @@
-"""Field types of the Task Start Event: validators that give plain-language problems.
+"""Field types of the task events, per `Kind` and `FieldMode`: validators and JSON Schemas.
 
 Each validator raises `PydanticCustomError(ERROR_TYPE, ...)` whose `problem` is the final text
-for people, so no pydantic wording (or URL) reaches a user. Private to `schemas.task_start`.
+for people, so no pydantic wording (or URL) reaches a user. The active `Limits` (caps and mode)
+come in the validation context. Every validator tries the common case first with one type test:
+this runs for every field of every event on the consumer's hot path.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from schemas._json_errors import display, json_type
-from schemas._json_walk import string_problem
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Configurable size caps (from `Settings.max_body_bytes` / `Settings.max_string_length`)."""
-
-    max_body_bytes: int = 1_048_576
-    max_string_length: int = 1024
-
-
-DEFAULT_LIMITS: Final = Limits()
-"""The limits used when none are given."""
+from schemas._json_walk import BIG_INT_PROBLEM, JSON_INT_MAX, JSON_INT_MIN, string_problem
+from schemas.fields import PYTHON_TYPES, Kind, StandardField
+from schemas.limits import DEFAULT_LIMITS, FieldMode, Limits
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -37,12 +28,27 @@ INT64_MAX: Final = 2**63 - 1
 
 ERROR_TYPE: Final = "task_start_field"
 CONTEXT_LIMITS: Final = "limits"
+DECIMAL_PATTERN: Final = "^-?[0-9]+$"
+"""A string an integer field takes in genesys mode (then range-checked)."""
+
 _NULL = "must not be null (omit the field instead)"
+_LONG_OR_STRING = "must be a non-empty string or a JSON integer"
+_EXPECTED_INT = {
+    FieldMode.GENESYS: "must be a JSON integer or a string of decimal digits",
+    FieldMode.STRICT: "must be a JSON integer",
+}
+_EXPECTED_TEXT = {
+    FieldMode.GENESYS: "must be a JSON string or a JSON integer",
+    FieldMode.STRICT: "must be a JSON string",
+}
+_MAX_DIGITS = 20  # longer (without leading zeros) is out of every range; int() never sees it
 _TIMESTAMP = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+Validator = Callable[[object, ValidationInfo], Any] | Callable[[object], Any]
 
 
 def problem(text: str) -> PydanticCustomError:
@@ -55,48 +61,99 @@ def _limits(info: ValidationInfo) -> Limits:
     return context.get(CONTEXT_LIMITS, DEFAULT_LIMITS) if context else DEFAULT_LIMITS
 
 
-def _checked_text(value: str, info: ValidationInfo) -> str:
-    cap = _limits(info).max_string_length
-    if len(value) > cap:
-        raise problem(f"must be at most {cap} characters long, got {len(value)}")
+def format_timestamp(value: datetime) -> str:
+    """`value` in the contract's form, UTC to the millisecond: `2010-05-20T15:41:52.380Z`."""
+    if value.tzinfo is UTC:  # the common case (asyncpg and our parser give UTC): one call
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("format_timestamp needs a timezone-aware datetime")
+    utc = value.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
+
+
+def _decimal(text: str) -> int | str | None:
+    """The integer a string of decimal digits (optional minus) writes; its text if too long."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits and digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits.lstrip("0")) > _MAX_DIGITS:
+        return text
+    return int(text)
+
+
+def _integer(low: int, high: int) -> Callable[[object, ValidationInfo], int]:
+    def check(value: object, info: ValidationInfo) -> int:
+        if type(value) is int and low <= value <= high:  # the hot path: one type test
+            return value
+        if value is None:
+            raise problem(_NULL)
+        mode = _limits(info).mode
+        number: object = value
+        if isinstance(value, str) and mode is FieldMode.GENESYS:
+            number = _decimal(value)
+            if number is None:
+                got = "an empty string" if not value else f"'{display(value)}'"
+                raise problem(f"{_EXPECTED_INT[mode]}, got {got}")
+            if isinstance(number, str):
+                raise problem(f"must be between {low} and {high}, got '{display(number)}'")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise problem(f"{_EXPECTED_INT[mode]}, got {json_type(value)}")
+        assert isinstance(number, int)  # noqa: S101 - both branches above leave an int
+        if not low <= number <= high:
+            raise problem(f"must be between {low} and {high}, got {number}")
+        return int(number)
+
+    return check
+
+
+def _checked_text(value: str, cap: int | None, info: ValidationInfo) -> str:
+    limit = _limits(info).max_string_length
+    if cap is not None and cap < limit:
+        limit = cap
+    if len(value) > limit:
+        raise problem(f"must be at most {limit} characters long, got {len(value)}")
     text = string_problem(value)
     if text is not None:
         raise problem(text)
     return value
 
 
-def _integer(low: int, high: int) -> Callable[[object], int]:
-    def check(value: object) -> int:
-        if type(value) is int and low <= value <= high:  # the hot path: one type test
-            return value
+def _text(cap: int | None) -> Validator:
+    def check(value: object, info: ValidationInfo) -> str:
+        if type(value) is str:  # the hot path
+            return _checked_text(value, cap, info)
         if value is None:
             raise problem(_NULL)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise problem(f"must be a JSON integer, got {json_type(value)}")
-        if not low <= value <= high:
-            raise problem(f"must be between {low} and {high}, got {value}")
-        return int(value)
+        mode = _limits(info).mode
+        if isinstance(value, str):
+            return _checked_text(str(value), cap, info)
+        if mode is FieldMode.GENESYS and isinstance(value, int) and not isinstance(value, bool):
+            if not JSON_INT_MIN <= value <= JSON_INT_MAX:
+                raise problem(BIG_INT_PROBLEM)
+            return _checked_text(str(value), cap, info)
+        raise problem(f"{_EXPECTED_TEXT[mode]}, got {json_type(value)}")
 
     return check
-
-
-def _string(value: object, info: ValidationInfo) -> str:
-    if isinstance(value, str):
-        return _checked_text(value, info)
-    raise problem(_NULL if value is None else f"must be a JSON string, got {json_type(value)}")
 
 
 _long = _integer(INT64_MIN, INT64_MAX)
 
 
-def _long_or_string(value: object, info: ValidationInfo) -> int | str:
-    if isinstance(value, str):
-        if not value:
-            raise problem("must be a non-empty string or a JSON integer, got an empty string")
-        return _checked_text(value, info)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return _long(value)
-    raise problem(f"must be a non-empty string or a JSON integer, got {json_type(value)}")
+def _long_or_string(cap: int | None) -> Validator:
+    def check(value: object, info: ValidationInfo) -> int | str:
+        if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the hot path
+            return value
+        if isinstance(value, str):
+            if not value:
+                raise problem(f"{_LONG_OR_STRING}, got an empty string")
+            return _checked_text(str(value), cap, info)
+        if value is None:
+            raise problem(_NULL)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _long(value, info)
+        raise problem(f"{_LONG_OR_STRING}, got {json_type(value)}")
+
+    return check
 
 
 def _timestamp(value: object) -> datetime:
@@ -126,35 +183,56 @@ def _timestamp(value: object) -> datetime:
     return parsed.replace(microsecond=parsed.microsecond - parsed.microsecond % 1000)
 
 
-def _json_schema(**schema: Any) -> WithJsonSchema:
-    return WithJsonSchema(schema)
+def _render_timestamp(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
 
 
-Int32 = Annotated[
-    int | None,
-    PlainValidator(_integer(INT32_MIN, INT32_MAX)),
-    _json_schema(type="integer", minimum=INT32_MIN, maximum=INT32_MAX),
-]
-Duration = Annotated[
-    int | None,
-    PlainValidator(_integer(0, INT32_MAX)),
-    _json_schema(type="integer", minimum=0, maximum=INT32_MAX),
-]
-Text = Annotated[
-    str | None,
-    PlainValidator(_string),
-    _json_schema(type="string", maxLength=DEFAULT_LIMITS.max_string_length),
-]
-LongOrString = Annotated[
-    int | str | None,
-    PlainValidator(_long_or_string),
-    _json_schema(
-        anyOf=[
-            {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
-            {"type": "string", "minLength": 1, "maxLength": DEFAULT_LIMITS.max_string_length},
+_RANGES: Final = {Kind.INT32: (INT32_MIN, INT32_MAX), Kind.DURATION: (0, INT32_MAX)}
+
+
+def property_schema(field: StandardField, mode: FieldMode) -> dict[str, Any]:
+    """The JSON Schema of `field`'s value in `mode` (without its description)."""
+    max_length = field.max_length or DEFAULT_LIMITS.max_string_length
+    if field.kind in _RANGES:
+        low, high = _RANGES[field.kind]
+        integer = {"type": "integer", "minimum": low, "maximum": high}
+        if mode is FieldMode.STRICT:
+            return integer
+        return {"anyOf": [integer, {"type": "string", "pattern": DECIMAL_PATTERN}]}
+    if field.kind is Kind.TEXT:
+        text = {"type": "string", "maxLength": max_length}
+        if mode is FieldMode.STRICT:
+            return text
+        return {"anyOf": [text, {"type": "integer", "minimum": INT64_MIN, "maximum": JSON_INT_MAX}]}
+    if field.kind is Kind.LONG_OR_STRING:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                {"type": "string", "minLength": 1, "maxLength": max_length},
+            ]
+        }
+    return {"type": "string", "format": "date-time"}
+
+
+def _validator(field: StandardField) -> Validator:
+    if field.kind in _RANGES:
+        return _integer(*_RANGES[field.kind])
+    if field.kind is Kind.TEXT:
+        return _text(field.max_length)
+    if field.kind is Kind.LONG_OR_STRING:
+        return _long_or_string(field.max_length)
+    return _timestamp
+
+
+def field_type(field: StandardField) -> Any:
+    """The annotated type of `field` in a model: its validator and (genesys) JSON Schema."""
+    schema = WithJsonSchema(property_schema(field, FieldMode.GENESYS))
+    validator = PlainValidator(_validator(field))
+    if field.kind is Kind.TIMESTAMP:
+        return Annotated[
+            PYTHON_TYPES[field.kind],
+            validator,
+            PlainSerializer(_render_timestamp, return_type=str | None),
+            schema,
         ]
-    ),
-]
-Timestamp = Annotated[
-    datetime | None, PlainValidator(_timestamp), _json_schema(type="string", format="date-time")
-]
+    return Annotated[PYTHON_TYPES[field.kind], validator, schema]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import wire
-from schemas.task_start import Limits
+from schemas.limits import FieldMode, Limits
 
 
 class KafkaSettings(BaseSettings):
@@ -104,6 +104,11 @@ class ContractSettings(BaseSettings):
     max_string_length: int = Field(
         default=1024, ge=1, description="Longest value of a standard string field."
     )
+    field_mode: FieldMode = Field(
+        default=FieldMode.GENESYS,
+        description='`genesys`: integer fields also take decimal strings (`"24"`) and string '
+        "fields JSON integers (`42`), as Context Services does; `strict`: JSON types only.",
+    )
     base_uri: str = Field(
         default="http://127.0.0.1:8080/genesys/1/cs",
         description="`${base_uri}` of the Location template.",
@@ -117,7 +122,11 @@ class ContractSettings(BaseSettings):
     @property
     def limits(self) -> Limits:
         """The validation limits these settings give."""
-        return Limits(max_body_bytes=self.max_body_bytes, max_string_length=self.max_string_length)
+        return Limits(
+            max_body_bytes=self.max_body_bytes,
+            max_string_length=self.max_string_length,
+            mode=self.field_mode,
+        )
 
     @property
     def max_request_record_bytes(self) -> int:

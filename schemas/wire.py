@@ -25,7 +25,11 @@ import orjson
 
 SPECVERSION = "1.0"
 TYPE_TASK_START = "com.genesys.ucs.task.start.v1"
+TYPE_TASK_END = "com.genesys.ucs.task.end.v1"
+TYPE_TASK_EXTENSION = "com.genesys.ucs.task.extension.v1"
 TYPE_TASK_CREATED = "com.genesys.ucs.task.created.v1"
+TYPE_TASK_COMPLETED = "com.genesys.ucs.task.completed.v1"
+TYPE_TASK_EXTENSION_UPDATED = "com.genesys.ucs.task.extension.updated.v1"
 TYPE_TASK_REJECTED = "com.genesys.ucs.task.rejected.v1"
 REPLY_SOURCE = "urn:ucs-tasks:consumer"
 

@@ -41,7 +41,6 @@ from producer_tools.tools._sending import (
     topic_partitions,
 )
 from producer_tools.tools.settings import ToolsConfig
-from schemas.task_start import Limits
 
 STDIN = "-"
 _CHUNK_BYTES = 1 << 20
@@ -63,14 +62,6 @@ class ProduceOptions:
     """Remove `replyto` from structured events (their requester is gone)."""
     topic: str | None = None
     """Where to publish: a topic name or `requests` (the default: the settings' requests topic)."""
-
-
-def limits_of(settings: ToolsConfig) -> Limits:
-    """The validation limits the consumer applies."""
-    return Limits(
-        max_body_bytes=settings.contract.max_body_bytes,
-        max_string_length=settings.contract.max_string_length,
-    )
 
 
 @dataclass
@@ -186,7 +177,7 @@ class _Run:
 
     async def _one_input(self, source: _Input, bar: Tracker) -> None:
         preparer = LinePreparer(
-            limits_of(self.settings),
+            self.settings.contract.limits,
             new_ids=self.options.new_ids,
             drop_reply_to=self.options.drop_reply_to,
         )

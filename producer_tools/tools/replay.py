@@ -42,7 +42,6 @@ from producer_tools.tools._sending import (
     start_client,
     topic_partitions,
 )
-from producer_tools.tools.produce import limits_of
 from producer_tools.tools.settings import ToolsConfig
 
 
@@ -81,7 +80,7 @@ class _Run:
         self.summary = Summary("replay", dry_run=options.dry_run)
         self.target = topic_named(settings, options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
-        self.limits = limits_of(settings)
+        self.limits = settings.contract.limits
         self.limiter = RateLimiter(options.rate)
         self.first_seen: dict[tuple[str, str], str] = {}
         self.sender: BatchSender | None = None

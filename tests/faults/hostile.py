@@ -130,7 +130,7 @@ def corpus(prefix: str = "hostile") -> list[Hostile]:  # noqa: PLR0915 - a flat 
     for field, value in (
         ("state_id", b"1.0"),
         ("state_id", b"true"),
-        ("state_id", b'"1"'),
+        ("state_id", b'"one"'),
         ("est_duration", b"1e2"),
         ("application_id", b"null"),
         ("resource_id", b"[1]"),

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 EVENTS = 10_000
 FRESH_RACE = 2_000
 _INVALID_BODIES = (
-    b'{"state_id": "24"}',
+    b'{"state_id": "x"}',
     b'{"est_duration": -1}',
     b'{"task_type": ""}',
     b'{"timestamp": "2010-05-20T15:41:52"}',

@@ -324,10 +324,12 @@ REQUESTS = "/genesys/1/cs/services/{}/tasks/requests/{}"
 
 BAD_INPUT = {
     "verbatim reference": _post(REFERENCE_BODY_VERBATIM, 400, "`customer`"),
-    "number for a string": _post(SYNTAX_FIXED, 400, "interaction_id", "interaction_id"),
+    "float for a string": _post(
+        b'{"interaction_id": 4.2}', 400, "interaction_id", "interaction_id"
+    ),
     "empty body": _post(b"", 400, "empty"),
     "not an object": _post(b"[1, 2]", 400, "JSON object"),
-    "wrong type": _post(b'{"state_id": "24"}', 400, "JSON integer", "state_id"),
+    "wrong type": _post(b'{"state_id": "x"}', 400, "JSON integer", "state_id"),
     "out of range": _post(b'{"state_id": 2147483648}', 400, "between", "state_id"),
     "negative duration": _post(b'{"est_duration": -1}', 400, "est_duration", "est_duration"),
     "reserved key": _post(b'{"task_id": 5}', 400, "reserved", "task_id"),

@@ -82,7 +82,7 @@ async def test_a_replayed_event_takes_no_new_task_id(client: TaskClient) -> None
 
 
 INVALID_CASES = [
-    (b'{"state_id": "24"}', "state_id"),
+    (b'{"state_id": "x"}', "state_id"),
     (b'{"state_id": 2147483648}', "state_id"),
     (b'{"state_id": 24.0}', "state_id"),
     (b'{"est_duration": -1}', "est_duration"),
@@ -90,7 +90,7 @@ INVALID_CASES = [
     (b'{"task_type": ""}', "task_type"),
     (b'{"task_type": 1.5}', "task_type"),
     (b'{"media_type": 9223372036854775808}', "media_type"),
-    (b'{"interaction_id": 42}', "interaction_id"),
+    (b'{"interaction_id": 4.2}', "interaction_id"),
     (b'{"timestamp": "2010-05-20T15:41:52"}', "timestamp"),
     (b'{"timestamp": "yesterday"}', "timestamp"),
     (b'{"task_id": 5}', "task_id"),

@@ -135,7 +135,7 @@ def test_an_invalid_service_id_becomes_a_rejection_that_carries_no_service_id() 
 
 
 def test_an_invalid_body_becomes_a_rejection_naming_the_field_and_keeping_the_service_id() -> None:
-    rejection = binary(body=b'{"state_id": "24"}').rejection
+    rejection = binary(body=b'{"state_id": "x"}').rejection
     assert rejection is not None
     assert (rejection.service_id, rejection.status, rejection.code) == (
         21456878,
@@ -147,7 +147,7 @@ def test_an_invalid_body_becomes_a_rejection_naming_the_field_and_keeping_the_se
 
 
 def test_a_bad_service_id_and_a_bad_body_are_reported_together_in_one_rejection() -> None:
-    rejection = binary(body=b'{"state_id": "24"}', service_id="abc").rejection
+    rejection = binary(body=b'{"state_id": "x"}', service_id="abc").rejection
     assert rejection is not None
     assert [e["field"] for e in rejection.body["errors"]] == ["service_id", "state_id"]
     assert "service_id" in rejection.body["message"]
@@ -224,7 +224,7 @@ def test_a_created_reply_conforms_to_the_task_created_schema_and_carries_the_con
 
 
 def test_a_rejected_reply_conforms_to_task_rejected_and_omits_an_invalid_service_id() -> None:
-    inbound = binary(body=b'{"state_id": "24"}', service_id="abc", correlation_id=None)
+    inbound = binary(body=b'{"state_id": "x"}', service_id="abc", correlation_id=None)
     assert inbound.rejection is not None
     (record,) = rejected_records(inbound, inbound.rejection, REJECTIONS, NOW)
     reply = TaskRejected.model_validate(orjson.loads(record.value or b""))

@@ -17,11 +17,13 @@ from schemas.replies import ErrorCode
 from schemas.task_start import (
     DEFAULT_LIMITS,
     INT32_MAX,
+    INT32_MIN,
     INT64_MAX,
     MAX_NESTING_DEPTH,
     MAX_REPORTED_ERRORS,
     RESERVED_ATTACHED_KEYS,
     STANDARD_FIELDS,
+    FieldMode,
     Limits,
     TaskStartEvent,
     TaskStartValidationError,
@@ -51,6 +53,9 @@ INT32_FIELDS = ("state_id", "application_id", "resource_id")
 LONG_OR_STRING_FIELDS = ("task_type", "application_type", "resource_type", "media_type")
 STRING_FIELDS = ("session_id", "interaction_id")
 INTEGER_FIELDS = (*INT32_FIELDS, "est_duration", *LONG_OR_STRING_FIELDS)
+STRICT = Limits(mode=FieldMode.STRICT)
+GENESYS = Limits(mode=FieldMode.GENESYS)
+MODES = pytest.mark.parametrize("limits", [GENESYS, STRICT], ids=["genesys", "strict"])
 
 
 def rejection(data: bytes | Any, limits: Limits = DEFAULT_LIMITS) -> TaskStartValidationError:
@@ -83,8 +88,18 @@ def test_the_verbatim_reference_example_is_malformed_json_pointing_at_customer()
     assert [(e.field, e.problem) for e in error.errors] == [("", error.message)]
 
 
-def test_the_reference_example_with_its_syntax_fixed_is_rejected_naming_interaction_id() -> None:
-    error = rejection(REFERENCE_SYNTAX_FIXED)
+def test_the_reference_example_with_its_syntax_fixed_validates_in_genesys_mode_as_text_42() -> None:
+    assert DEFAULT_LIMITS.mode is FieldMode.GENESYS
+    event = parse_task_start(REFERENCE_SYNTAX_FIXED)
+    assert event.interaction_id == "42"
+    assert event.model_dump(mode="json")["interaction_id"] == "42"
+    assert event.attached_data == parse_task_start(REFERENCE_CORRECTED).attached_data
+
+
+def test_the_syntax_fixed_reference_example_is_rejected_in_strict_mode_naming_interaction_id() -> (
+    None
+):
+    error = rejection(REFERENCE_SYNTAX_FIXED, STRICT)
     assert error.code is ErrorCode.INVALID_FIELD
     assert [e.field for e in error.errors] == ["interaction_id"]
     assert error.errors[0].problem == "must be a JSON string, got an integer"
@@ -159,36 +174,127 @@ def test_long_or_string_fields_reject_integers_below_the_64_bit_minimum(field: s
     assert field in problems(raw)
 
 
+@MODES
 @pytest.mark.parametrize("field", INTEGER_FIELDS)
 @pytest.mark.parametrize(
     ("raw", "got"),
     [
         (b"42.0", "a floating-point number (42.0)"),
+        (b"2.0", "a floating-point number (2.0)"),
         (b"true", "a boolean"),
         (b"[1]", "an array"),
         (b'{"a":1}', "an object"),
     ],
 )
-def test_integer_fields_reject_floats_booleans_arrays_and_objects(
-    field: str, raw: bytes, got: str
+def test_integer_fields_reject_floats_booleans_arrays_and_objects_in_both_modes(
+    field: str, raw: bytes, got: str, limits: Limits
 ) -> None:
-    problem = problems(b'{"%s": %s}' % (field.encode(), raw))[field]
+    problem = problems(b'{"%s": %s}' % (field.encode(), raw), limits)[field]
     assert problem.endswith(f"got {got}")
 
 
 @pytest.mark.parametrize("field", [*INT32_FIELDS, "est_duration"])
-def test_integer_fields_reject_numbers_written_as_strings(field: str) -> None:
-    assert problems(body(**{field: "42"})) == {field: "must be a JSON integer, got a string"}
+def test_integer_fields_reject_numbers_written_as_strings_in_strict_mode(field: str) -> None:
+    assert problems(body(**{field: "42"}), STRICT) == {
+        field: "must be a JSON integer, got a string"
+    }
 
 
+@pytest.mark.parametrize("field", [*INT32_FIELDS, "est_duration"])
+def test_integer_fields_take_a_string_of_decimal_digits_as_its_integer_in_genesys_mode(
+    field: str,
+) -> None:
+    event = parse_task_start(body(**{field: "24"}))
+    assert getattr(event, field) == 24
+    assert type(getattr(event, field)) is int
+    assert orjson.loads(orjson.dumps(event.model_dump(mode="json")))[field] == 24
+
+
+def test_limits_take_the_mode_by_name_as_a_setting_gives_it() -> None:
+    limits = Limits(mode="strict")  # type: ignore[arg-type]  # what an env variable holds
+    assert limits.mode is FieldMode.STRICT
+    assert "state_id" in problems(body(state_id="24"), limits)
+    with pytest.raises(ValueError, match="'lenient' is not a valid FieldMode"):
+        Limits(mode="lenient")  # type: ignore[arg-type]  # refused on purpose
+
+
+def test_state_id_24_written_as_a_string_reads_back_as_the_integer_24() -> None:
+    assert parse_task_start(b'{"state_id": "24"}').model_dump(exclude_none=True) == {"state_id": 24}
+
+
+@given(field=st.sampled_from(INT32_FIELDS), value=st.integers(INT32_MIN, INT32_MAX))
+def test_int32_fields_take_every_32_bit_integer_written_in_decimal_in_genesys_mode(
+    field: str, value: int
+) -> None:
+    assert getattr(parse_task_start(body(**{field: str(value)})), field) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("-0", 0), ("007", 7), ("-2147483648", INT32_MIN), ("0" * 40 + "5", 5)]
+)
+def test_a_decimal_string_may_carry_a_minus_sign_and_leading_zeros_in_genesys_mode(
+    text: str, expected: int
+) -> None:
+    assert parse_task_start(body(state_id=text)).state_id == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "shown"),
+    [
+        ("state_id", "2147483648", "2147483648"),
+        ("state_id", "-2147483649", "-2147483649"),
+        ("est_duration", "-1", "-1"),
+        ("resource_id", "9" * 25, "'" + "9" * 25 + "'"),
+        ("application_id", "9" * 5000, "'" + "9" * 37 + "...'"),
+    ],
+)
+def test_decimal_strings_out_of_range_are_rejected_with_the_range_in_genesys_mode(
+    field: str, text: str, shown: str
+) -> None:
+    problem = problems(body(**{field: text}))[field]
+    assert problem.startswith("must be between ")
+    assert problem.endswith(f", got {shown}")
+
+
+@pytest.mark.parametrize(
+    ("text", "got"),
+    [
+        ("", "an empty string"),
+        (" 24", "' 24'"),
+        ("24 ", "'24 '"),
+        ("+24", "'+24'"),
+        ("-", "'-'"),
+        ("24.0", "'24.0'"),
+        ("1e3", "'1e3'"),
+        ("0x10", "'0x10'"),
+        ("1_000", "'1_000'"),
+        ("\u0662\u0664", "'\u0662\u0664'"),
+        ("twenty-four", "'twenty-four'"),
+    ],
+)
+def test_strings_that_are_not_plain_decimal_integers_are_rejected_in_genesys_mode(
+    text: str, got: str
+) -> None:
+    raw = b'{"state_id": "%s"}' % text.encode()
+    assert problems(raw) == {
+        "state_id": f"must be a JSON integer or a string of decimal digits, got {got}"
+    }
+
+
+@MODES
 @pytest.mark.parametrize("field", LONG_OR_STRING_FIELDS)
-def test_long_or_string_fields_accept_a_non_empty_string_as_sent(field: str) -> None:
-    assert getattr(parse_task_start(body(**{field: "42"})), field) == "42"
+def test_long_or_string_fields_keep_a_non_empty_string_as_sent_in_both_modes(
+    field: str, limits: Limits
+) -> None:
+    assert getattr(parse_task_start(body(**{field: "42"}), limits), field) == "42"
 
 
+@MODES
 @pytest.mark.parametrize("field", LONG_OR_STRING_FIELDS)
-def test_long_or_string_fields_reject_an_empty_string(field: str) -> None:
-    assert problems(body(**{field: ""})) == {
+def test_long_or_string_fields_reject_an_empty_string_in_both_modes(
+    field: str, limits: Limits
+) -> None:
+    assert problems(body(**{field: ""}), limits) == {
         field: "must be a non-empty string or a JSON integer, got an empty string"
     }
 
@@ -200,8 +306,51 @@ def test_long_or_string_fields_reject_an_empty_string(field: str) -> None:
 @pytest.mark.parametrize(
     ("value", "got"), [(42, "an integer"), (True, "a boolean"), ([], "an array")]
 )
-def test_string_fields_take_json_strings_only(field: str, value: object, got: str) -> None:
-    assert problems(body(**{field: value})) == {field: f"must be a JSON string, got {got}"}
+def test_string_fields_take_json_strings_only_in_strict_mode(
+    field: str, value: object, got: str
+) -> None:
+    assert problems(body(**{field: value}), STRICT) == {field: f"must be a JSON string, got {got}"}
+
+
+@given(field=st.sampled_from(STRING_FIELDS), value=st.integers(-(2**63), 2**64 - 1))
+def test_string_fields_take_a_json_integer_as_its_decimal_text_in_genesys_mode(
+    field: str, value: int
+) -> None:
+    event = parse_task_start(body(**{field: value}))
+    assert getattr(event, field) == str(value)
+    assert event.model_dump(mode="json")[field] == str(value)
+
+
+@pytest.mark.parametrize("field", STRING_FIELDS)
+@pytest.mark.parametrize(
+    ("raw", "got"),
+    [
+        (b"42.0", "a floating-point number (42.0)"),
+        (b"true", "a boolean"),
+        (b"[]", "an array"),
+        (b"{}", "an object"),
+    ],
+)
+def test_string_fields_reject_floats_booleans_arrays_and_objects_in_genesys_mode(
+    field: str, raw: bytes, got: str
+) -> None:
+    assert problems(b'{"%s": %s}' % (field.encode(), raw)) == {
+        field: f"must be a JSON string or a JSON integer, got {got}"
+    }
+
+
+def test_an_integer_taken_as_text_still_obeys_the_string_length_cap() -> None:
+    limits = Limits(max_string_length=3)
+    assert parse_task_start(body(session_id=123), limits).session_id == "123"
+    assert problems(body(session_id=1234), limits) == {
+        "session_id": "must be at most 3 characters long, got 4"
+    }
+
+
+def test_a_decoded_integer_beyond_64_bits_is_not_taken_as_text() -> None:
+    assert problems({"session_id": 2**64}) == {
+        "session_id": "is an integer beyond the 64-bit range, which cannot be kept exactly"
+    }
 
 
 @pytest.mark.parametrize("field", [*STRING_FIELDS, *LONG_OR_STRING_FIELDS])
@@ -236,7 +385,7 @@ def test_absent_standard_fields_are_none() -> None:
 
 def test_every_problem_is_reported_at_once_in_the_order_of_the_body() -> None:
     error = rejection(
-        b'{"est_duration": -1, "Survey": {"a": "\\u0000"}, "state_id": "1", '
+        b'{"est_duration": -1, "Survey": {"a": "\\u0000"}, "state_id": "one", '
         b'"task_id": 7, "timestamp": "yesterday", "media_type": false}'
     )
     assert [e.field for e in error.errors] == [
@@ -258,7 +407,7 @@ def test_reserved_keys_cannot_be_attached_data(key: str) -> None:
 
 def test_model_validate_alone_also_refuses_reserved_keys_and_nul() -> None:
     with pytest.raises(ValidationError) as caught:
-        TaskStartEvent.model_validate({"extensions": [], "x": "\x00", "state_id": "1"})
+        TaskStartEvent.model_validate({"extensions": [], "x": "\x00", "state_id": "one"})
     assert [e["loc"] for e in caught.value.errors()] == [("state_id",), ("extensions",), ("x",)]
 
 
@@ -484,7 +633,7 @@ def test_problems_beyond_the_reporting_cap_are_counted_in_the_message() -> None:
 
 
 def test_the_error_body_carries_message_errors_and_the_reference_exception_class() -> None:
-    error = rejection(body(state_id="1"))
+    error = rejection(body(state_id="one"))
     error_body = error.body()
     assert error_body.message == error.message == str(error)
     assert error_body.errors == error.errors

@@ -1,0 +1,113 @@
+"""The one validation entry for every request: the consumer, the HTTP bridge and the tools call it.
+
+`validate_event` checks what a request names (service id; task id and extension name for the
+lifecycle operations) and its body together, and either returns a `ValidEvent` or raises ONE
+`EventValidationError` carrying every problem found: the highest status first (a 413 before a
+400), messages joined in that order. So a Kafka record, an HTTP request and a JSON line with the
+same content get the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from schemas.errors import Problems
+from schemas.extension import ExtensionUpdate, parse_extension_update
+from schemas.ids import parse_service_id, parse_task_id
+from schemas.limits import DEFAULT_LIMITS, Limits
+from schemas.task_end import TaskEndEvent, parse_task_end
+from schemas.task_start import TaskStartEvent, parse_task_start
+
+__all__ = ["EventKind", "ValidEvent", "validate_event"]
+
+
+class EventKind(StrEnum):
+    """What a request asks for."""
+
+    START = "start"
+    """Start Task: a Task Start Event for a service."""
+    END = "end"
+    """Complete Task: a Task End Event for one task."""
+    EXTENSION = "extension"
+    """Update Task Extension: the new value of one extension of one task."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    """A request that passed validation: its ids (canonical ints) and its validated body.
+
+    `event` is a `TaskStartEvent`, a `TaskEndEvent` or an `ExtensionUpdate` (name and value)
+    for `EventKind.START`, `END` and `EXTENSION`; `task_id` is None for a start, `extension`
+    is set for an extension update only.
+    """
+
+    kind: EventKind
+    service_id: int
+    event: TaskStartEvent | TaskEndEvent | ExtensionUpdate
+    task_id: int | None = None
+    extension: str | None = None
+
+    @property
+    def start(self) -> TaskStartEvent:
+        """The Task Start Event (kind START), else TypeError."""
+        if not isinstance(self.event, TaskStartEvent):
+            raise TypeError(f"a {self.kind} request has no Task Start Event")
+        return self.event
+
+    @property
+    def end(self) -> TaskEndEvent:
+        """The Task End Event (kind END), else TypeError."""
+        if not isinstance(self.event, TaskEndEvent):
+            raise TypeError(f"a {self.kind} request has no Task End Event")
+        return self.event
+
+    @property
+    def update(self) -> ExtensionUpdate:
+        """The extension update (kind EXTENSION), else TypeError."""
+        if not isinstance(self.event, ExtensionUpdate):
+            raise TypeError(f"a {self.kind} request has no extension update")
+        return self.event
+
+
+def _body(
+    kind: EventKind, body: bytes | Any, limits: Limits, extension: str | None
+) -> TaskStartEvent | TaskEndEvent | ExtensionUpdate:
+    if kind is EventKind.START:
+        return parse_task_start(body, limits)
+    if kind is EventKind.END:
+        return parse_task_end(body, limits)
+    return parse_extension_update(extension, body, limits)
+
+
+def validate_event(
+    kind: EventKind,
+    service_id: str | int | None,
+    body: bytes | Any,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    task_id: str | int | None = None,
+    extension: str | None = None,
+) -> ValidEvent:
+    """Validate one request, or raise one EventValidationError with every problem found.
+
+    `service_id` and `task_id` are as received (decimal text or a JSON integer; None when
+    absent, which is a problem for a service id, and for a task id of END and EXTENSION);
+    `body` is the raw body (bytes) or an already-decoded JSON value; `extension` is the
+    extension name (EXTENSION only). A START with a task id or an extension name, or an END
+    with an extension name, is a programming error (ValueError).
+    """
+    kind = EventKind(kind)
+    if kind is EventKind.START and task_id is not None:
+        raise ValueError("a start request names no task id")
+    if kind is not EventKind.EXTENSION and extension is not None:
+        raise ValueError(f"a {kind} request names no extension")
+    problems = Problems()
+    checked_service = problems.check(parse_service_id, service_id)
+    checked_task = None if kind is EventKind.START else problems.check(parse_task_id, task_id)
+    event = problems.check(_body, kind, body, limits, extension)
+    problems.raise_any()
+    assert checked_service is not None  # noqa: S101 - no problem: set
+    assert event is not None  # noqa: S101 - no problem: set
+    return ValidEvent(kind, checked_service, event, checked_task, extension)
