@@ -166,7 +166,7 @@ async def test_invalid_lines_are_reported_with_their_line_numbers_and_do_not_sto
             plain({"state_id": 1}),
             b'{"service_id": 1, "event": {"state_id": 2',  # 2: broken JSON
             plain({"state_id": 3}),
-            plain({"state_id": "four", "interaction_id": 42}),  # 4: wrong types
+            plain({"state_id": "four", "interaction_id": 4.2}),  # 4: wrong types
             b"",  # 5: blank, ignored
             b'{"service": 1, "data": {}}',  # 6: neither shape
             plain({"state_id": 7}, service_id=0),  # 7: bad service id
