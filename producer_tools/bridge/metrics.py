@@ -1,0 +1,104 @@
+"""The bridge's Prometheus metrics and the ASGI middleware that records requests.
+
+Requests are labelled by route template (`/genesys/1/cs/services/{service_id}/tasks/start`),
+never by raw path, so a scan of random URLs cannot grow the label set (`unmatched` for those).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+"""Other method names are labelled `other` (any token is a valid method name on the wire)."""
+
+
+class BridgeMetrics:
+    """Every metric the bridge exports, in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "ucs_bridge_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "ucs_bridge_request_duration_seconds",
+            "From a request's start to its response's start, by route template and method.",
+            ["route", "method"],
+            buckets=SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.pending_replies = Gauge(
+            "ucs_bridge_pending_replies", "Requests waiting for their reply from Kafka.", registry=r
+        )
+        self.accepted_without_reply = Counter(
+            "ucs_bridge_accepted_without_reply",
+            "Requests answered 202 (published, no reply within UCS_BRIDGE_REPLY_TIMEOUT_MS).",
+            registry=r,
+        )
+        self.refused_busy = Counter(
+            "ucs_bridge_refused_busy",
+            "Requests refused with 503 because UCS_BRIDGE_MAX_PENDING were already waiting.",
+            registry=r,
+        )
+        self.kafka_link_up = Gauge(
+            "ucs_bridge_kafka_link_up",
+            "1 while the bridge's Kafka link is ready, else 0.",
+            registry=r,
+        )
+
+
+class RequestMetrics:
+    """ASGI middleware: counts and times every HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: BridgeMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        method = scope["method"] if scope["method"] in METHODS else "other"
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = getattr(scope.get("route"), "path", UNMATCHED)
+                self._metrics.request_duration.labels(route, method).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self._app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", UNMATCHED)
+            self._metrics.requests.labels(route, method, str(status)).inc()
