@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
+from schemas import asyncapi
 from schemas._task_fields import property_schema
 from schemas.envelope import TaskStartCloudEvent
 from schemas.extension import TaskExtensionValue
@@ -104,8 +105,11 @@ def render(model: type[BaseModel], mode: FieldMode = FieldMode.GENESYS) -> str:
 
 
 def expected_files(directory: Path = SCHEMA_DIR) -> dict[Path, str]:
-    """Every generated file and the text it must hold."""
+    """Every generated file and the text it must hold (the AsyncAPI document beside them)."""
     files = {directory / f"{model.__name__}.json": render(model) for model in MODELS}
+    files[asyncapi.DOCUMENT if directory == SCHEMA_DIR else directory / "asyncapi.json"] = (
+        asyncapi.render()
+    )
     files.update(
         (directory / f"{model.__name__}.strict.json", render(model, FieldMode.STRICT))
         for model in MODELS
