@@ -20,8 +20,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Generated JSON Schema files.", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="The service topics, with the settings the guarantees need (docs/guarantees.md).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
 
 
 EXIT_SETTINGS = 2
@@ -93,6 +98,27 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from consumer.admin import upgrade_database  # noqa: PLC0415
 
     upgrade_database(_tools().database, revision)
+
+
+TopicsJsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]
+
+
+@topics_app.command("create")
+def topics_create(json: TopicsJsonOpt = False) -> None:
+    """Create the missing topics, then check them all (exit 0 ok, 1 a topic breaks a promise,
+    3 broker unreachable or refusing)."""
+    from producer_tools.tools import topics as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(_tools(), "create", json, sys.stdout))
+
+
+@topics_app.command("check")
+def topics_check(json: TopicsJsonOpt = False) -> None:
+    """Check the topics against the settings; alter nothing (exit 0 ok, 1 a topic is missing
+    or breaks a promise, 3 broker unreachable)."""
+    from producer_tools.tools import topics as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(_tools(), "check", json, sys.stdout))
 
 
 @schemas_app.command("export")
