@@ -233,6 +233,12 @@ def rebuild(
     *,
     force: Annotated[bool, typer.Option(help="Also into a database that holds tasks.")] = False,
     topic: Annotated[str | None, typer.Option(help="The created-events topic.")] = None,
+    allow_partial_log: Annotated[
+        bool,
+        typer.Option(
+            help="Also from a log that no longer starts at its beginning (tasks may be missing)."
+        ),
+    ] = False,
     json: JsonOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
@@ -240,7 +246,7 @@ def rebuild(
     from producer_tools.tools import rebuild as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
-    options = tool.RebuildOptions(topic, force, dry_run)
+    options = tool.RebuildOptions(topic, force, dry_run, allow_partial_log)
     raise typer.Exit(tool.run(_tools(), options, Reporter(json_mode=json)))
 
 
