@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
+from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -49,8 +50,17 @@ __all__ = [
 
 
 def upgrade_database(settings: DatabaseSettings, revision: str = "head") -> None:
-    """Migrate the tasks database to `revision` (safe inside a running event loop)."""
-    migrate.upgrade(settings.dsn, revision)
+    """Migrate the tasks database to `revision` (safe inside a running event loop).
+
+    Raises StorageUnavailableError when the database cannot be reached or refuses a step, and
+    ValueError for a revision the migrations do not know; neither message holds the URL.
+    """
+    try:
+        migrate.upgrade(settings.dsn, revision)
+    except CommandError as exc:
+        raise ValueError(f"cannot migrate to {revision!r}: {exc}") from None
+    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+        raise _unavailable(exc) from exc
 
 
 def _unavailable(exc: Exception) -> StorageUnavailableError:

@@ -31,6 +31,8 @@ app.add_typer(topics_app, name="topics")
 
 EXIT_SETTINGS = 2
 """Exit code of a command whose settings cannot be used (as for other usage errors)."""
+EXIT_DATABASE = 4
+"""Exit code of a command whose database cannot be reached or refused (as the tools')."""
 
 Config = TypeVar("Config", bound=BaseModel)
 
@@ -94,10 +96,20 @@ def bridge() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply the migrations to UCS_DATABASE_URL."""
-    from consumer.admin import upgrade_database  # noqa: PLC0415
+    """Apply the migrations to UCS_DATABASE_URL (exit 4 when the database cannot be reached
+    or refuses a step)."""
+    from consumer.admin import StorageUnavailableError, upgrade_database  # noqa: PLC0415
 
-    upgrade_database(_tools().database, revision)
+    database = _tools().database
+    try:
+        upgrade_database(database, revision)
+    except ValueError as exc:
+        typer.echo(f"ucs-tasks db upgrade: {exc}", err=True)
+        raise typer.Exit(EXIT_SETTINGS) from None
+    except StorageUnavailableError as exc:
+        # The URL as shown everywhere: its password masked.
+        typer.echo(f"ucs-tasks db upgrade: {database.display_url}: {exc}", err=True)
+        raise typer.Exit(EXIT_DATABASE) from None
 
 
 TopicsJsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]

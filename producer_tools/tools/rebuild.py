@@ -287,7 +287,8 @@ class _Run:
         except ToolError as exc:
             self.summary.fail(str(exc), exc.exit_code)
         except StorageUnavailableError as exc:
-            self.summary.fail(str(exc), EXIT_DATABASE)
+            where = self.settings.database.display_url  # its password masked
+            self.summary.fail(f"{where}: {exc}", EXIT_DATABASE)
         self.summary.counts["superseded"] = self.superseded + self.stale
         return self.summary
 
