@@ -117,8 +117,11 @@ TopicsJsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object, fo
 
 @topics_app.command("create")
 def topics_create(json: TopicsJsonOpt = False) -> None:
-    """Create the missing topics, then check them all (exit 0 ok, 1 a topic breaks a promise,
-    3 broker unreachable or refusing)."""
+    """Create the missing topics, then check them all.
+
+    Existing topics are never altered. Exit 0: every topic keeps what the guarantees need; 1: a
+    topic breaks a promise (the fix is printed); 3: the broker cannot be reached or refused.
+    """
     from producer_tools.tools import topics as tool  # noqa: PLC0415
 
     raise typer.Exit(tool.run(_tools(), "create", json, sys.stdout))
@@ -126,8 +129,11 @@ def topics_create(json: TopicsJsonOpt = False) -> None:
 
 @topics_app.command("check")
 def topics_check(json: TopicsJsonOpt = False) -> None:
-    """Check the topics against the settings; alter nothing (exit 0 ok, 1 a topic is missing
-    or breaks a promise, 3 broker unreachable)."""
+    """Check the topics against the settings; alter nothing.
+
+    Exit 0: every topic keeps what the guarantees need (warnings may be listed); 1: a topic is
+    missing or breaks a promise (the fix is printed); 3: the broker cannot be reached.
+    """
     from producer_tools.tools import topics as tool  # noqa: PLC0415
 
     raise typer.Exit(tool.run(_tools(), "check", json, sys.stdout))

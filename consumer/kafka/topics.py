@@ -22,7 +22,12 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from consumer.kafka.topic_rules import (
     ObservedTopic,
@@ -170,6 +175,11 @@ async def _create(admin: Any, topics: Sequence[Any]) -> None:
     for topic, code, message in response.topic_errors:
         if code != 0 and for_code(code) is not TopicAlreadyExistsError:
             detail = f"{_error_name(code)}: {message}" if message else _error_name(code)
+            if for_code(code) is InvalidReplicationFactorError:
+                detail += (
+                    " (UCS_TOPIC_REPLICATION_FACTOR and UCS_TOPIC_MIN_INSYNC_REPLICAS must not "
+                    "exceed the brokers)"
+                )
             raise TopicSetupError(f"cannot create topic {topic}: {detail}")
 
 
@@ -229,8 +239,8 @@ async def require_service_topics(
     report = await check_service_topics(kafka, topics, contract)
     if report.missing:
         raise TopicsMissingError(
-            f"topics {', '.join(report.missing)} do not exist: create them with "
-            "`ucs-tasks topics create`"
+            f"topics {', '.join(report.missing)} do not exist (or may not be described by "
+            "this client): create them with `ucs-tasks topics create`"
         )
     for warning in report.warnings:
         log.warning("topic %s", warning)
