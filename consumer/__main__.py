@@ -1,7 +1,8 @@
 """`python -m consumer`: run the consumer until SIGTERM/SIGINT (finishing the in-flight batch).
 
 Exit codes: 0 after a stop signal, 2 when the settings cannot be used (one line names each
-`UCS_` variable and its problem).
+`UCS_` variable and its problem), 3 when its topics do not keep what the guarantees need (one
+line says what; `ucs-tasks topics check` lists the fixes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import FrameType
 from schemas.settings import SettingsError, load
 
 EXIT_SETTINGS = 2
+EXIT_TOPICS = 3
 
 _stop_requested = False
 
@@ -28,6 +30,7 @@ def _early_stop(signum: int, frame: FrameType | None) -> None:
 
 async def _main() -> int:
     from consumer.bootstrap import run_consumer  # noqa: PLC0415 - after the handlers are in
+    from consumer.kafka.topics import TopicSetupError  # noqa: PLC0415
     from consumer.settings import ConsumerConfig  # noqa: PLC0415
 
     try:
@@ -41,7 +44,11 @@ async def _main() -> int:
         loop.add_signal_handler(sig, stopping.set)
     if _stop_requested:
         stopping.set()
-    await run_consumer(settings, stopping)
+    try:
+        await run_consumer(settings, stopping)
+    except TopicSetupError as exc:
+        print(f"ucs-tasks consumer: {exc}", file=sys.stderr)
+        return EXIT_TOPICS
     return 0
 
 

@@ -1,7 +1,9 @@
 """The narrow operator entry: what the tools and the bridge need of the consumer beyond reads.
 
 - `upgrade_database`: apply the Alembic migrations (`ucs-tasks db upgrade`, the dev stack);
-- `create_topics`: create the service's topics (`ucs-tasks dev`, the bridge's reply topic);
+- `create_service_topics` / `check_service_topics`: the service topics with the settings the
+  guarantees need (`ucs-tasks topics create|check`, the dev stack, the tests), and
+  `create_topics` for other topics (the bridge's reply topic); from `consumer.kafka.topics`;
 - `TaskRestorer`: the write side of `ucs-tasks rebuild`, one transaction that holds off other
   writers.
 
@@ -15,63 +17,50 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumer.db import migrate, rebuild
 from consumer.db.engine import build_engine
+from consumer.kafka.topic_rules import Finding, Severity, TopicReport
+from consumer.kafka.topics import (
+    TopicSetupError,
+    check_service_topics,
+    create_service_topics,
+    create_topics,
+)
 from consumer.settings import DatabaseSettings
 from schemas.errors import StorageUnavailableError
 from schemas.replies import StoredTask
-from schemas.settings import KafkaSettings, TopicSettings
 
-__all__ = ["StorageUnavailableError", "TaskRestorer", "create_topics", "upgrade_database"]
+__all__ = [
+    "Finding",
+    "RestoreTransaction",
+    "Severity",
+    "StorageUnavailableError",
+    "TaskRestorer",
+    "TopicReport",
+    "TopicSetupError",
+    "check_service_topics",
+    "create_service_topics",
+    "create_topics",
+    "upgrade_database",
+]
 
 
 def upgrade_database(settings: DatabaseSettings, revision: str = "head") -> None:
-    """Migrate the tasks database to `revision` (safe inside a running event loop)."""
-    migrate.upgrade(settings.dsn, revision)
+    """Migrate the tasks database to `revision` (safe inside a running event loop).
 
-
-async def create_topics(
-    kafka: KafkaSettings,
-    names: Sequence[str],
-    partitions: int,
-    configs: dict[str, str] | None = None,
-    request_timeout_ms: int = 40_000,
-) -> dict[str, list[int]]:
-    """Create these topics (ones that exist are left as they are); each one's partitions."""
-    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=request_timeout_ms)
-    await admin.start()
+    Raises StorageUnavailableError when the database cannot be reached or refuses a step, and
+    ValueError for a revision the migrations do not know; neither message holds the URL.
+    """
     try:
-        brokers = (await admin.describe_cluster())["brokers"]
-        replicas = max(1, min(3, len(brokers)))
-        unique = list(dict.fromkeys(names))
-        topics = [
-            NewTopic(name, partitions, replicas, topic_configs=dict(configs or {}))
-            for name in unique
-        ]
-        response = await admin.create_topics(topics)
-        # aiokafka reports per-topic errors in the response instead of raising them.
-        for topic, code, message in response.topic_errors:
-            if code != 0 and for_code(code) is not TopicAlreadyExistsError:
-                raise for_code(code)(f"cannot create topic {topic}: {message}")
-        described = await admin.describe_topics(unique)
-    finally:
-        await admin.close()
-    found: dict[str, list[int]] = {}
-    for topic in described:
-        if topic["error_code"] != 0:
-            raise for_code(topic["error_code"])(f"cannot describe topic {topic['topic']}")
-        found[topic["topic"]] = sorted(p["partition"] for p in topic["partitions"])
-    return found
-
-
-async def create_service_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
-    """Create the service's four topics (requests, created, rejected, dead letter)."""
-    await create_topics(kafka, topics.service_topics(), topics.partitions)
+        migrate.upgrade(settings.dsn, revision)
+    except CommandError as exc:
+        raise ValueError(f"cannot migrate to {revision!r}: {exc}") from None
+    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+        raise _unavailable(exc) from exc
 
 
 def _unavailable(exc: Exception) -> StorageUnavailableError:

@@ -21,6 +21,7 @@ from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import StorageUnavailableError
 from consumer.kafka.publisher import KafkaPublisher
 from consumer.kafka.runner import Runner, SettleOnRevoke
+from consumer.kafka.topics import require_service_topics as require_topics
 from consumer.ports import UnitOfWork
 from consumer.settings import ConsumerConfig
 
@@ -153,6 +154,10 @@ async def run_consumer(settings: ConsumerConfig, stopping: asyncio.Event) -> Run
         if not await _until_ready("broker (producer)", publisher.start, settings, stopping):
             return None
         stack.push_async_callback(publisher.stop)
+        # Before subscribing: a subscription would create a missing topic with broker defaults.
+        topics = (settings.kafka, settings.topics, settings.contract)
+        if not await _until_ready("topics", lambda: require_topics(*topics), settings, stopping):
+            return None
         consumer = build_consumer(settings)
         stack.push_async_callback(consumer.stop)  # safe on a consumer that never started
         runner = Runner(consumer, publisher, uow_factory, settings)

@@ -1,29 +1,58 @@
--- The runtime role of ucs-tasks: what the consumer and the bridge use, and nothing else.
+-- Least-privilege database roles of ucs-tasks: one per process, each with only what it uses.
 --
--- Run it as the owner of the tables (the role that applied the migrations), in the tasks
--- database, once the migrations are applied:
+--   operator: owns the tables; runs the migrations (`ucs-tasks db upgrade`) and
+--             `ucs-tasks rebuild` (locks the tasks table, restores tasks with their own ids,
+--             deletes superseded ones, moves the id sequence);
+--   consumer: stores tasks and rejections and reads them back (`ucs-tasks consume`);
+--   bridge:   reads tasks and rejections (`ucs-tasks bridge`, and the tools' reads).
 --
---   psql "$OWNER_URL" -v role=ucs_tasks_app -v password='...' -f docs/least-privilege.sql
+-- Run it once, after the first migration, in the tasks database, as a superuser (or as a role
+-- that may SET ROLE to the roles it creates: ALTER ... OWNER asks for that):
 --
--- then give the consumer and the bridge UCS_DATABASE_URL=postgresql+asyncpg://ucs_tasks_app:...@
--- Migrations (`ucs-tasks db upgrade`) and `ucs-tasks rebuild` (which deletes tasks and moves the
--- id sequence) keep running as the owner. tests/integration/test_least_privilege.py applies this
--- file and runs the consumer and the bridge's reads as the role it creates.
+--   psql "$ADMIN_URL" -v operator_role=ucs_tasks_operator -v operator_password='...' \
+--        -v consumer_role=ucs_tasks_consumer -v consumer_password='...' \
+--        -v bridge_role=ucs_tasks_bridge -v bridge_password='...' -f docs/least-privilege.sql
+--
+-- then give each process its own UCS_DATABASE_URL (postgresql://ucs_tasks_consumer@db/...).
+-- tests/integration/test_least_privilege.py applies this file to a fresh database and shows that
+-- each role can do its job and nothing more.
 
-CREATE ROLE :"role" LOGIN PASSWORD :'password'
+CREATE ROLE :"operator_role" LOGIN PASSWORD :'operator_password'
+    NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+CREATE ROLE :"consumer_role" LOGIN PASSWORD :'consumer_password'
+    NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+CREATE ROLE :"bridge_role" LOGIN PASSWORD :'bridge_password'
     NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
 
-GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";
-GRANT USAGE ON SCHEMA public TO :"role";
+GRANT CONNECT ON DATABASE :"DBNAME" TO :"operator_role", :"consumer_role", :"bridge_role";
 
--- The consumer stores tasks and rejections (INSERT ... ON CONFLICT DO NOTHING RETURNING) and
--- reads them back; the bridge reads both. No UPDATE, DELETE or TRUNCATE: rows are never changed.
-GRANT SELECT, INSERT ON TABLE tasks, rejected_events TO :"role";
+-- The operator owns the tables, so later migrations can change them (the identity's sequence
+-- and the indexes follow their table). CREATE on the schema: migrations may add tables.
+GRANT USAGE, CREATE ON SCHEMA public TO :"operator_role";
+ALTER TABLE tasks OWNER TO :"operator_role";
+ALTER TABLE rejected_events OWNER TO :"operator_role";
+ALTER TABLE alembic_version OWNER TO :"operator_role";
 
--- The task id identity's sequence: USAGE allows nextval (no setval: ids never go back).
--- (PostgreSQL's identity columns draw their values without this check today; the grant keeps
--- the role working should the ids ever come from an explicit nextval.)
-GRANT USAGE ON SEQUENCE tasks_task_id_seq TO :"role";
+-- The consumer and the bridge check at start-up that the database is migrated.
+GRANT USAGE ON SCHEMA public TO :"consumer_role", :"bridge_role";
+GRANT SELECT ON TABLE alembic_version TO :"consumer_role", :"bridge_role";
 
--- Both processes check at start-up that the database is migrated.
-GRANT SELECT ON TABLE alembic_version TO :"role";
+-- The consumer: INSERT ... ON CONFLICT DO NOTHING RETURNING, and reads of what is stored.
+-- Every column but the generated ids: no client picks a task id, not even with OVERRIDING
+-- SYSTEM VALUE (identity columns draw their values without a sequence privilege). No UPDATE,
+-- DELETE or TRUNCATE: rows are never changed.
+GRANT SELECT ON TABLE tasks, rejected_events TO :"consumer_role";
+GRANT INSERT (
+    service_id, state_id, task_type_id, task_type_name, session_id, interaction_id,
+    application_type_id, application_type_name, application_id, resource_type_id,
+    resource_type_name, resource_id, media_type_id, media_type_name, est_duration, started_at,
+    attached_data, attached_data_text, event_source, event_id, source_topic, source_partition,
+    source_offset, received_at
+) ON TABLE tasks TO :"consumer_role";
+GRANT INSERT (
+    event_source, event_id, service_id, status, code, error, source_topic, source_partition,
+    source_offset, received_at
+) ON TABLE rejected_events TO :"consumer_role";
+
+-- The bridge only reads (a task behind a Location, a request's outcome).
+GRANT SELECT ON TABLE tasks, rejected_events TO :"bridge_role";

@@ -20,12 +20,19 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Generated JSON Schema files.", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="The service topics, with the settings the guarantees need (docs/guarantees.md).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
 
 
 EXIT_SETTINGS = 2
 """Exit code of a command whose settings cannot be used (as for other usage errors)."""
+EXIT_DATABASE = 4
+"""Exit code of a command whose database cannot be reached or refused (as the tools')."""
 
 Config = TypeVar("Config", bound=BaseModel)
 
@@ -89,10 +96,47 @@ def bridge() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply the migrations to UCS_DATABASE_URL."""
-    from consumer.admin import upgrade_database  # noqa: PLC0415
+    """Apply the migrations to UCS_DATABASE_URL (exit 4 when the database cannot be reached
+    or refuses a step)."""
+    from consumer.admin import StorageUnavailableError, upgrade_database  # noqa: PLC0415
 
-    upgrade_database(_tools().database, revision)
+    database = _tools().database
+    try:
+        upgrade_database(database, revision)
+    except ValueError as exc:
+        typer.echo(f"ucs-tasks db upgrade: {exc}", err=True)
+        raise typer.Exit(EXIT_SETTINGS) from None
+    except StorageUnavailableError as exc:
+        # The URL as shown everywhere: its password masked.
+        typer.echo(f"ucs-tasks db upgrade: {database.display_url}: {exc}", err=True)
+        raise typer.Exit(EXIT_DATABASE) from None
+
+
+TopicsJsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]
+
+
+@topics_app.command("create")
+def topics_create(json: TopicsJsonOpt = False) -> None:
+    """Create the missing topics, then check them all.
+
+    Existing topics are never altered. Exit 0: every topic keeps what the guarantees need; 1: a
+    topic breaks a promise (the fix is printed); 3: the broker cannot be reached or refused.
+    """
+    from producer_tools.tools import topics as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(_tools(), "create", json, sys.stdout))
+
+
+@topics_app.command("check")
+def topics_check(json: TopicsJsonOpt = False) -> None:
+    """Check the topics against the settings; alter nothing.
+
+    Exit 0: every topic keeps what the guarantees need (warnings may be listed); 1: a topic is
+    missing or breaks a promise (the fix is printed); 3: the broker cannot be reached.
+    """
+    from producer_tools.tools import topics as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(_tools(), "check", json, sys.stdout))
 
 
 @schemas_app.command("export")
@@ -207,6 +251,12 @@ def rebuild(
     *,
     force: Annotated[bool, typer.Option(help="Also into a database that holds tasks.")] = False,
     topic: Annotated[str | None, typer.Option(help="The created-events topic.")] = None,
+    allow_partial_log: Annotated[
+        bool,
+        typer.Option(
+            help="Also from a log that no longer starts at its beginning (tasks may be missing)."
+        ),
+    ] = False,
     json: JsonOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
@@ -214,7 +264,7 @@ def rebuild(
     from producer_tools.tools import rebuild as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
-    options = tool.RebuildOptions(topic, force, dry_run)
+    options = tool.RebuildOptions(topic, force, dry_run, allow_partial_log)
     raise typer.Exit(tool.run(_tools(), options, Reporter(json_mode=json)))
 
 

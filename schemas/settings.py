@@ -78,8 +78,33 @@ class TopicSettings(BaseSettings):
         description="Undecodable records, byte for byte, with error headers.",
     )
     partitions: int = Field(
-        default=6, ge=1, description="Partitions when `ucs-tasks` creates the topics."
+        default=6,
+        ge=1,
+        description="Partitions when `ucs-tasks topics create` makes the topics (fewer is a "
+        "warning of `ucs-tasks topics check`).",
     )
+    replication_factor: int = Field(
+        default=3,
+        ge=1,
+        description="Copies of every partition (`ucs-tasks topics` creates and checks them; 1 "
+        "on a one-broker dev or test broker).",
+    )
+    min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        description="The topics' `min.insync.replicas`: how many copies an `acks=all` write "
+        "waits for (at most the replication factor; 1 on a one-broker broker).",
+    )
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"UCS_TOPIC_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) must not be above "
+                f"UCS_TOPIC_REPLICATION_FACTOR ({self.replication_factor}): every write would "
+                "be refused"
+            )
+        return self
 
     def service_topics(self) -> tuple[str, ...]:
         """Every topic the consumer reads or writes, without repeats."""

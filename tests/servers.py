@@ -259,6 +259,9 @@ def make_settings(kafka_bootstrap: str, database_url: str) -> StackSettings:
         topic_dead_letter=f"{prefix}.dlq",
         consumer_group=f"{prefix}.group",
         topic_partitions=3,
+        # One copy: the embedded broker is one broker (a test container is one too).
+        topic_replication_factor=1,
+        topic_min_insync_replicas=1,
         base_uri="http://testserver/genesys/1/cs",
         # Short group timeouts: the embedded broker holds a join for about half the session.
         consumer_session_timeout_ms=3000,
@@ -267,8 +270,8 @@ def make_settings(kafka_bootstrap: str, database_url: str) -> StackSettings:
 
 
 async def create_topics(settings: StackSettings, partitions: int | None = None) -> None:
-    """Create the service's topics of these settings (the operator's step; idempotent)."""
-    from consumer.admin import create_topics as create
+    """Create the service's topics of these settings (the operator's `ucs-tasks topics create`;
+    idempotent); `partitions` overrides the settings' count."""
+    from consumer.admin import create_service_topics
 
-    count = partitions if partitions is not None else settings.topics.partitions
-    await create(settings.kafka, settings.topics.service_topics(), count)
+    await create_service_topics(settings.kafka, settings.topics, settings.contract, partitions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -22,22 +23,30 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate the database to `revision`; safe to call from inside a running event loop."""
-    config = alembic_config(database_url)
+    _run(command.upgrade, alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Migrate the database back to `revision` (tests, and an operator undoing a release)."""
+    _run(command.downgrade, alembic_config(database_url), revision)
+
+
+def _run(step: Callable[[Config, str], None], config: Config, revision: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        command.upgrade(config, revision)
+        step(config, revision)
         return
     # env.py runs its own event loop: give it a thread of its own.
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            command.upgrade(config, revision)
+            step(config, revision)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
-    worker = threading.Thread(target=run, name="alembic-upgrade")
+    worker = threading.Thread(target=run, name="alembic-migrate")
     worker.start()
     worker.join()
     if errors:

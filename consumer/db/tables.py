@@ -62,7 +62,10 @@ tasks = Table(
     Column(
         "task_id",
         Integer,
-        Identity(always=False, start=TASK_ID_MIN, minvalue=TASK_ID_MIN, maxvalue=TASK_ID_MAX),
+        # ALWAYS: no client picks an id (rebuild restores ids with OVERRIDING SYSTEM VALUE).
+        Identity(
+            always=True, start=TASK_ID_MIN, minvalue=TASK_ID_MIN, maxvalue=TASK_ID_MAX, cycle=False
+        ),
         primary_key=True,
     ),
     Column("service_id", BigInteger, nullable=False),

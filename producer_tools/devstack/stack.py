@@ -1,7 +1,8 @@
 """`ucs-tasks dev`: the whole system on one machine, plus helpers the tests share.
 
 The dev stack starts an embedded broker and PostgreSQL (unless UCS_KAFKA_BOOTSTRAP_SERVERS /
-UCS_DATABASE_URL point elsewhere), migrates, creates the topics, then runs the consumer and the
+UCS_DATABASE_URL point elsewhere), migrates (`ucs-tasks db upgrade`), creates the topics
+(`ucs-tasks topics create`, one copy each on the embedded broker), then runs the consumer and the
 HTTP bridge as child processes and supervises them until Ctrl-C/SIGTERM or until one dies.
 """
 
@@ -20,7 +21,6 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
-from consumer.admin import create_service_topics
 from consumer.readside import DatabaseSettings
 from producer_tools.devstack.embedded import (
     EmbeddedBroker,
@@ -30,6 +30,7 @@ from producer_tools.devstack.embedded import (
     free_port,
 )
 from producer_tools.devstack.settings import DevConfig
+from schemas.settings import TopicSettings, env_name
 
 __all__ = [
     "EmbeddedBroker",
@@ -129,14 +130,12 @@ class _DevStack:
             **os.environ,
             "UCS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "UCS_DATABASE_URL": database_url,
+            **self._one_broker_topics(),
         }
         self.console.print("applying migrations ...")
-        migrate = await self._spawn("migrations", ["-m", "producer_tools", "db", "upgrade"], env)
-        stack.push_async_callback(_stop_child, migrate)  # only matters if start-up is interrupted
-        if (code := await migrate.process.wait()) != 0:
-            raise DevStackError(f"`ucs-tasks db upgrade` failed with exit code {code}")
-        kafka = self.settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-        await create_service_topics(kafka, self.settings.topics)
+        await self._run_step(stack, "db upgrade", env)
+        self.console.print("creating the topics ...")
+        await self._run_step(stack, "topics create", env)
 
         consumer = await self._spawn("consumer", ["-m", "consumer"], env)
         self._watch(stack, consumer)
@@ -145,6 +144,27 @@ class _DevStack:
             self._watch(stack, await self._spawn("bridge", ["-m", "producer_tools", "bridge"], env))
             bridge = f"http://{self.settings.bridge.host}:{self.settings.bridge.port}"
         self._print_table(bootstrap, database_url, consumer, bridge)
+
+    def _one_broker_topics(self) -> dict[str, str]:
+        """One copy of each partition on the embedded broker (it is one broker), unless the
+        replication settings were given; the consumer checks its topics against the same."""
+        if self.broker is None:
+            return {}
+        given = self.settings.topics.model_fields_set
+        return {
+            env_name(TopicSettings, name): "1"
+            for name in ("replication_factor", "min_insync_replicas")
+            if name not in given
+        }
+
+    async def _run_step(
+        self, stack: contextlib.AsyncExitStack, command: str, env: dict[str, str]
+    ) -> None:
+        """Run `ucs-tasks <command>` to its end; a failure stops the start-up."""
+        step = await self._spawn(command, ["-m", "producer_tools", *command.split()], env)
+        stack.push_async_callback(_stop_child, step)  # only matters if start-up is interrupted
+        if (code := await step.process.wait()) != 0:
+            raise DevStackError(f"`ucs-tasks {command}` failed with exit code {code}")
 
     def _bridge_unavailable_reason(self) -> str | None:
         if not self.with_bridge:

@@ -11,9 +11,12 @@ given again), a task id or event identity met with different tasks keeps the mos
 received one; the others are counted as superseded.
 
 Refuses a database that holds tasks unless `--force` (then tasks whose id or identity is already
-present are left alone). Exit codes: 0 restored, 1 some records skipped (not task-created
-replies), 2 usage error or non-empty database, 3 broker unreachable, 4 database unreachable or
-refusing, 130 interrupted (nothing written).
+present are left alone). Refuses a log that no longer starts at its beginning (a partition whose
+first offset is above 0: records were deleted, by retention or by hand, and tasks stored from
+them would be missing) unless `--allow-partial-log`; the summary then names what is missing,
+and the id sequence still moves past the highest id restored. Exit codes: 0 restored, 1 some
+records skipped (not task-created replies), 2 usage error, non-empty database or partial log,
+3 broker unreachable, 4 database unreachable or refusing, 130 interrupted (nothing written).
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumer.admin import RestoreTransaction, StorageUnavailableError, TaskRestorer
 from producer_tools.tools._events import is_created_reply
 from producer_tools.tools._progress import (
+    EXIT_BROKER,
     EXIT_DATABASE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -38,6 +44,7 @@ from producer_tools.tools._progress import (
     run_until_interrupted,
 )
 from producer_tools.tools._ranges import (
+    PartitionRange,
     RangeSpec,
     close_reader,
     open_range,
@@ -60,8 +67,32 @@ class RebuildOptions:
     """Also into a database that already holds tasks."""
     dry_run: bool = False
     """Read and check the log, write nothing."""
+    allow_partial_log: bool = False
+    """Restore from a log that no longer starts at its beginning (tasks may be missing)."""
     batch_size: int = 2000
     """Rows per INSERT round trip."""
+
+
+async def log_start_offsets(
+    reader: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> dict[int, int]:
+    """The first offset each partition of the log still holds (0 unless records were deleted)."""
+    try:
+        found = await reader.beginning_offsets(list(partitions))
+    except KafkaError as exc:
+        raise ToolError(f"cannot list where the log starts: {exc!r}", EXIT_BROKER) from exc
+    return {tp.partition: int(offset) for tp, offset in found.items()}
+
+
+def truncated(starts: dict[int, int]) -> list[tuple[int, int]]:
+    """(partition, first offset present) of each partition that no longer starts at 0."""
+    return [(partition, first) for partition, first in sorted(starts.items()) if first > 0]
+
+
+def describe_missing(topic: str, gaps: Sequence[tuple[int, int]]) -> str:
+    """What a partial log lacks: `partition 0 before offset 1200, partition 3 before 57`."""
+    where = ", ".join(f"partition {p} before offset {first:,}" for p, first in gaps)
+    return f"{topic} no longer holds {where}"
 
 
 class _InterruptedError(Exception):
@@ -172,22 +203,40 @@ class _Run:
                 EXIT_USAGE,
             )
 
-    async def restore(self, conn: RestoreTransaction | None) -> _Writer:
+    async def check_log_start(
+        self, reader: AIOKafkaConsumer, ranges: list[PartitionRange], topic: str
+    ) -> None:
+        """Refuse a log that lost its beginning, unless allowed (then say what is missing)."""
+        gaps = truncated(await log_start_offsets(reader, [r.partition for r in ranges]))
+        if not gaps:
+            return
+        missing = describe_missing(topic, gaps)
+        if not self.options.allow_partial_log:
+            raise ToolError(
+                f"the created-events log no longer starts at its beginning: {missing} "
+                "(deleted by retention or by hand): tasks stored from those records would be "
+                "missing and a replay of one would get a new id. Keep the log forever "
+                "(`ucs-tasks topics check`); --allow-partial-log restores what is left",
+                EXIT_USAGE,
+            )
+        self.summary.counts["partial_log"] = f"{missing}: tasks may be missing"
+        self.reporter.note(f"[yellow]warning:[/] {missing}: tasks may be missing")
+
+    async def restore(
+        self,
+        reader: AIOKafkaConsumer,
+        ranges: list[PartitionRange],
+        conn: RestoreTransaction | None,
+    ) -> _Writer:
         writer = _Writer(conn, self.options.batch_size)
-        topic = self.options.topic or self.settings.topics.created
-        reader, ranges = await open_range(self.settings, RangeSpec(topic=topic), topic)
-        try:
-            self.summary.counts["topic"] = topic
-            with self.reporter.track("reading the log", sum(r.size for r in ranges)) as bar:
-                async for chunk in read_ranges(reader, ranges, self.stopping):
-                    for record in chunk:
-                        await self._one(record, writer)
-                    bar.advance(len(chunk), f"tasks {len(self.log.by_id):,}")
-            if self.stopping is not None and self.stopping.is_set():
-                raise _InterruptedError
-            await writer.flush()
-        finally:
-            await close_reader(reader)
+        with self.reporter.track("reading the log", sum(r.size for r in ranges)) as bar:
+            async for chunk in read_ranges(reader, ranges, self.stopping):
+                for record in chunk:
+                    await self._one(record, writer)
+                bar.advance(len(chunk), f"tasks {len(self.log.by_id):,}")
+        if self.stopping is not None and self.stopping.is_set():
+            raise _InterruptedError
+        await writer.flush()
         return writer
 
     async def _one(self, record: Any, writer: _Writer) -> None:
@@ -207,26 +256,39 @@ class _Run:
             self.superseded += len(superseded)
             await writer.add(task, superseded)
 
+    async def _restore_all(
+        self, restorer: TaskRestorer, reader: AIOKafkaConsumer, ranges: list[PartitionRange]
+    ) -> None:
+        if self.options.dry_run:
+            await self.restore(reader, ranges, None)
+            self.summary.would_send = len(self.log.by_id)
+            return
+        async with restorer.transaction() as tx:
+            self.check_empty(await tx.task_count())  # again, no one else writes now
+            writer = await self.restore(reader, ranges, tx)
+            self.summary.counts["next_task_id"] = await tx.advance_task_ids()
+        self.summary.sent = len(writer.inserted)
+        self.summary.counts["already_present"] = writer.offered - writer.inserted_total
+
     async def run(self) -> Summary:
         try:
             async with TaskRestorer(self.settings.database) as restorer:
                 self.check_empty(await restorer.task_count())
-                if self.options.dry_run:
-                    await self.restore(None)
-                    self.summary.would_send = len(self.log.by_id)
-                else:
-                    async with restorer.transaction() as tx:
-                        self.check_empty(await tx.task_count())  # again, no one else writes now
-                        writer = await self.restore(tx)
-                        self.summary.counts["next_task_id"] = await tx.advance_task_ids()
-                    self.summary.sent = len(writer.inserted)
-                    self.summary.counts["already_present"] = writer.offered - writer.inserted_total
+                topic = self.options.topic or self.settings.topics.created
+                self.summary.counts["topic"] = topic
+                reader, ranges = await open_range(self.settings, RangeSpec(topic=topic), topic)
+                try:
+                    await self.check_log_start(reader, ranges, topic)
+                    await self._restore_all(restorer, reader, ranges)
+                finally:
+                    await close_reader(reader)
         except _InterruptedError:
             self.summary.fail("interrupted: nothing was written", EXIT_INTERRUPTED)
         except ToolError as exc:
             self.summary.fail(str(exc), exc.exit_code)
         except StorageUnavailableError as exc:
-            self.summary.fail(str(exc), EXIT_DATABASE)
+            where = self.settings.database.display_url  # its password masked
+            self.summary.fail(f"{where}: {exc}", EXIT_DATABASE)
         self.summary.counts["superseded"] = self.superseded + self.stale
         return self.summary
 

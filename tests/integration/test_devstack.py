@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.engine import make_url
 
+from consumer.admin import check_service_topics
 from producer_tools.devstack.stack import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -19,6 +22,7 @@ from producer_tools.devstack.stack import (
     free_port,
 )
 from tests import servers
+from tests.processes import ROOT
 from tests.servers import StackSettings, create_topics
 
 
@@ -226,3 +230,52 @@ async def test_the_settings_fixture_creates_random_topics_on_a_migrated_database
     assert settings.topics.requests in names
     assert settings.topics.dead_letter in names
     assert await query(settings.database_url, "select count(*) from alembic_version") == 1
+
+
+async def test_the_dev_stack_makes_one_copy_topics_on_its_own_broker_that_its_consumer_accepts(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    kafka_port, bridge_port = free_port(), free_port()
+    env = settings.env()
+    for name in (
+        "UCS_KAFKA_BOOTSTRAP_SERVERS",  # the dev stack starts its own broker
+        "UCS_TOPIC_REPLICATION_FACTOR",  # and chooses one copy for it
+        "UCS_TOPIC_MIN_INSYNC_REPLICAS",
+    ):
+        env.pop(name)
+    env |= {
+        "UCS_DEV_KAFKA_PORT": str(kafka_port),
+        "UCS_DEV_DATA_DIR": str(tmp_path),
+        "UCS_BRIDGE_PORT": str(bridge_port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "producer_tools",
+        "dev",
+        "--no-bridge",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    output = bytearray()
+    try:
+        async with asyncio.timeout(60):
+            while b"consuming " not in output:
+                line = await process.stdout.readline()
+                assert line, output.decode(errors="replace")
+                output += line
+        shown = output.decode(errors="replace")
+        assert "creating the topics ..." in shown
+        assert f"{settings.topics.created}: created" in shown
+        one_copy = settings.with_(kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}")
+        report = await check_service_topics(one_copy.kafka, one_copy.topics, one_copy.contract)
+        assert report.findings == ()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
