@@ -97,9 +97,7 @@ async def test_hostile_records_each_get_an_answer_and_the_consumer_carries_on(
     report: Report,
 ) -> None:
     settings_ = await make_fault_settings()
-    limits = Limits(
-        max_body_bytes=settings_.max_body_bytes, max_string_length=settings_.max_string_length
-    )
+    limits = settings_.contract.limits
     cases = corpus()
     again = corpus("again")  # the corpus once more: memory must not keep growing
     generated = generate(report.seed, limits)
