@@ -21,11 +21,11 @@ from fastapi import FastAPI
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
-from producer_tools.bridge.kafka import KafkaLink, Reply
+from producer_tools.bridge.kafka import KafkaLink, PendingRequests
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.protocol import Bounds, protocol_class
-from producer_tools.bridge.routes import router
+from producer_tools.bridge.routes import install_routes
 from producer_tools.bridge.settings import BridgeConfig, BridgeSettings
 from producer_tools.bridge.starter import TaskStarter
 from producer_tools.bridge.state import Bridge
@@ -46,7 +46,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             reader = await stack.enter_async_context(TaskReader(settings.database))
-            pending: PendingReplies[Reply] = PendingReplies()
+            pending: PendingRequests = PendingReplies()
             stack.callback(
                 pending.fail_all,
                 BrokerUnavailableError(
@@ -81,7 +81,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(router)
+    install_routes(app, legacy_paths=settings.bridge.legacy_paths)
     install_openapi(app, secured=auth.enabled)
     return app
 
