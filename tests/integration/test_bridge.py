@@ -359,10 +359,13 @@ async def test_with_legacy_paths_off_only_the_8_5_paths_are_served(settings: Sta
 # --- replies are matched on correlation id and identity
 
 
-async def published_request(settings: StackSettings, event_id: str) -> dict[str, bytes]:
-    """The headers of the request record with this event id, once the bridge published it."""
+async def published_requests(
+    settings: StackSettings, *event_ids: str
+) -> dict[str, dict[str, bytes]]:
+    """The headers of the request records with these event ids, once the bridge published all."""
     consumer = AIOKafkaConsumer(**settings.kafka.client_options(), auto_offset_reset="earliest")
     await consumer.start()
+    found: dict[str, dict[str, bytes]] = {}
     try:
         topic = settings.topics.requests
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -370,11 +373,37 @@ async def published_request(settings: StackSettings, event_id: str) -> dict[str,
         async with asyncio.timeout(20):
             async for record in consumer:
                 headers = dict(record.headers)
-                if headers.get("ce_id") == event_id.encode():
-                    return headers
+                if (event_id := headers.get("ce_id", b"").decode()) in event_ids:
+                    found[event_id] = headers
+                    if len(found) == len(event_ids):
+                        return found
     finally:
         await consumer.stop()
     raise AssertionError("unreachable")
+
+
+async def published_request(settings: StackSettings, event_id: str) -> dict[str, bytes]:
+    """The headers of the request record with this event id, once the bridge published it."""
+    return (await published_requests(settings, event_id))[event_id]
+
+
+async def published_ids(settings: StackSettings) -> set[str]:
+    """The event ids of every request on the requests topic now (read up to its end)."""
+    consumer = AIOKafkaConsumer(**settings.kafka.client_options(), auto_offset_reset="earliest")
+    await consumer.start()
+    ids: set[str] = set()
+    try:
+        topic = settings.topics.requests
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            while await consumer.position(tp) < ends[tp]:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    ids.add(dict(record.headers).get("ce_id", b"").decode())
+    finally:
+        await consumer.stop()
+    return ids
 
 
 def forged_created(
