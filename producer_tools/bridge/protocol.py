@@ -6,8 +6,9 @@ timer runs only after a response), no limit on the size or number of header fiel
 bridge serves with `BoundedHttpToolsProtocol` (`uvicorn.Config(http=protocol_class(bounds))`):
 
 - at most `max_connections` open connections: one more is closed at once, unanswered;
-- a request's header fields complete within `header_timeout_s` of the connection opening or of
-  the previous answer: else 408 (a connection that sent nothing is just closed, RFC 9112 9.5);
+- a request's header fields complete within `header_timeout_s` of the connection opening (on a
+  kept-alive connection, which uvicorn closes after 5 idle seconds, of their first bytes): else
+  408 (a connection that sent nothing is just closed, RFC 9112 9.5);
 - its body completes within `body_timeout_s` of its header fields: else 408, and the app sees
   the client gone;
 - a request target longer than `max_url_bytes` is a 414; more than `max_headers` header fields,
@@ -168,9 +169,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Refused and half-closed: what still comes is read and dropped until the close."""
         self._in_head = False
         """Between the first byte of a request and the end of its header fields."""
-        self._header_count = 0
-        self._header_bytes = 0
         self._raw_head_bytes = 0
+        """Bytes of the unfinished head received before the current chunk."""
+        self._chunk_bytes = 0
+        """Bytes of the chunk being parsed."""
         self._rejected: _Answer | None = None
 
     # --- asyncio.Protocol
@@ -190,15 +192,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
+        self._chunk_bytes = len(data)
         super().data_received(data)
-        # httptools hands a header to on_header only once the next one starts: a never-ending
-        # header value is caught here, by the bytes received while the head is unfinished.
-        if self._in_head and not self._discarding and not self.transport.is_closing():
+        if self._discarding or self.transport.is_closing():
+            return
+        # The deadlines are armed only for what this chunk left unfinished: a request that
+        # arrives whole (the usual case) costs no timer.
+        if self._in_head:
+            # httptools hands a header to on_header only once the next one starts: a
+            # never-ending header value is caught here, by the bytes of the unfinished head.
             self._raw_head_bytes += len(data)
             b = self.bounds
             if self._raw_head_bytes > b.max_url_bytes + b.max_header_bytes + HEAD_SLACK_BYTES:
                 self._rejected = self.answers.headers_too_large
                 self.send_400_response("")
+            elif self._head_timer is None:  # a kept-alive connection's next request began
+                self._arm_head_timer()
+        elif self._body_timer is None:
+            self._watch_body()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to any parser error; ours when a bound stopped the parser."""
@@ -217,46 +228,46 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._header_count = self._header_bytes = self._raw_head_bytes = 0
+        self._raw_head_bytes = 0
 
     def on_url(self, url: bytes) -> None:  # called for every received piece of the URL
         super().on_url(url)
         if len(self.url) > self.bounds.max_url_bytes:
             self._reject(self.answers.url_too_long)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._header_count > self.bounds.max_headers:
-            self._reject(self.answers.too_many_headers)
-        if self._header_bytes > self.bounds.max_header_bytes:
-            self._reject(self.answers.headers_too_large)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel("_head_timer")
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        # The header fields are counted here, once, not in on_header (a Python call per field:
+        # a third of this protocol's cost); the bytes the parser held meanwhile are bounded
+        # by the raw-bytes check in data_received.
+        headers, b = self.headers, self.bounds
+        if len(headers) > b.max_headers:
+            self._reject(self.answers.too_many_headers)
+        if self._raw_head_bytes + self._chunk_bytes > b.max_header_bytes and (
+            sum(len(name) + len(value) + 4 for name, value in headers) > b.max_header_bytes
+        ):  # the head's raw bytes bound its fields' bytes: count only when they might be over
+            self._reject(self.answers.headers_too_large)
         idle = self.cycle is None or self.cycle.response_complete
         busy = idle and len(self.tasks) >= self.bounds.max_pending_requests
         if busy and self.url.split(b"?", 1)[0] not in EXEMPT_PATHS:
             self._reject(self.answers.busy)
         super().on_headers_complete()
-        if not self._queued():  # a queued request's body is read once it starts
-            self._arm_body_timer()
 
     def on_message_complete(self) -> None:
-        self._cancel("_body_timer")
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.transport.is_closing():
-            return
-        if self.timeout_keep_alive_task is not None:  # uvicorn waits for the next request
-            self._cancel("_body_timer")  # an unread rest of the body is discarded meanwhile
-            self._arm_head_timer()
-        elif self.cycle is not None and self.cycle.more_body and not self._queued():
-            self._arm_body_timer()  # a pipelined request just started with its body unread
+        # A pipelined request just started with its body unread, or the answer went out
+        # before the body came in (the rest is read and dropped): its deadline runs.
+        if self._body_timer is None and not self.transport.is_closing():
+            self._watch_body()
 
     # --- the bounds
 
@@ -267,6 +278,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _queued(self) -> bool:
         return any(cycle is self.cycle for cycle, _ in self.pipeline)
+
+    def _watch_body(self) -> None:
+        """Arm the body deadline when the latest request's body is unfinished (a queued
+        request's body is read, and its deadline runs, once it starts)."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self._queued():
+            self._arm_body_timer()
 
     def _arm_head_timer(self) -> None:
         self._cancel("_head_timer")
@@ -291,7 +309,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
-        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm_head_timer()  # a pipelined head: its deadline runs once this answer is out
+            return
+        if self._in_head:
             log.info("%s - 408 %s", self._peer(), self.answers.header_timeout.message)
             self._write(self.answers.header_timeout)
         else:  # not one byte of a request: nothing to answer

@@ -67,7 +67,8 @@ class BridgeSettings(BaseSettings):
         default=10_000,
         ge=1,
         description="A request's header fields must arrive within this long of the connection "
-        "opening or of the previous answer (408; a connection that sent nothing is closed).",
+        "opening, or on a kept-alive connection of their first bytes (408; a connection that "
+        "sent nothing is closed).",
     )
     body_timeout_ms: int = Field(
         default=30_000,
