@@ -466,6 +466,35 @@ async def test_a_reply_with_the_requests_correlation_id_but_another_identity_nev
         assert len(running.bridge.pending) == 0
 
 
+async def test_an_unreadable_reply_to_the_request_is_a_502_without_its_text(
+    settings: StackSettings,
+) -> None:
+    key = f"unreadable-{uuid.uuid4().hex}"
+    headers = {**JSON_HEADERS, "Idempotency-Key": key}
+    waiting = bridge_settings(settings, bridge_reply_timeout_ms=20_000)  # no consumer runs
+    async with running_bridge(waiting) as running:
+        post = running.client.post(start_url(), content=b"{}", headers=headers)
+        answer = asyncio.create_task(post)
+        request = await published_request(settings, key)
+        identity = EventRef(source=BRIDGE_SOURCE, id=key)
+        broken = {"kind": "task.created", "task_id": "not a number", "event": identity.model_dump()}
+        record_key, value, record_headers = forged_created(
+            request["ce_correlationid"].decode(), identity, 0, broken
+        )
+        producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                running.bridge.link.reply_topic, value, key=record_key, headers=record_headers
+            )
+        finally:
+            await producer.stop()
+        response = await answer
+        body = assert_error_body(response, 502)
+        assert body["message"] == "The task service sent a reply the bridge cannot read."
+        assert_no_internal_text(response)
+
+
 # --- bad input: every error class, answered before anything is published
 
 
