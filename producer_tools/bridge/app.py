@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,14 +20,16 @@ from fastapi import FastAPI
 
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
-from producer_tools.bridge.errors import install_error_handlers
-from producer_tools.bridge.kafka import KafkaLink, Reply
+from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
+from producer_tools.bridge.kafka import KafkaLink, PendingRequests
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
-from producer_tools.bridge.routes import router
-from producer_tools.bridge.settings import BridgeConfig
+from producer_tools.bridge.protocol import Bounds, protocol_class
+from producer_tools.bridge.routes import install_routes
+from producer_tools.bridge.settings import BridgeConfig, BridgeSettings
 from producer_tools.bridge.starter import TaskStarter
 from producer_tools.bridge.state import Bridge
+from producer_tools.bridge.uvicorn_check import check_uvicorn
 from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             reader = await stack.enter_async_context(TaskReader(settings.database))
-            pending: PendingReplies[Reply] = PendingReplies()
+            pending: PendingRequests = PendingReplies()
             stack.callback(
                 pending.fail_all,
                 BrokerUnavailableError(
@@ -77,37 +81,72 @@ def create_app(settings: BridgeConfig) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(router)
+    install_routes(app, legacy_paths=settings.bridge.legacy_paths)
     install_openapi(app, secured=auth.enabled)
     return app
 
 
 def serve(settings: BridgeConfig) -> None:
-    """Run the bridge with uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
+    """Run the bridge with uvicorn (uvloop + httptools) until SIGINT/SIGTERM.
+
+    A stop signal drains: no new connection is accepted, idle ones are closed, requests in
+    progress get their answers (`connection: close`), then the lifespan closes the Kafka link
+    and the database engine, and the process exits 0.
+    """
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # outages are reported by the link
+    check_uvicorn()
     config = server_config(create_app(settings), settings)
     # The modules and the app are never garbage: out of every collection, a full one (which
     # stalls every request in flight) scans only what requests allocate: ~20 ms became ~4.
     gc.freeze()
+    # uvicorn restores the handlers it found after its graceful shutdown and raises the signal
+    # it caught into them again (Unix convention: the exit status says "killed by SIGTERM").
+    # A stop we drained is a normal exit: these no-ops make it exit 0.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _stopped)
     uvicorn.Server(config).run()
 
 
+def _stopped(signum: int, frame: object) -> None:
+    """The stop signal, raised again by uvicorn once it has drained: nothing left to do."""
+
+
+def http_bounds(settings: BridgeSettings) -> Bounds:
+    """The limits of the bridge's HTTP connections (producer_tools/bridge/protocol.py)."""
+    return Bounds(
+        max_connections=settings.max_connections,
+        max_pending_requests=settings.max_pending_requests,
+        header_timeout_s=settings.header_timeout_ms / 1000,
+        body_timeout_s=settings.body_timeout_ms / 1000,
+        max_url_bytes=settings.max_url_bytes,
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+        retry_after_s=RETRY_AFTER_S,
+    )
+
+
 def server_config(app: FastAPI, settings: BridgeConfig) -> uvicorn.Config:
-    """The bridge's uvicorn options (bench/bridge.py serves its reference apps with them too)."""
+    """The bridge's uvicorn options (bench/bridge.py serves its reference apps with them too).
+
+    The graceful-shutdown budget covers a request that has just started: its send timeout and
+    its reply timeout (after which it is answered 202 or 504), plus a second.
+    """
+    b = settings.bridge
     return uvicorn.Config(
         app,
-        host=settings.bridge.host,
-        port=settings.bridge.port,
+        host=b.host,
+        port=b.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(http_bounds(b)),
+        ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
         lifespan="on",
-        access_log=settings.bridge.access_log,
+        access_log=b.access_log,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=math.ceil((b.send_timeout_ms + b.reply_timeout_ms) / 1000) + 1,
         log_config=None,  # keep the logging configured by the caller
     )

@@ -4,11 +4,17 @@ Each 4xx/5xx body is `schemas.replies.ErrorBody` (`message`, `exception`, `error
 FastAPI's and Starlette's own 404/405/422, which are overridden here. Validation errors of the
 task-start event (`schemas.task_start.TaskStartValidationError`) carry their own status (400,
 413, 415). The catch-all answers JSON 500 and logs; it is a safety net, not a mapping.
+
+No answer carries internal error text: an outage (`schemas.errors.ServiceError`) is answered
+with a fixed message per dependency, and what the driver or the broker said is logged (once per
+`OUTAGE_LOG_INTERVAL_S` for the same text: an outage fails every request alike). The bounds of
+the connection itself (408, 414, 431 and the busy 503) are answered by `protocol`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -17,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from schemas.errors import ServiceError
+from schemas.errors import BrokerUnavailableError, ServiceError, StorageUnavailableError
 from schemas.replies import ErrorBody, FieldError
 from schemas.task_start import TaskStartValidationError
 
@@ -26,6 +32,14 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 RETRY_AFTER_S = 1
 """`Retry-After` of 503 answers: the link to the broker is re-probed every second."""
+BROKER_UNAVAILABLE = (
+    "The Kafka broker is unavailable: retry in a moment. The request may have been published "
+    "all the same: retry it with the same Idempotency-Key."
+)
+DATABASE_UNAVAILABLE = "The tasks database is unavailable: retry in a moment."
+SERVICE_UNAVAILABLE = "A service the bridge depends on is unavailable: retry in a moment."
+REFUSED = "The service cannot take this request now."
+OUTAGE_LOG_INTERVAL_S = 10.0
 
 
 class BridgeError(Exception):
@@ -121,13 +135,58 @@ async def _bridge_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.body(), _retry_after(exc))
 
 
-async def _unavailable(_: Request, exc: Exception) -> Response:
+def internal_detail(exc: BaseException) -> str:
+    """An error and its causes as `Type: text; caused by Type: text` (for logs only)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 4:
+        text = str(seen)
+        parts.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return "; caused by ".join(parts)
+
+
+class OutageLog:
+    """Logs each distinct outage text at most once per `interval_s`, with how many were not."""
+
+    def __init__(self, interval_s: float = OUTAGE_LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def warning(self, detail: str, where: str) -> None:
+        """Log `detail` (the error) seen at `where` (the request), unless logged lately."""
+        now = time.monotonic()
+        last, hidden = self._seen.get(detail, (float("-inf"), 0))
+        if now - last < self._interval_s:
+            self._seen[detail] = (last, hidden + 1)
+            return
+        if len(self._seen) > 100:  # texts vary little; never let them pile up
+            self._seen.clear()
+        self._seen[detail] = (now, 0)
+        more = f" ({hidden} more like it since the last report)" if hidden else ""
+        log.warning("503 on %s: %s%s", where, detail, more)
+
+
+OUTAGES = OutageLog()
+"""Where every outage a request meets is logged."""
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
     """A dependency (broker or database) is away: 503, try again in a moment."""
     assert isinstance(exc, ServiceError)  # noqa: S101 - registered for this type only
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    where = f"{request.method} {raw_path.decode('ascii', 'backslashreplace')}"  # as sent
     if not exc.retriable:
-        log.error("a dependency refused the request: %s", exc)
-        return error_response(503, ErrorBody(message="The service cannot take this request now."))
-    return error_response(503, ErrorBody(message=str(exc)), {"Retry-After": str(RETRY_AFTER_S)})
+        log.error("a dependency refused %s: %s", where, internal_detail(exc))
+        return error_response(503, ErrorBody(message=REFUSED))
+    OUTAGES.warning(internal_detail(exc), where)
+    if isinstance(exc, BrokerUnavailableError):
+        message = BROKER_UNAVAILABLE
+    elif isinstance(exc, StorageUnavailableError):
+        message = DATABASE_UNAVAILABLE
+    else:
+        message = SERVICE_UNAVAILABLE
+    return error_response(503, ErrorBody(message=message), {"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _invalid_event(_: Request, exc: Exception) -> Response:

@@ -94,6 +94,17 @@ async def read_body(chunks: AsyncIterator[bytes], limits: Limits) -> bytes:
     return b"".join(parts)
 
 
+def _id_problem(value: str) -> str | None:
+    """What is wrong with an event id (an Idempotency-Key, or the id in a status URL)."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters long, got {len(value)}"
+    if not all(" " <= c <= "~" for c in value):
+        return "must hold printable ASCII characters only (0x20-0x7E)"
+    return None
+
+
 def idempotency_key(values: Sequence[str]) -> str | None:
     """The `Idempotency-Key` header's key (which becomes the event id), or None when absent."""
     if not values:
@@ -103,17 +114,17 @@ def idempotency_key(values: Sequence[str]) -> str | None:
     key = values[0].strip(" \t")
     if len(key) >= 2 and key[0] == key[-1] == '"' and not any(c in key[1:-1] for c in '"\\'):
         key = key[1:-1]
-    if not key:
-        raise BadRequestError.field(IDEMPOTENCY_KEY, "must not be empty")
-    if len(key) > MAX_ID_LENGTH:
-        raise BadRequestError.field(
-            IDEMPOTENCY_KEY, f"must be at most {MAX_ID_LENGTH} characters long, got {len(key)}"
-        )
-    if not all(" " <= c <= "~" for c in key):
-        raise BadRequestError.field(
-            IDEMPOTENCY_KEY, "must hold printable ASCII characters only (0x20-0x7E)"
-        )
+    if (problem := _id_problem(key)) is not None:
+        raise BadRequestError.field(IDEMPOTENCY_KEY, problem)
     return key
+
+
+def check_event_id(event_id: str) -> None:
+    """Refuse (400) a request id no bridge request can have: every id the bridge publishes is
+    an Idempotency-Key or a uuid, so this catches what the database could not even compare
+    (NUL, invalid UTF-8 percent-encodings, which arrive as U+FFFD, over-long ids)."""
+    if (problem := _id_problem(event_id)) is not None:
+        raise BadRequestError.field("event_id", problem)
 
 
 def validate_start(service_id: str, body: bytes, limits: Limits) -> int:

@@ -22,6 +22,7 @@ import re
 import socket
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
@@ -52,6 +53,8 @@ class CreatedReply(BaseModel):
 
 
 Reply = CreatedReply | TaskRejected
+PendingRequests = PendingReplies[Reply, EventRef]
+"""Requests waiting for a reply, each expecting one that answers its event's identity."""
 REPLY_TOPIC_PREFIX = "ucs.tasks.replies."
 REPLY_RETENTION_MS = 3_600_000
 """Replies matter for seconds: the reply topic keeps them an hour."""
@@ -85,8 +88,11 @@ def _describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
 
 
+UNREADABLE_REPLY = "The task service sent a reply the bridge cannot read."
+
+
 def decode_reply(headers: wire.Headers, value: bytes | None) -> Reply:
-    """A task-created or task-rejected reply, or BadReplyError."""
+    """A task-created or task-rejected reply, or BadReplyError (its cause says what is wrong)."""
     kind = wire.reply_type(headers)
     model: type[Reply]
     if kind == wire.TYPE_TASK_CREATED:
@@ -94,18 +100,26 @@ def decode_reply(headers: wire.Headers, value: bytes | None) -> Reply:
     elif kind == wire.TYPE_TASK_REJECTED:
         model = TaskRejected
     else:
-        raise BadReplyError(f"The task service sent a reply of unknown type {kind!r}.")
+        raise BadReplyError(UNREADABLE_REPLY) from ValueError(f"unknown reply type {kind!r}")
     try:
         return model.model_validate_json(value or b"")
     except ValidationError as exc:
-        raise BadReplyError(f"The task service sent an unreadable {kind} reply.") from exc
+        raise BadReplyError(UNREADABLE_REPLY) from exc
+
+
+def answered_event(value: bytes | None) -> EventRef | None:
+    """The identity a reply says it answers, read leniently (for replies that are not valid)."""
+    try:
+        return EventRef.model_validate(orjson.loads(value or b"")["event"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
+        return None
 
 
 class KafkaLink:
     """Publishes task-start requests and resolves `pending` from the replies to them."""
 
     def __init__(
-        self, settings: BridgeConfig, pending: PendingReplies[Reply], topic: str | None = None
+        self, settings: BridgeConfig, pending: PendingRequests, topic: str | None = None
     ) -> None:
         self._settings = settings
         self._pending = pending
@@ -261,12 +275,12 @@ class KafkaLink:
             async with asyncio.timeout(max(3 * self._send_timeout_s, 10.0)):
                 await self._connect()
         except Exception as exc:  # every failure to connect is retried; unexpected ones loudly
-            self._down_reason = f"cannot connect: {_describe(exc)}"
+            self._down_reason = "cannot connect to the broker"  # answered by /readyz: no details
             expected = isinstance(exc, _CONNECT_ERRORS)
             log.log(
                 logging.WARNING if expected else logging.ERROR,
-                "Kafka link: %s (retrying in the background)",
-                self._down_reason,
+                "Kafka link: cannot connect: %s (retrying in the background)",
+                _describe(exc),
                 exc_info=not expected,
             )
             await self._disconnect()
@@ -354,19 +368,45 @@ class KafkaLink:
                     self._dispatch(record.headers, record.value)
 
     def _dispatch(self, headers: wire.Headers, value: bytes | None) -> None:
+        """Resolve the request this reply answers: the one waiting under its correlation id,
+        if the reply answers that request's event (source and id); else drop it."""
         correlation_id = wire.reply_correlation(headers)
-        if correlation_id not in self._pending:
+        expected = self._pending.identity_of(correlation_id)
+        if correlation_id is None or expected is None:
             log.debug("reply %s: nobody waits for it (late or foreign), dropped", correlation_id)
             return
         try:
-            reply = decode_reply(headers, value)
+            reply: Reply = decode_reply(headers, value)
         except BadReplyError as exc:
-            log.exception(
-                "%s (correlation id %s): %r", exc.message, correlation_id, (value or b"")[:200]
+            answers = answered_event(value)
+            if self._pending.fail(correlation_id, exc, answers):
+                log.exception(
+                    "unreadable reply to %s (correlation id %s): %s: %r",
+                    _event(expected),
+                    correlation_id,
+                    exc.__cause__,
+                    (value or b"")[:200],
+                )
+                return
+            answers_text = "no event" if answers is None else _event(answers)
+            log.warning(
+                "an unreadable reply with correlation id %s answers %s, not %s: dropped",
+                correlation_id,
+                answers_text,
+                _event(expected),
             )
-            self._pending.fail(correlation_id, exc)
             return
-        self._pending.resolve(correlation_id, reply)
+        if not self._pending.resolve(correlation_id, reply, reply.event):
+            log.warning(
+                "a reply with correlation id %s answers %s, not %s: dropped",
+                correlation_id,
+                _event(reply.event),
+                _event(expected),
+            )
+
+
+def _event(identity: EventRef) -> str:
+    return f"event {identity.id!r} of {identity.source!r}"
 
 
 def _relay(waiter: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:

@@ -97,7 +97,11 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 
 _BAD_SERVICE = "Invalid `service_id` (not a decimal integer in 1 .. 2^63-1)."
-_UNAVAILABLE = _error("The broker or the database cannot be reached.", RETRY_AFTER)
+_UNAVAILABLE = _error(
+    "The broker or the database cannot be reached, or UCS_BRIDGE_MAX_PENDING_REQUESTS requests "
+    "are in progress.",
+    RETRY_AFTER,
+)
 
 START_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"model": TaskIdBody, "description": "Task created.", "headers": LOCATION_TASK},
@@ -198,15 +202,31 @@ UNAUTHORIZED = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
 }
 
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 _SHARED_RESPONSES = {
     "NotFound": {
         "description": "404 for any path that is not one of these operations.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        "content": _ERROR_CONTENT,
     },
     "MethodNotAllowed": {
         "description": "405 for any other method on these paths; `Allow` lists the right ones.",
         "headers": {"Allow": {"description": "The allowed methods.", **_STRING}},
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        "content": _ERROR_CONTENT,
+    },
+    "RequestTimeout": {
+        "description": "408 on any path: the header fields did not arrive within "
+        "UCS_BRIDGE_HEADER_TIMEOUT_MS, or the body within UCS_BRIDGE_BODY_TIMEOUT_MS.",
+        "content": _ERROR_CONTENT,
+    },
+    "URITooLong": {
+        "description": "414 on any path: the request target is longer than "
+        "UCS_BRIDGE_MAX_URL_BYTES.",
+        "content": _ERROR_CONTENT,
+    },
+    "HeaderFieldsTooLarge": {
+        "description": "431 on any path: more than UCS_BRIDGE_MAX_HEADERS header fields, or more "
+        "than UCS_BRIDGE_MAX_HEADER_BYTES of them.",
+        "content": _ERROR_CONTENT,
     },
 }
 
@@ -216,7 +236,12 @@ and the read of the task it creates. See docs/http-api.md.
 
 Every 4xx/5xx body is an `ErrorBody` (`message`, `exception`, `errors`). Any path not listed here
 answers 404 (components/responses/NotFound); another method on a listed path answers 405 with an
-`Allow` header (components/responses/MethodNotAllowed).
+`Allow` header (components/responses/MethodNotAllowed). Any request may get 408, 414 or 431 when
+it passes the bridge's bounds (components/responses); every operation but the health checks
+answers 503 with `Retry-After` while UCS_BRIDGE_MAX_PENDING_REQUESTS requests are in progress.
+
+Every `/genesys/1/cs/...` operation is also served at the 8.0/8.1 path without `/genesys/1/cs`
+(operation ids `legacy_*`), unless UCS_BRIDGE_LEGACY_PATHS=false.
 """
 
 

@@ -1,27 +1,34 @@
 """The HTTP entrypoints: request -> checked inputs -> starter or store -> response. Nothing else.
 
-- `POST {PREFIX}/services/{service_id}/tasks/start`: start a task (201, 202 or an error).
-- `GET  {PREFIX}/services/{service_id}/tasks/requests/{event_id}`: a start request's status.
-- `GET  {PREFIX}/service[s]/{service_id}/tasks/{task_id}`: read a task (the Location target).
-- `GET  /healthz`, `GET /readyz`: liveness and readiness.
+The Context Services routes (`tasks`), relative to the API root:
+- `POST /services/{service_id}/tasks/start`: start a task (201, 202 or an error);
+- `GET  /services/{service_id}/tasks/requests/{event_id}`: a start request's status;
+- `GET  /service[s]/{service_id}/tasks/{task_id}`: read a task (the Location target).
+`install_routes` serves them under the 8.5 root `/genesys/1/cs` and, unless
+`UCS_BRIDGE_LEGACY_PATHS=false`, under the 8.0/8.1 root `/` as well: a route added to `tasks`
+gets both forms, each in the OpenAPI document. Beside them (`health`): `GET /healthz`, `/readyz`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from producer_tools.bridge import inputs, openapi
 from producer_tools.bridge.errors import (
     JSON,
+    OUTAGES,
     RETRY_AFTER_S,
     IdempotencyKeyReusedError,
     NotFoundError,
     ReplyTimeoutError,
     error_response,
+    internal_detail,
 )
 from producer_tools.bridge.kafka import CreatedReply, Reply
 from producer_tools.bridge.openapi import AliveBody, ReadyBody, RequestStatusBody
@@ -31,17 +38,26 @@ from producer_tools.bridge.state import Bridge, get_bridge
 from schemas.errors import ServiceError
 from schemas.replies import ErrorBody, EventRef, FieldError, StoredTask
 from schemas.task_start import parse_service_id
-from schemas.wire import MAX_ID_LENGTH
 
 PREFIX = "/genesys/1/cs"
-START_PATH = f"{PREFIX}/services/{{service_id}}/tasks/start"
-STATUS_PATH = f"{PREFIX}/services/{{service_id}}/tasks/requests/{{event_id:path}}"
-TASK_PATHS = (
-    f"{PREFIX}/services/{{service_id}}/tasks/{{task_id:int}}",
-    f"{PREFIX}/service/{{service_id}}/tasks/{{task_id:int}}",  # the form the Location uses
+"""The 8.5 API root."""
+LEGACY_PREFIX = ""
+"""The 8.0/8.1 API root: the same routes without `/genesys/1/cs` (UCS_BRIDGE_LEGACY_PATHS)."""
+START = "/services/{service_id}/tasks/start"
+STATUS = "/services/{service_id}/tasks/requests/{event_id:path}"
+TASKS = (
+    "/services/{service_id}/tasks/{task_id:int}",
+    "/service/{service_id}/tasks/{task_id:int}",  # the form the Location uses
 )
+START_PATH = PREFIX + START
+STATUS_PATH = PREFIX + STATUS
+TASK_PATHS = tuple(PREFIX + path for path in TASKS)
 
-router = APIRouter()
+DATABASE_NOT_READY = "the tasks database does not answer, or is not migrated"
+
+tasks = APIRouter()
+"""The Context Services routes, relative to the API root (served under both roots)."""
+health = APIRouter()
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
 ServiceId = Annotated[str, Path(description="The service's 64-bit id (1 .. 2^63-1).")]
 
@@ -96,8 +112,8 @@ def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Respo
     return error_response(reply.status, reply.error)
 
 
-@router.post(
-    START_PATH,
+@tasks.post(
+    START,
     status_code=201,
     response_model=None,
     responses=openapi.START_RESPONSES,
@@ -117,8 +133,8 @@ async def start_task(service_id: ServiceId, request: Request, bridge: BridgeDep)
     return _answer(bridge, checked, reply)
 
 
-@router.get(
-    STATUS_PATH,
+@tasks.get(
+    STATUS,
     response_model=None,
     responses=openapi.STATUS_RESPONSES,
     summary="The status of a start request",
@@ -131,9 +147,8 @@ async def request_status(
 ) -> Response:
     """303 to the task once it exists, its error once rejected, 202 while pending."""
     checked = parse_service_id(service_id)
+    inputs.check_event_id(event_id)
     not_found = NotFoundError(f"Not found: service {checked} has no start request {event_id!r}.")
-    if not 1 <= len(event_id) <= MAX_ID_LENGTH:
-        raise not_found
     identity = EventRef(source=BRIDGE_SOURCE, id=event_id)
     outcome = await bridge.reader.outcome(identity.source, identity.id)
     if outcome is None:
@@ -171,37 +186,55 @@ async def read_task(
     return Response(render_task(task, Extensions.parse(extensions or [])), media_type=JSON)
 
 
-for _path in TASK_PATHS:
-    router.add_api_route(
+for _path in TASKS:
+    tasks.add_api_route(
         _path,
         read_task,
         methods=["GET"],
+        name=f"read_task{'_singular' if _path.startswith('/service/') else ''}",
         response_model=None,
         responses=openapi.TASK_RESPONSES,
         summary="Read a task",
         dependencies=AUTHENTICATED,
-        operation_id=f"read_task{'_singular' if '/service/' in _path else ''}",
     )
 
 
-@router.get("/healthz", response_model=AliveBody, summary="Liveness")
+@health.get("/healthz", response_model=AliveBody, summary="Liveness")
 async def healthz() -> AliveBody:
     """The process answers."""
     return AliveBody()
 
 
-@router.get("/readyz", response_model=None, responses=openapi.READY_RESPONSES, summary="Readiness")
+@health.get("/readyz", response_model=None, responses=openapi.READY_RESPONSES, summary="Readiness")
 async def readyz(bridge: BridgeDep) -> Response:
-    """200 when both the broker and the database answer, else 503 naming what does not."""
+    """200 when both the broker and the database answer, else 503 naming what does not (the
+    driver's own words go to the log, not into the answer)."""
     problems: list[FieldError] = []
     if not bridge.link.ready:
         problems.append(FieldError(field="kafka", problem=bridge.link.down_reason))
     try:
         await bridge.reader.check()
     except ServiceError as exc:
-        problems.append(FieldError(field="postgresql", problem=str(exc)))
+        OUTAGES.warning(internal_detail(exc), "GET /readyz")
+        problems.append(FieldError(field="postgresql", problem=DATABASE_NOT_READY))
     if problems:
         listed = "; ".join(f"{p.field}: {p.problem}" for p in problems)
         body = ErrorBody(message=f"Not ready: {listed}.", errors=problems)
         return error_response(503, body, {"Retry-After": str(RETRY_AFTER_S)})
     return Response(ReadyBody().model_dump_json(), media_type=JSON)
+
+
+def _operation_id(prefix: str) -> Callable[[APIRoute], str]:
+    def operation_id(route: APIRoute) -> str:
+        return prefix + route.name
+
+    return operation_id
+
+
+def install_routes(app: FastAPI, *, legacy_paths: bool) -> None:
+    """Serve the routes: `tasks` under the 8.5 root (and the 8.0/8.1 one), then `health`."""
+    app.include_router(tasks, prefix=PREFIX, generate_unique_id_function=_operation_id(""))
+    if legacy_paths:
+        legacy = _operation_id("legacy_")
+        app.include_router(tasks, prefix=LEGACY_PREFIX, generate_unique_id_function=legacy)
+    app.include_router(health)

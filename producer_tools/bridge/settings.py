@@ -47,6 +47,41 @@ class BridgeSettings(BaseSettings):
         ge=0,
         description="Longest wait of one fetch on the reply topic (bounds reply latency).",
     )
+    legacy_paths: bool = Field(
+        default=True,
+        description="Also serve the 8.0/8.1 paths (`/services/...` without `/genesys/1/cs`).",
+    )
+    # The bounds of the HTTP server (producer_tools/bridge/protocol.py; docs/http-api.md).
+    max_connections: int = Field(
+        default=2_000,
+        ge=1,
+        description="Most open connections; one more is closed at once, unanswered.",
+    )
+    max_pending_requests: int = Field(
+        default=500,
+        ge=1,
+        description="Most requests in progress; one more is a 503 with Retry-After "
+        "(/healthz and /readyz excepted).",
+    )
+    header_timeout_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description="A request's header fields must arrive within this long of the connection "
+        "opening, or on a kept-alive connection of their first bytes (408; a connection that "
+        "sent nothing is closed).",
+    )
+    body_timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="A request's body must arrive within this long of its header fields (408).",
+    )
+    max_url_bytes: int = Field(
+        default=8_192, ge=64, description="Longest request target, query included (414)."
+    )
+    max_headers: int = Field(default=100, ge=8, description="Most header fields (431).")
+    max_header_bytes: int = Field(
+        default=16_384, ge=1_024, description="Most bytes of header fields in all (431)."
+    )
 
 
 class BridgeConfig(BaseModel):

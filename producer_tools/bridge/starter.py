@@ -14,8 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer_tools.bridge.kafka import Reply
-from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.kafka import PendingRequests, Reply
 from schemas.replies import EventRef
 
 BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
@@ -48,7 +47,7 @@ class TaskStarter:
     def __init__(
         self,
         publisher: RequestPublisher,
-        pending: PendingReplies[Reply],
+        pending: PendingRequests,
         reply_timeout_ms: int,
     ) -> None:
         self._publisher = publisher
@@ -60,13 +59,14 @@ class TaskStarter:
         self._attempts = itertools.count()
 
     async def start(self, service_id: int, body: bytes, identity: EventRef) -> Reply | NoReplyYet:
-        """The reply to this request, or NoReplyYet after the reply timeout.
+        """The reply to this request (one with its correlation id that answers `identity`), or
+        NoReplyYet after the reply timeout.
 
         The timeout runs from the broker's acknowledgement; publishing has its own bound.
         Raises BrokerUnavailableError when the request could not be published.
         """
         correlation_id = f"{self._correlation_prefix}-{next(self._attempts):x}"
-        with self._pending.expecting(correlation_id) as reply:
+        with self._pending.expecting(correlation_id, identity) as reply:
             await self._publisher.publish(
                 service_id=service_id,
                 body=body,

@@ -8,8 +8,7 @@ from fastapi import Request
 
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
-from producer_tools.bridge.kafka import KafkaLink, Reply
-from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.kafka import KafkaLink, PendingRequests
 from producer_tools.bridge.settings import BridgeConfig
 from producer_tools.bridge.starter import TaskStarter
 from schemas.task_start import Limits
@@ -21,7 +20,7 @@ class Bridge:
 
     settings: BridgeConfig
     limits: Limits
-    pending: PendingReplies[Reply]
+    pending: PendingRequests
     link: KafkaLink
     starter: TaskStarter
     reader: TaskReader

@@ -46,7 +46,7 @@ def bridge_overrides(settings: StackSettings, **overrides: Any) -> dict[str, Any
 
 class BridgeProcess(ChildProcess):
     """One `python -m producer_tools bridge` child: start, ready, alive, RSS, stop, its log.
-    (uvicorn re-raises SIGTERM after a clean shutdown: -15 from `stop()` is clean too.)"""
+    (A SIGTERM drains the requests in progress; `stop()` then returns 0.)"""
 
     name = "bridge"
 

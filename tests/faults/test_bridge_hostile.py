@@ -2,10 +2,11 @@
 
 A Hypothesis property posts arbitrary bytes, JSON and header values to the start endpoint, and a
 corpus sends the nasty inputs one by one: deep nesting, huge numbers, wrong types, NaN, duplicate
-keys, bad UTF-8, a BOM, oversized bodies, huge and numerous headers, HTTP framing tricks, SQL and
-HTML metacharacters (which must round-trip verbatim), odd service ids and timestamps. Every
-answer is 201, 202 or a clear 4xx (503 if a server is away), never another 5xx; every error the
-bridge writes has the contract's body; the process stays up and its memory bounded.
+keys, bad UTF-8, a BOM, oversized bodies, huge and numerous headers (431) and long request
+targets (414) at the default bounds, HTTP framing tricks, SQL and HTML metacharacters (which
+must round-trip verbatim), odd service ids, status ids and timestamps. Every answer is 201, 202
+or a clear 4xx (503 if a server is away), never another 5xx; every error the bridge writes has
+the contract's body; the process stays up and its memory bounded.
 (Schemathesis covers the OpenAPI document: tests/integration/test_bridge_openapi.py.)
 """
 
@@ -45,7 +46,7 @@ from tests.servers import StackSettings, create_topics
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 EXAMPLES = 400
-ALLOWED = {201, 202, 400, 404, 405, 413, 415, 422, 503}
+ALLOWED = {201, 202, 400, 404, 405, 413, 414, 415, 422, 431, 503}
 RSS_GROWTH_LIMIT = 100 * 1024 * 1024
 MAX_BODY = 1_048_576
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -293,6 +294,11 @@ def _service(raw: str, *expect: int) -> Case:
     return _case({}, *(expect or (400,)), path=path, check=_field_named("service_id"))
 
 
+def _status(raw: str) -> Case:
+    path = f"/genesys/1/cs/services/{SERVICE_ID}/tasks/requests/{raw}"
+    return _case(None, 400, method="GET", path=path, check=_field_named("event_id"))
+
+
 def _nested(levels: int, open_: bytes, close: bytes, inner: bytes = b"1") -> bytes:
     return b'{"deep": ' + open_ * levels + inner + close * levels + b"}"
 
@@ -403,7 +409,7 @@ CORPUS: dict[str, Case] = {
     "service arabic digits": _service(quote("\u0661\u0662\u0663")),
     "service NUL": _service("%00"),
     "service SQL": _service(quote("1 OR 1=1; --")),
-    "service 60 KB": _service("9" * 60_000),
+    "service 60 KB": _service("9" * 60_000, 414),
     "service empty": _case({}, 404, path=START.replace(str(SERVICE_ID), "")),
     "service slash": _case({}, 404, path=START.replace(str(SERVICE_ID), "1%2F2")),
     # timestamps
@@ -446,13 +452,15 @@ CORPUS: dict[str, Case] = {
     "content type multipart": _case(
         {}, 415, headers={"Content-Type": "multipart/form-data; boundary=x"}
     ),
-    "content type 64 KB": _case({}, 415, headers={"Content-Type": "application/" + "x" * 65_536}),
+    "content type 64 KB": _case({}, 431, headers={"Content-Type": "application/" + "x" * 65_536}),
+    "content type 8 KB": _case({}, 415, headers={"Content-Type": "application/" + "x" * 8_192}),
     "content encoding gzip": _case(
         b"\x1f\x8b\x08\x00", headers={**JSON_TYPE, "Content-Encoding": "gzip"}
     ),
-    "idempotency key 64 KB": _case(
+    "idempotency key 64 KB": _case({}, 431, headers={**JSON_TYPE, "Idempotency-Key": "k" * 65_536}),
+    "idempotency key 8 KB": _case(
         {},
-        headers={**JSON_TYPE, "Idempotency-Key": "k" * 65_536},
+        headers={**JSON_TYPE, "Idempotency-Key": "k" * 8_192},
         check=_field_named("Idempotency-Key"),
     ),
     "idempotency key 257": _case(
@@ -483,14 +491,22 @@ CORPUS: dict[str, Case] = {
     "idempotency key SQL": _case(
         {}, 201, headers={**JSON_TYPE, "Idempotency-Key": f"' OR 1=1; -- {uuid.uuid4()}"}
     ),
-    "X- header 64 KB": _case({}, 201, headers={**JSON_TYPE, "X-Padding": "p" * 65_536}),
-    "X- header 1 MB": _case({}, 201, headers={**JSON_TYPE, "X-Padding": "p" * 1_048_576}),
-    "5000 headers": _case(
+    # the default bounds: 100 header fields, 16 KiB of them, an 8 KiB request target
+    "X- header 12 KB": _case({}, 201, headers={**JSON_TYPE, "X-Padding": "p" * 12_288}),
+    "X- header 64 KB": _case({}, 431, headers={**JSON_TYPE, "X-Padding": "p" * 65_536}),
+    "X- header 1 MB": _case({}, 431, headers={**JSON_TYPE, "X-Padding": "p" * 1_048_576}),
+    "90 headers": _case(
         {},
         201,
+        headers=[("Content-Type", "application/json")] + [(f"X-H{i}", "v") for i in range(90)],
+    ),
+    "5000 headers": _case(
+        {},
+        431,
         headers=[("Content-Type", "application/json")] + [(f"X-H{i}", "v") for i in range(5000)],
     ),
-    "query string 60 KB": _case({}, 201, path=START + "?" + "x=1&" * 15_000),
+    "query string 6 KB": _case({}, 201, path=START + "?" + "x=1&" * 1_500),
+    "query string 60 KB": _case({}, 414, path=START + "?" + "x=1&" * 15_000),
     # methods and paths
     "PUT on start": _case({}, 405, method="PUT"),
     "DELETE on start": _case(None, 405, method="DELETE"),
@@ -498,7 +514,16 @@ CORPUS: dict[str, Case] = {
     "HEAD on start": Case(None, frozenset({405}), method="HEAD", check=lambda r, c: None),
     "path traversal": _case(None, 404, method="GET", path="/genesys/1/cs/../../etc/passwd"),
     "path NUL": _case({}, 404, path=START + "%00"),
-    "path 60 KB": _case({}, 404, path="/genesys/" + "a" * 60_000),
+    "path 60 KB": _case({}, 414, path="/genesys/" + "a" * 60_000),
+    # status ids no request can have: a 400 naming the parameter, never an outage
+    "status NUL": _status("%00"),
+    "status control character": _status("a%01b"),
+    "status line feed": _case(  # no route matches a line feed: 404, and still no outage
+        None, 404, method="GET", path=f"/genesys/1/cs/services/{SERVICE_ID}/tasks/requests/a%0Ab"
+    ),
+    "status invalid UTF-8": _status("%FF"),
+    "status overlong UTF-8": _status("%C0%AF"),
+    "status 300 characters": _status("s" * 300),
     "unknown task id 2^100": _case(
         None, 404, method="GET", path=f"/genesys/1/cs/service/{SERVICE_ID}/tasks/{2**100}"
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,19 +17,22 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from consumer.bootstrap import run_consumer
 from consumer.db.engine import build_engine
 from producer_tools.bridge.app import create_app
+from producer_tools.bridge.errors import BROKER_UNAVAILABLE, DATABASE_UNAVAILABLE
 from producer_tools.bridge.kafka import KafkaLink
 from producer_tools.bridge.pending import PendingReplies
-from producer_tools.bridge.routes import START_PATH, STATUS_PATH, TASK_PATHS
+from producer_tools.bridge.routes import DATABASE_NOT_READY, START_PATH, STATUS_PATH, TASK_PATHS
 from producer_tools.bridge.starter import BRIDGE_SOURCE
 from producer_tools.bridge.state import Bridge
 from producer_tools.devstack.embedded import EmbeddedBroker, free_port
-from schemas.replies import EXCEPTION_CLASS
+from schemas import wire
+from schemas.replies import EXCEPTION_CLASS, EventRef
 from tests.reference import (
     REFERENCE_ATTACHED,
     REFERENCE_BODY,
@@ -74,6 +78,21 @@ async def running_bridge(settings: StackSettings) -> AsyncIterator[Running]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Running(app, client)
+
+
+INTERNAL_TEXT = re.compile(
+    r"\w+Error\b|\w+Exception\b|asyncpg|sqlalchemy|aiokafka|DBAPI|Traceback"
+    r"|Connect call failed|Unable to bootstrap|\[Errno"
+)
+"""What driver, broker or Python error text looks like (the `exception` field excepted)."""
+
+
+def assert_no_internal_text(*responses: httpx.Response) -> None:
+    """No answer repeats an internal error's text or class name (they are logged instead)."""
+    for response in responses:
+        body = response.json()
+        shown = orjson.dumps({k: v for k, v in body.items() if k != "exception"}).decode()
+        assert not INTERNAL_TEXT.search(shown), shown
 
 
 def assert_error_body(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -270,6 +289,212 @@ async def test_a_request_the_consumer_rejects_gets_its_reply_status_and_error_bo
         assert assert_error_body(status, 400) == error
 
 
+# --- the 8.0/8.1 paths and real clients' Content-Type
+
+UTF8_JSON_TYPES = (
+    "application/json;charset=UTF-8",  # what Context Services clients send
+    "application/json; charset=utf-8",
+    'application/json;charset="UTF-8"',
+    "APPLICATION/JSON;CHARSET=UTF-8",
+)
+
+
+async def test_json_declared_utf8_however_written_starts_a_task(
+    settings: StackSettings, consumer: object
+) -> None:
+    async with running_bridge(bridge_settings(settings)) as running:
+        for content_type in UTF8_JSON_TYPES:
+            created = await running.client.post(
+                start_url(), content=REFERENCE_BODY, headers={"Content-Type": content_type}
+            )
+            assert created.status_code == 201, (content_type, created.text)
+
+
+async def test_the_8_0_paths_start_read_and_report_as_the_8_5_paths_do(
+    settings: StackSettings, consumer: object
+) -> None:
+    key = f"legacy-{uuid.uuid4().hex}"
+    headers = {"Content-Type": "application/json;charset=UTF-8", "Idempotency-Key": key}
+    async with running_bridge(bridge_settings(settings)) as running:
+        client = running.client
+        created = await client.post(
+            f"/services/{SID}/tasks/start", content=REFERENCE_BODY, headers=headers
+        )
+        assert created.status_code == 201, created.text
+        task_id = created.json()["task_id"]
+        assert created.headers["location"] == settings.contract.location(SID, task_id)
+        reads = [
+            await client.get(path, params={"extensions": "*"})
+            for path in (
+                f"/services/{SID}/tasks/{task_id}",
+                f"/service/{SID}/tasks/{task_id}",
+                f"/genesys/1/cs/services/{SID}/tasks/{task_id}",
+            )
+        ]
+        assert [r.status_code for r in reads] == [200, 200, 200]
+        assert reads[0].content == reads[1].content == reads[2].content
+        assert {k: reads[0].json()[k] for k in REFERENCE_ATTACHED} == REFERENCE_ATTACHED
+
+        status = await client.get(f"/services/{SID}/tasks/requests/{key}")
+        assert (status.status_code, status.json()["task_id"]) == (303, task_id)
+        again = await client.post(
+            f"/genesys/1/cs/services/{SID}/tasks/start", content=REFERENCE_BODY, headers=headers
+        )
+        assert again.json() == {"task_id": task_id}  # one identity, whichever path
+        assert_error_body(await client.get(f"/services/abc/tasks/{task_id}"), 400)
+        assert_error_body(await client.get(f"/services/{SID}/tasks/start"), 405)
+        assert_error_body(await client.get(f"/services/{SID}/tasks/requests/%00"), 400)
+
+
+async def test_with_legacy_paths_off_only_the_8_5_paths_are_served(settings: StackSettings) -> None:
+    off = bridge_settings(settings, bridge_legacy_paths=False, bridge_reply_timeout_ms=100)
+    async with running_bridge(off) as running:
+        legacy = await running.client.post(f"/services/{SID}/tasks/start", content=b"{}")
+        assert_error_body(legacy, 404)
+        assert (await running.client.post(start_url(), content=b"{}")).status_code == 202
+        paths = running.app.openapi()["paths"]
+        assert not [path for path in paths if path.startswith("/service")]
+
+
+# --- replies are matched on correlation id and identity
+
+
+async def published_requests(
+    settings: StackSettings, *event_ids: str
+) -> dict[str, dict[str, bytes]]:
+    """The headers of the request records with these event ids, once the bridge published all."""
+    consumer = AIOKafkaConsumer(**settings.kafka.client_options(), auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, dict[str, bytes]] = {}
+    try:
+        topic = settings.topics.requests
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        async with asyncio.timeout(20):
+            async for record in consumer:
+                headers = dict(record.headers)
+                if (event_id := headers.get("ce_id", b"").decode()) in event_ids:
+                    found[event_id] = headers
+                    if len(found) == len(event_ids):
+                        return found
+    finally:
+        await consumer.stop()
+    raise AssertionError("unreachable")
+
+
+async def published_request(settings: StackSettings, event_id: str) -> dict[str, bytes]:
+    """The headers of the request record with this event id, once the bridge published it."""
+    return (await published_requests(settings, event_id))[event_id]
+
+
+async def published_ids(settings: StackSettings) -> set[str]:
+    """The event ids of every request on the requests topic now (read up to its end)."""
+    consumer = AIOKafkaConsumer(**settings.kafka.client_options(), auto_offset_reset="earliest")
+    await consumer.start()
+    ids: set[str] = set()
+    try:
+        topic = settings.topics.requests
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            while await consumer.position(tp) < ends[tp]:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    ids.add(dict(record.headers).get("ce_id", b"").decode())
+    finally:
+        await consumer.stop()
+    return ids
+
+
+def forged_created(
+    correlation_id: str, answers: EventRef, task_id: int, payload: dict[str, Any] | None = None
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """A task-created reply record with this correlation id, answering `answers`."""
+    body = payload or {
+        "kind": "task.created",
+        "task_id": task_id,
+        "service_id": SID,
+        "location": f"http://testserver/genesys/1/cs/service/{SID}/tasks/{task_id}",
+        "event": answers.model_dump(),
+    }
+    return wire.encode_reply(
+        reply_type=wire.TYPE_TASK_CREATED,
+        payload=body,
+        service_id=SID,
+        request_source=answers.source,
+        request_id=answers.id,
+        correlation_id=correlation_id,
+        time="2026-01-01T00:00:00.000Z",
+    )
+
+
+async def test_a_reply_with_the_requests_correlation_id_but_another_identity_never_answers_it(
+    settings: StackSettings,
+) -> None:
+    key = f"genuine-{uuid.uuid4().hex}"
+    headers = {**JSON_HEADERS, "Idempotency-Key": key}
+    waiting = bridge_settings(settings, bridge_reply_timeout_ms=20_000)  # no consumer runs
+    async with running_bridge(waiting) as running:
+        post = running.client.post(start_url(), content=b'{"state_id": 1}', headers=headers)
+        answer = asyncio.create_task(post)
+        request = await published_request(settings, key)
+        correlation_id = request["ce_correlationid"].decode()
+        assert request["ce_replyto"].decode() == running.bridge.link.reply_topic
+        genuine = EventRef(source=BRIDGE_SOURCE, id=key)
+        forged = [
+            forged_created(correlation_id, EventRef(source=BRIDGE_SOURCE, id="another"), 111),
+            forged_created(correlation_id, EventRef(source="urn:forger", id=key), 222),
+            # unreadable, and for another event: dropped, not a 502 for this request
+            forged_created(correlation_id, genuine, 0, {"event": {"source": "x", "id": "y"}}),
+        ]
+        producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
+        await producer.start()
+        try:
+            for record_key, value, record_headers in forged:  # one partition: read in order
+                await producer.send_and_wait(
+                    running.bridge.link.reply_topic, value, key=record_key, headers=record_headers
+                )
+            assert not answer.done()
+            record_key, value, record_headers = forged_created(correlation_id, genuine, 333)
+            await producer.send_and_wait(
+                running.bridge.link.reply_topic, value, key=record_key, headers=record_headers
+            )
+        finally:
+            await producer.stop()
+        response = await answer
+        assert (response.status_code, response.json()) == (201, {"task_id": 333})
+        assert len(running.bridge.pending) == 0
+
+
+async def test_an_unreadable_reply_to_the_request_is_a_502_without_its_text(
+    settings: StackSettings,
+) -> None:
+    key = f"unreadable-{uuid.uuid4().hex}"
+    headers = {**JSON_HEADERS, "Idempotency-Key": key}
+    waiting = bridge_settings(settings, bridge_reply_timeout_ms=20_000)  # no consumer runs
+    async with running_bridge(waiting) as running:
+        post = running.client.post(start_url(), content=b"{}", headers=headers)
+        answer = asyncio.create_task(post)
+        request = await published_request(settings, key)
+        identity = EventRef(source=BRIDGE_SOURCE, id=key)
+        broken = {"kind": "task.created", "task_id": "not a number", "event": identity.model_dump()}
+        record_key, value, record_headers = forged_created(
+            request["ce_correlationid"].decode(), identity, 0, broken
+        )
+        producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                running.bridge.link.reply_topic, value, key=record_key, headers=record_headers
+            )
+        finally:
+            await producer.stop()
+        response = await answer
+        body = assert_error_body(response, 502)
+        assert body["message"] == "The task service sent a reply the bridge cannot read."
+        assert_no_internal_text(response)
+
+
 # --- bad input: every error class, answered before anything is published
 
 
@@ -344,6 +569,9 @@ BAD_INPUT = {
     "text/plain": _typed("text/plain", "text/plain"),
     "form": _typed("application/x-www-form-urlencoded", "application/json"),
     "latin-1": _typed("application/json; charset=latin-1", "UTF-8"),
+    "ISO-8859-1": _typed("application/json;charset=ISO-8859-1", "UTF-8"),
+    "UTF-16": _typed("application/json;charset=UTF-16", "UTF-8"),
+    "US-ASCII": _typed('application/json;charset="US-ASCII"', "UTF-8"),
     "structured CloudEvent": _typed("application/cloudevents+json", "structured"),
     "key too long": _keyed("k" * 257, "256"),
     "key not ASCII": _keyed("caf\u00e9".encode(), "printable"),
@@ -355,7 +583,14 @@ BAD_INPUT = {
     "DELETE a task": Bad("DELETE", f"{TASK}/1", 405, "allowed: GET", headers={}, body=None),
     "POST on healthz": _post(b"{}", 405, "allowed: GET", None, path="/healthz"),
     "status, bad service": _get(REQUESTS.format("x", "e"), 400, "service_id", "service_id"),
-    "status, id too long": _get(REQUESTS.format(1, "e" * 257), 404, "no start request"),
+    "status, id too long": _get(REQUESTS.format(1, "e" * 257), 400, "event_id", "event_id"),
+    "status, NUL id": _get(REQUESTS.format(1, "%00"), 400, "event_id", "event_id"),
+    "status, control character": _get(REQUESTS.format(1, "a%1Fb"), 400, "event_id", "event_id"),
+    "status, invalid UTF-8": _get(REQUESTS.format(1, "%FF%FE"), 400, "event_id", "event_id"),
+    "status, truncated UTF-8": _get(REQUESTS.format(1, "caf%C3"), 400, "event_id", "event_id"),
+    "status, not ASCII": _get(REQUESTS.format(1, "caf%C3%A9"), 400, "event_id", "event_id"),
+    "status, NUL service": _get(REQUESTS.format("%00", "e"), 400, "service_id", "service_id"),
+    "task, NUL service": _get("/genesys/1/cs/service/%00/tasks/1", 400, "service_id"),
     "unknown task": _get(f"{TASK}/2147483647", 404, "no task"),
     "task id beyond 32 bits": _get(f"{TASK}/{2**40}", 404, "no task"),
     "task, bad service": _get("/genesys/1/cs/service/abc/tasks/1", 400, "service_id"),
@@ -410,10 +645,11 @@ async def test_with_the_broker_unreachable_requests_get_503_at_once_and_readyz_s
         began = time.monotonic()
         response = await client.post(start_url(), content=b"{}", headers=JSON_HEADERS)
         assert time.monotonic() - began < 0.5
-        assert "Kafka" in assert_error_body(response, 503)["message"]
+        assert assert_error_body(response, 503)["message"] == BROKER_UNAVAILABLE
         assert response.headers["retry-after"] == "1"
-        ready = await client.get("/readyz")
-        assert [e["field"] for e in assert_error_body(ready, 503)["errors"]] == ["kafka"]
+        ready = assert_error_body(await client.get("/readyz"), 503)
+        assert ready["errors"] == [{"field": "kafka", "problem": "cannot connect to the broker"}]
+        assert_no_internal_text(response, await client.get("/readyz"))
 
 
 async def test_when_the_broker_stops_requests_get_503_quickly_and_the_bridge_recovers_after(
@@ -454,10 +690,33 @@ async def test_with_the_database_unreachable_reads_answer_503(settings: StackSet
     nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/ucs"
     async with running_bridge(bridge_settings(settings, database_url=nowhere)) as running:
         client = running.client
-        assert_error_body(await client.get(f"/genesys/1/cs/service/{SID}/tasks/1"), 503)
-        assert_error_body(await client.get(f"/genesys/1/cs/services/{SID}/tasks/requests/x"), 503)
-        ready = assert_error_body(await client.get("/readyz"), 503)
-        assert [e["field"] for e in ready["errors"]] == ["postgresql"]
+        task = await client.get(f"/genesys/1/cs/service/{SID}/tasks/1")
+        status = await client.get(f"/genesys/1/cs/services/{SID}/tasks/requests/x")
+        for response in (task, status):
+            assert assert_error_body(response, 503)["message"] == DATABASE_UNAVAILABLE
+            assert response.headers["retry-after"] == "1"
+        ready = await client.get("/readyz")
+        assert assert_error_body(ready, 503)["errors"] == [
+            {"field": "postgresql", "problem": DATABASE_NOT_READY}
+        ]
+        assert_no_internal_text(task, status, ready)
+
+
+async def test_with_both_down_readyz_names_both_and_healthz_still_answers(
+    settings: StackSettings,
+) -> None:
+    down = bridge_settings(
+        settings,
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/ucs",
+    )
+    async with running_bridge(down) as running:
+        ready = await running.client.get("/readyz")
+        body = assert_error_body(ready, 503)
+        assert [e["field"] for e in body["errors"]] == ["kafka", "postgresql"]
+        assert body["message"].startswith("Not ready: kafka: cannot connect to the broker; ")
+        assert_no_internal_text(ready)
+        assert (await running.client.get("/healthz")).status_code == 200
 
 
 # --- lifecycle and safety nets
@@ -496,9 +755,17 @@ def test_the_openapi_document_declares_every_status_the_bridge_answers() -> None
         read = paths[path.replace(":int", "")]["get"]
         assert {"200", "400", "404", "503"} <= set(read["responses"])
     assert {"200", "503"} <= set(paths["/readyz"]["get"]["responses"])
+    served = [path for path in paths if path.startswith("/genesys/1/cs/")]
+    assert len(served) == 4
+    for path in served:  # each in its 8.0/8.1 form too, documented alike
+        legacy = paths[path.removeprefix("/genesys/1/cs")]
+        assert legacy.keys() == paths[path].keys()
+        for method, operation in legacy.items():
+            assert operation["responses"] == paths[path][method]["responses"]
+            assert operation["operationId"] == "legacy_" + paths[path][method]["operationId"]
     shared = document["components"]["responses"]
     assert "Allow" in shared["MethodNotAllowed"]["headers"]
-    assert "NotFound" in shared
+    assert {"NotFound", "RequestTimeout", "URITooLong", "HeaderFieldsTooLarge"} <= set(shared)
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for operations in paths.values():
         for operation in operations.values():

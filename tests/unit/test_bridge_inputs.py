@@ -25,7 +25,10 @@ LIMITS = Limits(max_body_bytes=2048, max_string_length=64)
         "application/json",
         "Application/JSON",
         "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",  # what real Context Services clients send
+        "application/json;CHARSET=utf-8",
         'application/json;charset="UTF-8"',
+        "application/json ; charset = UTF-8",
         "application/vnd.genesys.task+json",
         "application/problem+json; charset=utf8",
     ],
@@ -41,6 +44,11 @@ def test_json_content_types_and_a_missing_one_are_accepted(content_type: str | N
         "application/x-www-form-urlencoded",
         "application/xml",
         "application/json; charset=iso-8859-1",
+        "application/json;charset=UTF-16",
+        "application/json;charset=us-ascii",
+        'application/json;charset="windows-1252"',
+        "application/json;charset=",
+        "application/json;charset=utf-8;charset=latin1",
         "application/cloudevents+json",
         "text/json+xml",
     ],
@@ -107,6 +115,35 @@ def test_an_invalid_idempotency_key_is_a_400_naming_the_header(
     assert caught.value.status == 400
     assert caught.value.errors[0].field == "Idempotency-Key"
     assert problem in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("event_id", "problem"),
+    [
+        ("\x00", "printable ASCII"),
+        ("a\x1fb", "printable ASCII"),
+        ("\ufffd", "printable ASCII"),  # how an invalid UTF-8 percent-encoding arrives
+        ("e" * 257, "at most 256"),
+        ("", "must not be empty"),
+    ],
+)
+def test_a_status_id_no_request_can_have_is_a_400_naming_event_id(
+    event_id: str, problem: str
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        inputs.check_event_id(event_id)
+    assert caught.value.status == 400
+    assert caught.value.errors[0].field == "event_id"
+    assert problem in caught.value.message
+
+
+def test_every_id_a_bridge_request_can_have_is_a_valid_status_id() -> None:
+    for event_id in (
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "k" * 256,
+        " ~!\"#$%&'()*+,-./:;<=>?@[\\]",
+    ):
+        inputs.check_event_id(event_id)
 
 
 def test_a_bad_service_id_and_a_bad_body_are_reported_together() -> None:

@@ -1,4 +1,4 @@
-"""The bridge's pending-replies registry: correlation id -> future, no I/O."""
+"""The bridge's pending-replies registry: correlation id -> expected identity and future, no I/O."""
 
 from __future__ import annotations
 
@@ -7,69 +7,92 @@ import asyncio
 import pytest
 
 from producer_tools.bridge.pending import PendingReplies
+from schemas.replies import EventRef
+
+A = EventRef(source="urn:test", id="a")
+B = EventRef(source="urn:test", id="b")
+Pending = PendingReplies[str, EventRef]
 
 
 async def test_a_registered_request_receives_the_reply_with_its_correlation_id() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    first, second = pending.register("a"), pending.register("b")
-    assert pending.resolve("b", "reply-b")
-    assert pending.resolve("a", "reply-a")
+    pending: Pending = PendingReplies()
+    first, second = pending.register("c-a", A), pending.register("c-b", B)
+    assert pending.identity_of("c-a") == A
+    assert pending.resolve("c-b", "reply-b", B)
+    assert pending.resolve("c-a", "reply-a", A)
     assert (await first, await second) == ("reply-a", "reply-b")
     assert len(pending) == 0
 
 
+async def test_a_reply_with_the_right_correlation_id_but_another_identity_resolves_nothing() -> (
+    None
+):
+    pending: Pending = PendingReplies()
+    future = pending.register("c-a", A)
+    same_id_other_source = EventRef(source="urn:elsewhere", id="a")
+    for wrong in (B, same_id_other_source, None):
+        assert not pending.resolve("c-a", "forged", wrong)
+        assert not pending.fail("c-a", RuntimeError("forged"), wrong)
+    assert not future.done()
+    assert "c-a" in pending  # still waiting for its own reply
+    assert pending.resolve("c-a", "genuine", EventRef(source="urn:test", id="a"))
+    assert await future == "genuine"
+
+
 async def test_a_reply_nobody_waits_for_is_dropped_and_says_so() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    assert not pending.resolve("unknown", "reply")
-    assert not pending.resolve(None, "reply")
-    assert not pending.fail("unknown", RuntimeError("x"))
+    pending: Pending = PendingReplies()
+    assert pending.identity_of("unknown") is None
+    assert pending.identity_of(None) is None
+    assert not pending.resolve("unknown", "reply", A)
+    assert not pending.resolve(None, "reply", A)
+    assert not pending.fail("unknown", RuntimeError("x"), A)
 
 
 async def test_a_second_reply_to_the_same_request_is_dropped() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    future = pending.register("a")
-    assert pending.resolve("a", "first")
-    assert not pending.resolve("a", "second")
+    pending: Pending = PendingReplies()
+    future = pending.register("c-a", A)
+    assert pending.resolve("c-a", "first", A)
+    assert not pending.resolve("c-a", "second", A)
     assert await future == "first"
 
 
 async def test_a_correlation_id_cannot_be_registered_twice() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    pending.register("a")
+    pending: Pending = PendingReplies()
+    pending.register("c-a", A)
     with pytest.raises(ValueError, match="already pending"):
-        pending.register("a")
+        pending.register("c-a", B)
 
 
 async def test_expecting_discards_the_request_on_exit_so_a_late_reply_finds_nothing() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    with pending.expecting("a") as future:
-        assert "a" in pending
+    pending: Pending = PendingReplies()
+    with pending.expecting("c-a", A) as future:
+        assert "c-a" in pending
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.01):
                 await future
-    assert "a" not in pending
+    assert "c-a" not in pending
     assert future.cancelled()
-    assert not pending.resolve("a", "late reply")
+    assert not pending.resolve("c-a", "late reply", A)
 
 
 async def test_expecting_discards_the_request_when_the_block_raises() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    with pytest.raises(RuntimeError), pending.expecting("a"):
+    pending: Pending = PendingReplies()
+    with pytest.raises(RuntimeError), pending.expecting("c-a", A):
         raise RuntimeError("publish failed")
     assert len(pending) == 0
 
 
 async def test_a_failed_request_raises_the_given_error() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    future = pending.register("a")
-    assert pending.fail("a", ValueError("unreadable reply"))
+    pending: Pending = PendingReplies()
+    future = pending.register("c-a", A)
+    assert pending.fail("c-a", ValueError("unreadable reply"), A)
     with pytest.raises(ValueError, match="unreadable reply"):
         await future
 
 
 async def test_fail_all_fails_every_waiting_request_and_empties_the_registry() -> None:
-    pending: PendingReplies[str] = PendingReplies()
-    futures = [pending.register(str(i)) for i in range(3)]
+    pending: Pending = PendingReplies()
+    futures = [pending.register(str(i), EventRef(source="s", id=str(i))) for i in range(3)]
     futures[0].cancel()
     assert pending.fail_all(ConnectionError("shutting down")) == 2
     assert len(pending) == 0
@@ -79,13 +102,13 @@ async def test_fail_all_fails_every_waiting_request_and_empties_the_registry() -
 
 
 async def test_waiting_for_a_request_returns_only_while_one_waits() -> None:
-    pending: PendingReplies[str] = PendingReplies()
+    pending: Pending = PendingReplies()
     waiter = asyncio.ensure_future(pending.wait_until_awaited())
     await asyncio.sleep(0)
     assert not waiter.done()
-    pending.register("a")
+    pending.register("c-a", A)
     await asyncio.wait_for(waiter, 1)
-    pending.discard("a")
+    pending.discard("c-a")
     again = asyncio.ensure_future(pending.wait_until_awaited())
     await asyncio.sleep(0)
     assert not again.done()
