@@ -64,8 +64,6 @@ SLOW_SEND_S = 0.25
 """A send not acknowledged within this long has the probe check the broker at once: a dead
 broker is then found (and the sends waiting on it failed) well before the next probe is due."""
 """A dead broker refuses the probe at once; a slow one gets this long before it counts as down."""
-REPLY_HEADROOM_BYTES = 8 * 1024 * 1024
-"""Replies carry the whole stored task: room for a maximal body several times over."""
 _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -304,8 +302,8 @@ class KafkaLink:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             fetch_max_wait_ms=s.bridge.reply_fetch_wait_ms,
-            max_partition_fetch_bytes=REPLY_HEADROOM_BYTES,
-            fetch_max_bytes=4 * REPLY_HEADROOM_BYTES,
+            max_partition_fetch_bytes=s.contract.max_reply_record_bytes,
+            fetch_max_bytes=4 * s.contract.max_reply_record_bytes,
         )
         await self._listener.start()
         assigned = [TopicPartition(self.reply_topic, p) for p in partitions]
@@ -328,12 +326,18 @@ class KafkaLink:
     async def _ensure_reply_topic(self) -> list[int]:
         """Create the reply topic if missing; its partition numbers."""
         s = self._settings
+        configs = {
+            "retention.ms": str(REPLY_RETENTION_MS),
+            "max.message.bytes": str(s.contract.max_reply_record_bytes),
+            "min.insync.replicas": str(s.topics.min_insync_replicas),
+        }
         found = await create_topics(
             s.kafka,
             [self.reply_topic],
             s.bridge.reply_partitions,
-            {"retention.ms": str(REPLY_RETENTION_MS)},
+            configs,
             request_timeout_ms=s.bridge.send_timeout_ms,
+            replication_factor=s.topics.replication_factor,
         )
         return found[self.reply_topic]
 

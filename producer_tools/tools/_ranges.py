@@ -27,7 +27,6 @@ from producer_tools.tools._sending import start_client
 from producer_tools.tools.settings import ToolsConfig
 
 FETCH_MAX_BYTES: Final = 32 * 1024 * 1024
-PARTITION_FETCH_MAX_BYTES: Final = 8 * 1024 * 1024
 STALL_TIMEOUT_S: Final = 30.0
 """Give up when a partition yields nothing for this long although its end is not reached."""
 PROBE_TIMEOUT_S: Final = 10.0
@@ -91,7 +90,7 @@ def build_reader(settings: ToolsConfig) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_bytes=FETCH_MAX_BYTES,
-        max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES,
+        max_partition_fetch_bytes=settings.contract.max_reply_record_bytes,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
 

@@ -26,8 +26,6 @@ from producer_tools.tools.settings import ToolsConfig
 
 BATCH_BYTES: Final = 512 * 1024
 """Largest batch per partition; a single larger record still goes (alone in its batch)."""
-MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
-"""Room for a maximal task-start body with its headers, as the consumer allows."""
 METADATA_TIMEOUT_S: Final = 15.0
 _KEY_CACHE_SIZE = 1_000_000
 _RATE_SLACK_S = 0.005  # sleep only when this far ahead of the schedule: sleeps are coarse
@@ -43,7 +41,7 @@ def build_producer(settings: ToolsConfig) -> AIOKafkaProducer:
         enable_idempotence=False,
         linger_ms=10,
         max_batch_size=BATCH_BYTES,
-        max_request_size=MAX_REQUEST_BYTES,
+        max_request_size=settings.contract.max_request_record_bytes,
     )
 
 
