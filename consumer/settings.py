@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from observability.settings import LogSettings
 from schemas.settings import ContractSettings, KafkaSettings, RetrySettings, TopicSettings
 
 _DRIVER = "postgresql+asyncpg"
@@ -139,3 +140,4 @@ class ConsumerConfig(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)

@@ -99,6 +99,11 @@ def setup(service_name: str) -> bool:
     return True
 
 
+def enabled() -> bool:
+    """Whether spans are exported (`setup` found an endpoint and the SDK)."""
+    return _tracer is not None
+
+
 def shutdown() -> None:
     """Flush and stop the span exporter (a no-op without one)."""
     if _tracer is None:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 
 from consumer.readside import DatabaseSettings
 from consumer.settings import ConsumerSettings
+from observability.settings import LogSettings
 from producer_tools.bridge.settings import BridgeSettings
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from producer_tools.devstack.settings import DevSettings
@@ -200,6 +201,7 @@ class StackSettings(BaseModel):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def of(cls, **flat: Any) -> StackSettings:

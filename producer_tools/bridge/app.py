@@ -11,7 +11,6 @@ import gc
 import logging
 import math
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -19,9 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from consumer.readside import TaskReader
+from observability import logs, tracing
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
 from producer_tools.bridge.kafka import KafkaLink, PendingRequests
+from producer_tools.bridge.metrics import BridgeMetrics, RequestMetrics
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.protocol import Bounds, protocol_class
@@ -41,6 +42,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
     Raises ValueError at once when UCS_BRIDGE_AUTH_TOKENS holds an unusable token.
     """
     auth = BridgeAuth.from_settings(settings)
+    metrics = BridgeMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +57,8 @@ def create_app(settings: BridgeConfig) -> FastAPI:
                 ),
             )
             link = await stack.enter_async_context(KafkaLink(settings, pending))
+            metrics.pending_replies.set_function(lambda: len(pending))
+            metrics.kafka_link_up.set_function(lambda: 1 if link.ready else 0)
             app.state.bridge = Bridge(
                 settings=settings,
                 limits=settings.contract.limits,
@@ -63,6 +67,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
                 starter=TaskStarter(link, pending, settings.bridge.reply_timeout_ms),
                 reader=reader,
                 auth=auth,
+                metrics=metrics,
             )
             log.info(
                 "bridge ready: reply topic %s, authentication %s",
@@ -80,6 +85,8 @@ def create_app(settings: BridgeConfig) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     install_routes(app, legacy_paths=settings.bridge.legacy_paths)
     install_openapi(app, secured=auth.enabled)
@@ -93,12 +100,9 @@ def serve(settings: BridgeConfig) -> None:
     progress get their answers (`connection: close`), then the lifespan closes the Kafka link
     and the database engine, and the process exits 0.
     """
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log, "bridge")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # outages are reported by the link
+    tracing.setup("ucs-tasks-bridge")
     check_uvicorn()
     config = server_config(create_app(settings), settings)
     # The modules and the app are never garbage: out of every collection, a full one (which
@@ -109,7 +113,10 @@ def serve(settings: BridgeConfig) -> None:
     # A stop we drained is a normal exit: these no-ops make it exit 0.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, _stopped)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -130,6 +137,11 @@ def http_bounds(settings: BridgeSettings) -> Bounds:
     )
 
 
+def _metrics_of(app: FastAPI) -> BridgeMetrics:
+    metrics: BridgeMetrics | None = getattr(app.state, "metrics", None)
+    return metrics if metrics is not None else BridgeMetrics()  # a reference app of bench/
+
+
 def server_config(app: FastAPI, settings: BridgeConfig) -> uvicorn.Config:
     """The bridge's uvicorn options (bench/bridge.py serves its reference apps with them too).
 
@@ -142,7 +154,7 @@ def server_config(app: FastAPI, settings: BridgeConfig) -> uvicorn.Config:
         host=b.host,
         port=b.port,
         loop="uvloop",
-        http=protocol_class(http_bounds(b)),
+        http=protocol_class(http_bounds(b), _metrics_of(app).refused),
         ws="none",  # no WebSocket routes: an Upgrade request is served as plain HTTP
         lifespan="on",
         access_log=b.access_log,

@@ -20,6 +20,7 @@ import functools
 import logging
 import re
 import socket
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -28,6 +29,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from consumer.admin import create_topics
+from observability import tracing
 from producer_tools.bridge.errors import BadReplyError
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.settings import BridgeConfig
@@ -174,9 +176,19 @@ class KafkaLink:
         await self.stop()
 
     async def publish(
-        self, *, service_id: int, body: bytes, event_id: str, source: str, correlation_id: str
+        self,
+        *,
+        service_id: int,
+        body: bytes,
+        event_id: str,
+        source: str,
+        correlation_id: str,
+        trace: Mapping[str, str] | None = None,
     ) -> None:
         """Send one binary-mode request (the body untouched) and wait for its acknowledgement.
+
+        `trace` (W3C `traceparent` / `tracestate`) goes along as headers of those names, which
+        the consumer copies onto the reply; with spans exported, a `publish` span is its parent.
 
         Raises BrokerUnavailableError at once while the link is down, as soon as the link is
         found down while the send waits, or after at most `bridge_send_timeout_ms` when the
@@ -195,6 +207,20 @@ class KafkaLink:
             reply_to=self.reply_topic,
             correlation_id=correlation_id,
         )
+        with tracing.span(
+            "publish", kind="producer", parent=trace, **{"messaging.system": "kafka"}
+        ):
+            context = tracing.current_headers() or dict(trace or {})
+            headers.extend((name, text.encode()) for name, text in context.items())
+            await self._send(producer, key, value, headers)
+
+    async def _send(
+        self,
+        producer: AIOKafkaProducer,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight.add(waiter)
         try:

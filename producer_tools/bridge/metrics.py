@@ -19,6 +19,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from observability import tracing
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -29,6 +31,21 @@ SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """Other method names are labelled `other` (any token is a valid method name on the wire)."""
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, its router's prefix included when FastAPI says it
+    (`/genesys/1/cs/services/{service_id}/tasks/start`), `unmatched` when no route matched."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path", None)  # FastAPI >= 0.120 mounts included routers
+    if isinstance(path, str):
+        return path
+    return str(getattr(scope.get("route"), "path", UNMATCHED))
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    wanted = {b"traceparent", b"tracestate"}
+    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
 
 
 class BridgeMetrics:
@@ -60,9 +77,12 @@ class BridgeMetrics:
             "Requests answered 202 (published, no reply within UCS_BRIDGE_REPLY_TIMEOUT_MS).",
             registry=r,
         )
-        self.refused_busy = Counter(
-            "ucs_bridge_refused_busy",
-            "Requests refused with 503 because UCS_BRIDGE_MAX_PENDING were already waiting.",
+        self.refused = Counter(
+            "ucs_bridge_refused",
+            "Connections the bridge's bounds refused, by reason: busy (503, pending-request cap), "
+            "connections (closed, connection cap), header_timeout / body_timeout (408), "
+            "url_too_long (414), too_many_headers / headers_too_large (431).",
+            ["reason"],
             registry=r,
         )
         self.kafka_link_up = Gauge(
@@ -91,14 +111,20 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = getattr(scope.get("route"), "path", UNMATCHED)
-                self._metrics.request_duration.labels(route, method).observe(
+                self._metrics.request_duration.labels(route_template(scope), method).observe(
                     time.perf_counter() - started
                 )
             await send(message)
 
         try:
-            await self._app(scope, receive, record)
+            if tracing.enabled():
+                parent = tracing.trace_context(_headers(scope))
+                name = f"HTTP {method}"
+                with tracing.span(
+                    name, kind="server", parent=parent, **{"url.path": scope["path"]}
+                ):
+                    await self._app(scope, receive, record)
+            else:
+                await self._app(scope, receive, record)
         finally:
-            route = getattr(scope.get("route"), "path", UNMATCHED)
-            self._metrics.requests.labels(route, method, str(status)).inc()
+            self._metrics.requests.labels(route_template(scope), method, str(status)).inc()

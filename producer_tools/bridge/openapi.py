@@ -179,7 +179,7 @@ START_OPENAPI_EXTRA: dict[str, Any] = {
     },
 }
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Answered without authentication (routes.py puts AUTHENTICATED on every other route)."""
 
 SECURITY_SCHEMES: dict[str, Any] = {

@@ -33,13 +33,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from schemas.replies import ErrorBody, FieldError
 
 log = logging.getLogger(__name__)
 
-EXEMPT_PATHS = frozenset({b"/healthz", b"/readyz"})
+EXEMPT_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 """Answered however many requests are in progress."""
 HEAD_SLACK_BYTES = 1_024
 """Request line and framing, on top of the URL and header limits, in the raw-bytes check."""
@@ -81,16 +82,20 @@ class Bounds:
 class _Answer:
     """An error answer of the protocol's own: status, message, extra headers, JSON body."""
 
+    reason: str
+    """Why (the `reason` label of `ucs_bridge_refused_total`)."""
     status: int
     message: str
     body: bytes
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
     @classmethod
-    def of(cls, status: int, message: str, field: str | None = None, problem: str = "") -> _Answer:
+    def of(
+        cls, reason: str, status: int, message: str, field: str | None = None, problem: str = ""
+    ) -> _Answer:
         errors = [FieldError(field=field, problem=problem)] if field is not None else []
         body = ErrorBody(message=message, errors=errors).model_dump_json().encode()
-        return cls(status, message, body)
+        return cls(reason, status, message, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,34 +112,40 @@ class _Answers:
     @classmethod
     def for_bounds(cls, b: Bounds) -> _Answers:
         busy = _Answer.of(
+            "busy",
             503,
             f"The bridge is busy: {b.max_pending_requests} requests are in progress; retry in "
             f"{b.retry_after_s} s.",
         )
         return cls(
             header_timeout=_Answer.of(
+                "header_timeout",
                 408,
                 "Request timeout: the request's header fields did not arrive within "
                 f"{b.header_timeout_s:g} s.",
             ),
             body_timeout=_Answer.of(
+                "body_timeout",
                 408,
                 "Request timeout: the request's body did not arrive within "
                 f"{b.body_timeout_s:g} s.",
             ),
             url_too_long=_Answer.of(
+                "url_too_long",
                 414,
                 f"URI too long: the request target is longer than {b.max_url_bytes} bytes.",
                 "request-target",
                 f"longer than {b.max_url_bytes} bytes",
             ),
             too_many_headers=_Answer.of(
+                "too_many_headers",
                 431,
                 f"Request header fields too large: more than {b.max_headers} header fields.",
                 "headers",
                 f"more than {b.max_headers} header fields",
             ),
             headers_too_large=_Answer.of(
+                "headers_too_large",
                 431,
                 "Request header fields too large: more than "
                 f"{b.max_header_bytes} bytes of header fields.",
@@ -142,6 +153,7 @@ class _Answers:
                 f"more than {b.max_header_bytes} bytes",
             ),
             busy=_Answer(
+                busy.reason,
                 busy.status,
                 busy.message,
                 busy.body,
@@ -158,6 +170,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bridge's bounds (use `protocol_class(bounds)`)."""
 
     bounds: ClassVar[Bounds]
+    refusals: ClassVar[Counter | None] = None
     answers: ClassVar[_Answers]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -181,6 +194,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)  # counts this connection in self.connections
         if len(self.connections) > self.bounds.max_connections:
             log.info("%s - connection closed: %d open", self._peer(), self.bounds.max_connections)
+            if self.refusals is not None:
+                self.refusals.labels("connections").inc()
             transport.close()
             return
         self._arm_head_timer()
@@ -335,6 +350,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _write(self, answer: _Answer, *, linger: bool = False) -> None:
         """Write an answer of ours and close; `linger`: half-close first, and drop what the
         client still sends for LINGER_S (the rest of the request is never parsed)."""
+        if self.refusals is not None:
+            self.refusals.labels(answer.reason).inc()
         out = [STATUS_LINE[answer.status]]
         for name, value in (*self.server_state.default_headers, *answer.headers):
             out += [name, b": ", value, b"\r\n"]
@@ -356,10 +373,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
 
 
-def protocol_class(bounds: Bounds) -> type[BoundedHttpToolsProtocol]:
-    """A protocol class with these bounds, for `uvicorn.Config(http=...)`."""
+def protocol_class(
+    bounds: Bounds, refusals: Counter | None = None
+) -> type[BoundedHttpToolsProtocol]:
+    """A protocol class with these bounds, for `uvicorn.Config(http=...)`; `refusals` counts
+    its own answers and closed connections by reason."""
     uvicorn_log = logging.getLogger("uvicorn.error")
     if _OWN_REJECTIONS not in uvicorn_log.filters:
         uvicorn_log.addFilter(_OWN_REJECTIONS)
-    attributes = {"bounds": bounds, "answers": _Answers.for_bounds(bounds)}
+    attributes = {"bounds": bounds, "answers": _Answers.for_bounds(bounds), "refusals": refusals}
     return type("BridgeHttpProtocol", (BoundedHttpToolsProtocol,), attributes)

@@ -18,7 +18,9 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from observability import tracing
 from producer_tools.bridge import inputs, openapi
 from producer_tools.bridge.errors import (
     JSON,
@@ -98,6 +100,7 @@ def _answer(bridge: Bridge, service_id: int, reply: Reply | NoReplyYet) -> Respo
                 f"No reply from the task service within {waited} ms; the task may still be "
                 "created: retry with the same Idempotency-Key to get its id."
             )
+        bridge.metrics.accepted_without_reply.inc()
         return _pending(
             bridge,
             service_id,
@@ -129,7 +132,8 @@ async def start_task(service_id: ServiceId, request: Request, bridge: BridgeDep)
     key = inputs.idempotency_key(headers.getlist(inputs.IDEMPOTENCY_KEY))
     body = await inputs.read_body(request.stream(), bridge.limits)
     checked = inputs.validate_start(service_id, body, bridge.limits)
-    reply = await bridge.starter.start(checked, body, identity_for(key))
+    trace = tracing.trace_context(headers)
+    reply = await bridge.starter.start(checked, body, identity_for(key), trace)
     return _answer(bridge, checked, reply)
 
 
@@ -203,6 +207,17 @@ for _path in TASKS:
 async def healthz() -> AliveBody:
     """The process answers."""
     return AliveBody()
+
+
+@health.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    summary="Metrics (Prometheus text format)",
+)
+async def metrics(bridge: BridgeDep) -> Response:
+    """Requests by route and status, latency, pending replies, 202s, refusals, the Kafka link."""
+    return Response(generate_latest(bridge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @health.get("/readyz", response_model=None, responses=openapi.READY_RESPONSES, summary="Readiness")

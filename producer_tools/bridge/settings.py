@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer.readside import DatabaseSettings
+from observability.settings import LogSettings
 from schemas.settings import ContractSettings, KafkaSettings, RetrySettings, TopicSettings
 
 
@@ -95,3 +96,4 @@ class BridgeConfig(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)

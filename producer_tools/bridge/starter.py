@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +26,14 @@ class RequestPublisher(Protocol):
     """What the starter needs from the Kafka side (`KafkaLink`)."""
 
     async def publish(
-        self, *, service_id: int, body: bytes, event_id: str, source: str, correlation_id: str
+        self,
+        *,
+        service_id: int,
+        body: bytes,
+        event_id: str,
+        source: str,
+        correlation_id: str,
+        trace: Mapping[str, str],
     ) -> None: ...
 
 
@@ -58,11 +66,18 @@ class TaskStarter:
         self._correlation_prefix = secrets.token_hex(8)
         self._attempts = itertools.count()
 
-    async def start(self, service_id: int, body: bytes, identity: EventRef) -> Reply | NoReplyYet:
+    async def start(
+        self,
+        service_id: int,
+        body: bytes,
+        identity: EventRef,
+        trace: Mapping[str, str] | None = None,
+    ) -> Reply | NoReplyYet:
         """The reply to this request (one with its correlation id that answers `identity`), or
         NoReplyYet after the reply timeout.
 
         The timeout runs from the broker's acknowledgement; publishing has its own bound.
+        `trace`: the caller's W3C trace context (`traceparent`, `tracestate`), sent along.
         Raises BrokerUnavailableError when the request could not be published.
         """
         correlation_id = f"{self._correlation_prefix}-{next(self._attempts):x}"
@@ -73,6 +88,7 @@ class TaskStarter:
                 event_id=identity.id,
                 source=identity.source,
                 correlation_id=correlation_id,
+                trace=trace or {},
             )
             try:
                 async with asyncio.timeout(self._reply_timeout_s):

@@ -9,6 +9,7 @@ from fastapi import Request
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.kafka import KafkaLink, PendingRequests
+from producer_tools.bridge.metrics import BridgeMetrics
 from producer_tools.bridge.settings import BridgeConfig
 from producer_tools.bridge.starter import TaskStarter
 from schemas.task_start import Limits
@@ -25,6 +26,7 @@ class Bridge:
     starter: TaskStarter
     reader: TaskReader
     auth: BridgeAuth
+    metrics: BridgeMetrics
 
 
 async def get_bridge(request: Request) -> Bridge:
