@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from observability.settings import LogSettings
+from observability.settings import HealthSettings, LogSettings
 from schemas.settings import ContractSettings, KafkaSettings, RetrySettings, TopicSettings
 
 _DRIVER = "postgresql+asyncpg"
@@ -141,3 +141,4 @@ class ConsumerConfig(BaseModel):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)

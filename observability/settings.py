@@ -26,3 +26,24 @@ class LogSettings(BaseSettings):
         description="Most lines per minute for each kind of per-record report (rejections, dead "
         "letters); the rest are counted and summarised, so a flood cannot fill a disk.",
     )
+
+
+class HealthSettings(BaseSettings):
+    """The consumer's own small HTTP port: `/metrics`, `/healthz`, `/readyz`
+    (`UCS_CONSUMER_HEALTH_HOST`, `UCS_CONSUMER_HEALTH_PORT`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="UCS_CONSUMER_HEALTH_", extra="ignore", frozen=True
+    )
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address of the consumer's health and metrics port (0.0.0.0 in a container).",
+    )
+    port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="The consumer's health and metrics port (`/metrics`, `/healthz`, `/readyz`); "
+        "0 picks a free one.",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 from typing import Annotated, TypeVar
 
 import typer
@@ -27,6 +28,27 @@ topics_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"ucs-tasks {metadata.version('ucs-tasks')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Genesys UCS Context Services tasks as an event-driven Kafka service.
+
+    Exit codes of every command: 0 done; 1 rejected (send) or some input skipped; 2 bad usage or
+    settings; 3 the Kafka broker cannot be reached; 4 the database cannot be reached; 5 no
+    reply in time (send); 130 interrupted.
+    """
 
 
 EXIT_SETTINGS = 2
@@ -83,6 +105,23 @@ def send(
 
     data = body if body is not None else sys.stdin.read()
     raise typer.Exit(send_tool.run(_tools(), service_id, data.encode(), event_id, timeout))
+
+
+@app.command()
+def health(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A /healthz URL to ask (default: the consumer's health port, then the "
+            "bridge's, on 127.0.0.1)."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 2.0,
+) -> None:
+    """Exit 0 when a local process answers its /healthz with 200 (the image's HEALTHCHECK)."""
+    from producer_tools import healthcheck as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(url or tool.default_urls(), timeout))
 
 
 @app.command()

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, make_url
 
 from consumer.readside import DatabaseSettings
 from consumer.settings import ConsumerSettings
-from observability.settings import LogSettings
+from observability.settings import HealthSettings, LogSettings
 from producer_tools.bridge.settings import BridgeSettings
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from producer_tools.devstack.settings import DevSettings
@@ -202,6 +202,7 @@ class StackSettings(BaseModel):
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @classmethod
     def of(cls, **flat: Any) -> StackSettings:
@@ -265,6 +266,7 @@ def make_settings(kafka_bootstrap: str, database_url: str) -> StackSettings:
         topic_replication_factor=1,
         topic_min_insync_replicas=1,
         base_uri="http://testserver/genesys/1/cs",
+        consumer_health_port=0,  # a free port each: tests run consumers side by side
         # Short group timeouts: the embedded broker holds a join for about half the session.
         consumer_session_timeout_ms=3000,
         consumer_heartbeat_interval_ms=500,

@@ -10,12 +10,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from producer_tools.tools._progress import ToolError
 from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
 from schemas.task_start import TaskStartValidationError, parse_service_id
 
-EXIT_CREATED, EXIT_REJECTED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_CREATED, EXIT_REJECTED, EXIT_USAGE, EXIT_BROKER, EXIT_TIMEOUT = 0, 1, 2, 3, 5
 
 
 def source_uri() -> str:
@@ -34,8 +36,10 @@ async def _reply_listener(settings: ToolsConfig) -> AIOKafkaConsumer:
     ]
     if not partitions:
         await listener.stop()
-        raise RuntimeError(
-            f"reply topics {settings.topics.created!r}/{settings.topics.rejected!r} do not exist"
+        raise ToolError(
+            f"the reply topics {settings.topics.created!r} and {settings.topics.rejected!r} do "
+            "not exist (create the topics: `ucs-tasks topics create`)",
+            EXIT_USAGE,
         )
     listener.assign(partitions)
     await listener.seek_to_end(*partitions)
@@ -81,13 +85,22 @@ async def send_one(
 def run(
     settings: ToolsConfig, service_id: str, body: bytes, event_id: str | None, timeout: float
 ) -> int:
-    """The command: prints the reply JSON on stdout; exit 0 created, 1 rejected, 3 no reply."""
+    """The command: prints the reply JSON on stdout; exit 0 created, 1 rejected, 2 usage, 3 the
+    broker cannot be reached, 5 no reply in time."""
     try:
         sid = parse_service_id(service_id)
     except TaskStartValidationError as exc:
         print(orjson.dumps(exc.body().model_dump()).decode(), file=sys.stderr)
         return EXIT_USAGE
-    reply = asyncio.run(send_one(settings, sid, body, event_id or uuid.uuid4().hex, timeout))
+    try:
+        reply = asyncio.run(send_one(settings, sid, body, event_id or uuid.uuid4().hex, timeout))
+    except ToolError as exc:
+        print(f"ucs-tasks send: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (KafkaError, OSError) as exc:
+        where = settings.kafka.bootstrap_servers
+        print(f"ucs-tasks send: cannot reach the Kafka broker at {where}: {exc}", file=sys.stderr)
+        return EXIT_BROKER
     if reply is None:
         print(f"no reply within {timeout:g}s (is the consumer running?)", file=sys.stderr)
         return EXIT_TIMEOUT
