@@ -1,12 +1,14 @@
 """Query Tasks: one service's (and tenant's) tasks, filtered, in task id order, a page at a time.
 
-Every shape is served by an index of migration 0003 in task id order, so a page reads about
+Every filter is served by an index of migration 0003 in task id order, so a page reads about
 `limit` index entries however many tasks the table holds (bench/query_plans.py shows the
 plans): the scope index `(service_id, tenant, task_id)` for all tasks, the partial ones for
-active and completed tasks, `(service_id, tenant, state_id, task_id)` for a state. A list of
-task types is read one type at a time (each branch an index range in id order, at most `limit`
-rows), and the branches merged: a plain `task_type_id = ANY(...)` would read every task of
-those types and sort them.
+active and completed tasks, `(service_id, tenant, state_id, task_id)` for a state, the type
+indexes for task types. A list of task types is read one type at a time (each branch an index
+range in id order, at most `limit` rows) and the branches merged: a plain `task_type_id =
+ANY(...)` would read every task of those types and sort them. Filters together walk one of
+these indexes and check the others on the way: the cost of a page then grows with how rare the
+matches are in that walk, not with the table.
 """
 
 from __future__ import annotations
@@ -68,15 +70,27 @@ def _conditions(query: TaskQuery) -> list[str]:
     elif query.state is TaskState.COMPLETED:
         conditions.append("completed_at IS NOT NULL")
     if query.state_id is not None:
-        conditions.append("state_id = :state_id")
+        # Active tasks (the ones in flight) are few next to the completed history, and the
+        # newest: walked in the order of the state index, a state's active tasks come after
+        # all of its completed ones, so an active query filters on the state instead (`+ 0`
+        # keeps the planner off the state index): its cost then follows the active tasks,
+        # not the history.
+        state = "state_id + 0" if query.state is TaskState.ACTIVE else "state_id"
+        conditions.append(f"{state} = :state_id")
     if query.after is not None:
         conditions.append("task_id > :after")
     return conditions
 
 
+# `ORDER BY tenant, task_id` is task id order (the WHERE clause fixes the tenant) written so
+# that the planner sees the indexes' order in it: `tenant IS NULL` (single-tenant mode), unlike
+# `tenant = :tenant`, does not make the column a constant for ordering, and `ORDER BY task_id`
+# alone would then read every matching entry of `(service_id, tenant, task_id)` and sort them.
 def _page(where: list[str]) -> str:
     conditions = " AND ".join(where)
-    return f"SELECT {SELECT_LIST} FROM tasks WHERE {conditions} ORDER BY task_id LIMIT :limit"  # noqa: S608 - fixed text, bound values
+    return (
+        f"SELECT {SELECT_LIST} FROM tasks WHERE {conditions} ORDER BY tenant, task_id LIMIT :limit"  # noqa: S608 - fixed text, bound values
+    )
 
 
 def _per_type(where: list[str], column: str, values: str, sql_type: str) -> str:
@@ -97,15 +111,23 @@ def query_sql(query: TaskQuery) -> tuple[str, dict[str, Any]]:
     # Each value once: a repeated one would list its tasks twice.
     ids = list(dict.fromkeys(t for t in query.task_types if isinstance(t, int)))
     names = list(dict.fromkeys(t for t in query.task_types if isinstance(t, str)))
+    if ids:
+        params["type_ids"] = ids
+    if names:
+        params["type_names"] = names
     if not ids and not names:
         return _page(where), params
+    if query.state is TaskState.ACTIVE:  # as for a state: walk the active tasks, filter types
+        types = [
+            *(["task_type_id + 0 = ANY(CAST(:type_ids AS bigint[]))"] if ids else []),
+            *(["task_type_name || '' = ANY(CAST(:type_names AS text[]))"] if names else []),
+        ]
+        return _page([*where, f"({' OR '.join(types)})"]), params
     branches = []
     if ids:
         branches.append(_per_type(where, "task_type_id", "type_ids", "bigint"))
-        params["type_ids"] = ids
     if names:
         branches.append(_per_type(where, "task_type_name", "type_names", "text"))
-        params["type_names"] = names
     union = " UNION ALL ".join(branches)
     return f"SELECT * FROM ({union}) AS q ORDER BY task_id LIMIT :limit", params  # noqa: S608 - fixed text, bound values
 

@@ -1,4 +1,5 @@
-"""The batched task repository: one INSERT ... SELECT FROM unnest(...) round trip per batch."""
+"""The batched task repository: one round trip per batch of starts (an INSERT ... SELECT from one
+JSON parameter) and one per batch of ends and extension updates (`consumer.db.changes`)."""
 
 from __future__ import annotations
 

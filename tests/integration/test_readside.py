@@ -157,7 +157,7 @@ async def _seeded(engine: AsyncEngine, tenant: str | None = None) -> dict[str, A
     ]
     commands: list[StartCommand] = [start(service, tenant=tenant, **spec) for spec in specs]
     tasks = await started(engine, *commands)
-    completed = [tasks[i] for i in (0, 1, 4, 6)]
+    completed = [tasks[i] for i in (0, 1, 2, 6)]
     await applied(engine, *(end(t, tenant=tenant, timestamp=END_AT) for t in completed))
     return {
         "service": service,
@@ -221,20 +221,38 @@ async def test_query_by_task_types(
     assert _ids(found) == _where(seeded["tasks"], lambda t: t.fields["task_type"] in types)
 
 
-async def test_query_filters_combine(reader: TaskReader, seeded: dict[str, Any]) -> None:
-    found = await reader.query(
-        seeded["service"], state=TaskState.COMPLETED, state_id=10, task_types=[1, "email"]
-    )
-    expected = _where(
-        seeded["tasks"],
-        lambda t: (
-            t.task_id in seeded["completed"]
-            and t.fields["state_id"] == 10
-            and t.fields["task_type"] in (1, "email")
-        ),
-    )
-    assert len(expected) == 2
-    assert _ids(found) == expected
+@pytest.mark.parametrize("state", list(TaskState))
+@pytest.mark.parametrize(
+    ("state_id", "types"),
+    [(10, ()), (None, (1, "email")), (10, (1, "email")), (20, (2,)), (None, ("chat",))],
+)
+async def test_query_filters_combine(
+    reader: TaskReader,
+    seeded: dict[str, Any],
+    state: TaskState,
+    state_id: int | None,
+    types: tuple[int | str, ...],
+) -> None:
+    found = await reader.query(seeded["service"], state=state, state_id=state_id, task_types=types)
+
+    def matches(task: Task) -> bool:
+        completed = task.task_id in seeded["completed"]
+        return (
+            (state is TaskState.ALL or completed == (state is TaskState.COMPLETED))
+            and (state_id is None or task.fields["state_id"] == state_id)
+            and (not types or task.fields["task_type"] in types)
+        )
+
+    assert _ids(found) == _where(seeded["tasks"], matches)
+
+
+async def test_the_seeded_tasks_give_every_combination_something_to_find(
+    seeded: dict[str, Any],
+) -> None:
+    completed = seeded["completed"]
+    tasks = seeded["tasks"]
+    assert {t.task_id in completed for t in tasks if t.fields["state_id"] == 10} == {True, False}
+    assert {t.task_id in completed for t in tasks if t.fields["task_type"] == 1} == {True, False}
 
 
 @pytest.mark.parametrize("types", [(), (1, "email", "chat", 2)])
