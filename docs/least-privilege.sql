@@ -16,9 +16,17 @@ CREATE ROLE :"role" LOGIN PASSWORD :'password'
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";
 GRANT USAGE ON SCHEMA public TO :"role";
 
--- The consumer stores tasks and rejections (INSERT ... ON CONFLICT DO NOTHING RETURNING) and
--- reads them back; the bridge reads both. No UPDATE, DELETE or TRUNCATE: rows are never changed.
-GRANT SELECT, INSERT ON TABLE tasks, rejected_events TO :"role";
+-- The consumer stores tasks, rejections and the identities of applied task changes (INSERT ...
+-- ON CONFLICT DO NOTHING RETURNING) and reads them back; the bridge reads them. No DELETE or
+-- TRUNCATE: rows are never removed.
+GRANT SELECT, INSERT ON TABLE tasks, rejected_events, task_changes TO :"role";
+
+-- Completing a task and updating one of its extensions change these columns of its row and no
+-- others (apply_task_changes also locks the row with SELECT ... FOR UPDATE, which needs an
+-- UPDATE grant); what a task started with is never changed.
+GRANT UPDATE (completed_at, duration_ms, disposition_id, disposition_name, disposition_desc,
+    completed_text, end_event_source, end_event_id, updated_at, attached_data,
+    attached_data_text) ON TABLE tasks TO :"role";
 
 -- The task id identity's sequence: USAGE allows nextval (no setval: ids never go back).
 -- (PostgreSQL's identity columns draw their values without this check today; the grant keeps

@@ -15,6 +15,9 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from consumer.bootstrap import run_consumer
+from consumer.db.engine import build_engine
+from consumer.db.uow import SqlUnitOfWork
+from consumer.domain import ChangeStatus
 from tests.integration.test_bridge import (
     JSON_HEADERS,
     assert_error_body,
@@ -22,6 +25,7 @@ from tests.integration.test_bridge import (
     running_bridge,
     start_url,
 )
+from tests.integration.test_repository import end, extension, new_service, start, started
 from tests.servers import StackSettings
 
 SQL = Path(__file__).resolve().parents[2] / "docs" / "least-privilege.sql"
@@ -87,7 +91,10 @@ def test_the_script_grants_exactly_the_documented_privileges() -> None:
     assert [" ".join(g.split()) for g in grants] == [
         'GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";',
         'GRANT USAGE ON SCHEMA public TO :"role";',
-        'GRANT SELECT, INSERT ON TABLE tasks, rejected_events TO :"role";',
+        'GRANT SELECT, INSERT ON TABLE tasks, rejected_events, task_changes TO :"role";',
+        "GRANT UPDATE (completed_at, duration_ms, disposition_id, disposition_name,"
+        " disposition_desc, completed_text, end_event_source, end_event_id, updated_at,"
+        ' attached_data, attached_data_text) ON TABLE tasks TO :"role";',
         'GRANT USAGE ON SEQUENCE tasks_task_id_seq TO :"role";',
         'GRANT SELECT ON TABLE alembic_version TO :"role";',
     ]
@@ -130,10 +137,31 @@ async def test_the_consumer_and_the_bridge_work_as_the_runtime_role(
     assert consumer.exception() is None
 
 
+async def test_the_runtime_role_completes_tasks_and_updates_extensions(runtime_url: URL) -> None:
+    engine = build_engine(runtime_url.render_as_string(hide_password=False))
+    try:
+        [task] = await started(engine, start(new_service()))
+        async with SqlUnitOfWork(engine) as uow:
+            outcomes = await uow.tasks.apply_changes(
+                [extension(task, "Survey", {"q": 1}), end(task), end(task)]
+            )
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    assert [o.status for o in outcomes] == [
+        ChangeStatus.APPLIED,
+        ChangeStatus.APPLIED,
+        ChangeStatus.ALREADY_COMPLETED,
+    ]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
         "UPDATE tasks SET state_id = 0",
+        "UPDATE tasks SET service_id = 2, tenant = 'other'",
+        "UPDATE task_changes SET task_id = 0",
+        "DELETE FROM task_changes",
         "DELETE FROM tasks",
         "TRUNCATE tasks",
         "UPDATE rejected_events SET status = 0",
