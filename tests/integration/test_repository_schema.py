@@ -1,24 +1,30 @@
 """consumer/db/tables.py describes exactly what the Alembic migrations create.
 
-Two checks on the session's migrated database: Alembic's own comparison (what autogenerate
-would write) finds nothing, and the catalog of the migrated tables (columns in order, types,
-defaults, identity sequences, constraints, index definitions with their predicates) equals
-the catalog of the same tables created from tables.py in a scratch schema.
+On the session's migrated database: Alembic's own comparison (what autogenerate would write)
+finds nothing, and the catalog of the migrated tables (columns in order, types, defaults,
+identity sequences, constraints, index definitions with their predicates) equals the catalog of
+the same tables created from tables.py in a scratch schema. And the last migration goes down
+and up again on a scratch database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumer.db.engine import build_engine
+from consumer.db.migrate import alembic_config
 from consumer.db.tables import metadata
+from tests import servers
 from tests.integration.test_repository import engine_for
 
 TABLES = sorted(metadata.tables)
@@ -94,3 +100,28 @@ async def test_the_migrated_tables_equal_the_tables_described_in_tables_py(
     assert len(migrated["columns"]) > 40
     assert len(migrated["indexes"]) >= 10
     assert migrated == described
+
+
+def _migrate(url: str, step: str) -> None:
+    config = alembic_config(url)
+    if step == "head":
+        command.upgrade(config, "head")
+    else:
+        command.downgrade(config, step)
+
+
+async def test_the_last_migration_goes_down_and_up_again(postgres_server_url: str) -> None:
+    database = await servers.create_session_database(postgres_server_url)
+    if not database.created:
+        pytest.skip("the server does not let this role create a scratch database")
+    try:
+        for step in ("head", "-1", "head"):
+            await asyncio.to_thread(_migrate, database.url, step)
+        scratch = build_engine(database.url)
+        try:
+            async with scratch.connect() as conn:
+                assert await conn.run_sync(_differences) == []
+        finally:
+            await scratch.dispose()
+    finally:
+        await servers.drop_session_database(database)
