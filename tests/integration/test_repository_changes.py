@@ -149,6 +149,22 @@ async def test_a_replayed_end_answers_the_same_and_changes_nothing(engine: Async
     assert await changes_of(engine, task.task_id) == 1
 
 
+async def test_an_end_known_only_from_the_task_s_completion_is_a_replay(
+    engine: AsyncEngine,
+) -> None:
+    # As after a rebuild that restored the completion but not the change's record.
+    task = await one_task(engine)
+    command = end(task, timestamp=END_AT)
+    [first] = await applied(engine, command)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM task_changes WHERE event_id = :id"), {"id": command.identity.id}
+        )
+    [replay] = await applied(engine, command)
+    assert replay.status is ChangeStatus.REPLAYED
+    assert (replay.change, replay.task) == (first.change, first.task)
+
+
 async def test_completing_a_completed_task_with_a_new_identity_leaves_the_first_completion(
     engine: AsyncEngine,
 ) -> None:

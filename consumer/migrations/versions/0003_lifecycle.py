@@ -175,12 +175,15 @@ BEGIN
             END IF;
         END decide;
 
-        IF outcome IN ('applied', 'replayed') THEN
+        IF outcome IN ('applied', 'replayed') AND s.event_id IS NOT NULL THEN
             change_task_id := s.task_id; change_kind := s.kind;
             change_extension := s.extension; change_value := s.value;
             IF outcome = 'replayed' THEN
                 SELECT * INTO t FROM tasks x WHERE x.task_id = s.task_id;
             END IF;
+        ELSIF outcome = 'replayed' THEN
+            -- completed by this end event, recorded on the task only (e.g. restored by rebuild)
+            change_task_id := t.task_id; change_kind := 'end';
         END IF;
         IF t.task_id IS NOT NULL THEN
             task_row := CAST(to_jsonb(t) - 'attached_data' AS text);
