@@ -96,9 +96,26 @@ def _outcome(identity: EventIdentity, row: Any) -> ChangeOutcome:
 async def apply_changes(
     conn: AsyncConnection, commands: Sequence[ChangeCommand]
 ) -> list[ChangeOutcome]:
-    """Apply `commands` in order in one round trip; one outcome per command, in that order."""
+    """Apply `commands` in order in one round trip; one outcome per command, in that order.
+
+    An identity given again in the same batch answers what its first occurrence got (a replay
+    of it when that one was applied): the function takes each identity once.
+    """
     if not commands:
         return []
-    batch = orjson.dumps([change_input(c) for c in commands]).decode()
+    first: dict[EventIdentity, ChangeCommand] = {}
+    for command in commands:
+        first.setdefault(command.identity, command)
+    unique = list(first.values())
+    batch = orjson.dumps([change_input(c) for c in unique]).decode()
     rows = (await conn.execute(_APPLY, {"changes": batch})).all()
-    return [_outcome(c.identity, row) for c, row in zip(commands, rows, strict=True)]
+    outcomes = {c.identity: _outcome(c.identity, row) for c, row in zip(unique, rows, strict=True)}
+    answered: list[ChangeOutcome] = []
+    seen: set[EventIdentity] = set()
+    for command in commands:
+        outcome = outcomes[command.identity]
+        if command.identity in seen and outcome.status is ChangeStatus.APPLIED:
+            outcome = outcome._replace(status=ChangeStatus.REPLAYED)
+        seen.add(command.identity)
+        answered.append(outcome)
+    return answered

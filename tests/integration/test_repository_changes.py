@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumer.db.changes import change_input
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import (
     ChangeCommand,
@@ -23,6 +25,7 @@ from consumer.domain import (
     ChangeOutcome,
     ChangeStatus,
     RecordedChange,
+    StorageUnavailableError,
     Task,
     UnstorableEventError,
 )
@@ -378,6 +381,30 @@ async def test_an_identity_twice_in_one_batch_applies_once(engine: AsyncEngine) 
     assert outcomes[1].task == outcomes[0].task
 
 
+async def test_an_identity_reused_for_another_task_in_one_batch_answers_the_first_change(
+    engine: AsyncEngine,
+) -> None:
+    first_task, second_task = await started(engine, start(new_service()), start(new_service()))
+    command = extension(first_task, "x", {"v": 1})
+    reused = extension(second_task, "x", {"v": 2}, identity=command.identity)
+    outcomes = await applied(engine, command, reused)
+    assert [o.status for o in outcomes] == [ChangeStatus.APPLIED, ChangeStatus.REPLAYED]
+    assert (outcomes[1].change, outcomes[1].task) == (outcomes[0].change, outcomes[0].task)
+    assert await stored(engine, second_task.task_id) == second_task
+
+
+async def test_the_database_function_refuses_an_identity_given_twice(engine: AsyncEngine) -> None:
+    # The repository answers repeats itself; the function takes each identity once.
+    task = await one_task(engine)
+    command = change_input(extension(task, "x", {"v": 1}))
+    async with engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="given more than once"):
+            await conn.execute(
+                text("SELECT * FROM apply_task_changes(CAST(:c AS json))"),
+                {"c": orjson.dumps([command, command]).decode()},
+            )
+
+
 async def test_the_identity_of_a_stored_start_answers_that_task(engine: AsyncEngine) -> None:
     task = await one_task(engine)
     other = await one_task(engine)
@@ -442,6 +469,27 @@ async def _until_a_lock_wait(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         while not (await conn.execute(query)).scalar_one():
             await asyncio.sleep(0.01)
+
+
+async def test_an_identity_recorded_concurrently_for_another_task_fails_the_batch_retriably(
+    engine: AsyncEngine,
+) -> None:
+    first_task, second_task = await started(engine, start(new_service()), start(new_service()))
+    command = extension(first_task, "x", {"v": 1})
+    reused = extension(second_task, "x", {"v": 2}, identity=command.identity)
+    async with SqlUnitOfWork(engine) as one, SqlUnitOfWork(engine) as two:
+        await one.tasks.apply_changes([command])
+        waiting = asyncio.create_task(two.tasks.apply_changes([reused]))
+        await _until_a_lock_wait(engine)
+        await one.commit()
+        with pytest.raises(StorageUnavailableError, match="recorded concurrently") as caught:
+            await waiting
+    assert caught.value.retriable
+    [retried] = await applied(engine, reused)
+    assert retried.status is ChangeStatus.REPLAYED
+    assert retried.change is not None
+    assert retried.change.task_id == first_task.task_id
+    assert await stored(engine, second_task.task_id) == second_task
 
 
 async def test_racing_ends_with_different_identities_complete_the_task_once(
