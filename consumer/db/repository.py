@@ -199,7 +199,10 @@ class SqlTaskRepository:
 
         See `consumer.domain.ChangeStatus` for the outcomes. Nothing is recorded for the
         refused ones (not found, already completed, end before start): the caller records
-        their rejections. Raises UnstorableEventError or StorageUnavailableError.
+        their rejections. An identity repeated in the batch answers what its first occurrence
+        got (REPLAYED where that one was APPLIED). Raises UnstorableEventError, or
+        StorageUnavailableError (retriable: an outage, a deadlock between racing consumers,
+        or an identity recorded concurrently for another task).
         """
         with translate_errors():
             return await apply_changes(self._conn, commands)
