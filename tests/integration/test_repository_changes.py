@@ -1,23 +1,20 @@
 """Ends and extension updates through the repository against the real PostgreSQL.
 
-`apply_changes` applies a batch in order in one round trip and answers one outcome per change;
-a replayed identity answers what is stored and changes nothing.
+`apply_changes` applies a batch in order in one round trip and answers one outcome per change.
+Replays are in test_repository_replays.py, racing consumers in test_repository_races.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumer.db.changes import change_input
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import (
     ChangeCommand,
@@ -25,7 +22,6 @@ from consumer.domain import (
     ChangeOutcome,
     ChangeStatus,
     RecordedChange,
-    StorageUnavailableError,
     Task,
     UnstorableEventError,
 )
@@ -34,9 +30,7 @@ from tests.integration.test_repository import (
     end,
     engine_for,
     extension,
-    new_identity,
     new_service,
-    rejection,
     start,
     started,
     statements,
@@ -138,34 +132,6 @@ async def test_an_end_without_a_timestamp_takes_the_server_time_to_the_milliseco
     assert completion.end_event_json == f'{{"timestamp":"{rendered}"}}'
     expected_ms = (completion.completed_at - START_AT) // timedelta(milliseconds=1)
     assert completion.duration_ms == expected_ms
-
-
-async def test_a_replayed_end_answers_the_same_and_changes_nothing(engine: AsyncEngine) -> None:
-    task = await one_task(engine)
-    command = end(task, disposition="resolved", timestamp=END_AT)
-    [first] = await applied(engine, command)
-    again = command._replace(fields={"disposition": "other"})
-    [replay] = await applied(engine, again)
-    assert replay.status is ChangeStatus.REPLAYED
-    assert (replay.change, replay.task) == (first.change, first.task)
-    assert await stored(engine, task.task_id) == first.task
-    assert await changes_of(engine, task.task_id) == 1
-
-
-async def test_an_end_known_only_from_the_task_s_completion_is_a_replay(
-    engine: AsyncEngine,
-) -> None:
-    # As after a rebuild that restored the completion but not the change's record.
-    task = await one_task(engine)
-    command = end(task, timestamp=END_AT)
-    [first] = await applied(engine, command)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("DELETE FROM task_changes WHERE event_id = :id"), {"id": command.identity.id}
-        )
-    [replay] = await applied(engine, command)
-    assert replay.status is ChangeStatus.REPLAYED
-    assert (replay.change, replay.task) == (first.change, first.task)
 
 
 async def test_completing_a_completed_task_with_a_new_identity_leaves_the_first_completion(
@@ -309,22 +275,6 @@ async def test_the_jsonb_copy_follows_every_replacement(engine: AsyncEngine) -> 
     assert await jsonb_copy(engine, task.task_id) == orjson.loads(final.attached_data_json)
 
 
-async def test_a_replayed_extension_answers_its_stored_value_and_changes_nothing(
-    engine: AsyncEngine,
-) -> None:
-    task = await one_task(engine, attached={"Survey": {"q": 1}})
-    first = extension(task, "Survey", {"q": 2})
-    later = extension(task, "Survey", {"q": 3})
-    [applied_first, _] = await applied(engine, first, later)
-    [replay] = await applied(engine, first._replace(value={"q": 99}))
-    assert replay.status is ChangeStatus.REPLAYED
-    assert replay.change == applied_first.change
-    assert replay.task is not None
-    assert replay.task.attached_data_json == '{"Survey":{"q":3}}'  # the later update stands
-    assert await stored(engine, task.task_id) == replay.task
-    assert await changes_of(engine, task.task_id) == 2
-
-
 async def test_changes_of_one_task_in_one_batch_apply_in_record_order(
     engine: AsyncEngine,
 ) -> None:
@@ -372,66 +322,6 @@ async def test_a_batch_of_changes_to_many_tasks_is_one_round_trip(engine: AsyncE
     assert all(o.status is ChangeStatus.APPLIED for o in outcomes)
 
 
-async def test_an_identity_twice_in_one_batch_applies_once(engine: AsyncEngine) -> None:
-    task = await one_task(engine, attached={})
-    command = extension(task, "x", {"v": 1})
-    outcomes = await applied(engine, command, command._replace(value={"v": 2}))
-    assert [o.status for o in outcomes] == [ChangeStatus.APPLIED, ChangeStatus.REPLAYED]
-    assert outcomes[1].change == outcomes[0].change
-    assert outcomes[1].task == outcomes[0].task
-
-
-async def test_an_identity_reused_for_another_task_in_one_batch_answers_the_first_change(
-    engine: AsyncEngine,
-) -> None:
-    first_task, second_task = await started(engine, start(new_service()), start(new_service()))
-    command = extension(first_task, "x", {"v": 1})
-    reused = extension(second_task, "x", {"v": 2}, identity=command.identity)
-    outcomes = await applied(engine, command, reused)
-    assert [o.status for o in outcomes] == [ChangeStatus.APPLIED, ChangeStatus.REPLAYED]
-    assert (outcomes[1].change, outcomes[1].task) == (outcomes[0].change, outcomes[0].task)
-    assert await stored(engine, second_task.task_id) == second_task
-
-
-async def test_the_database_function_refuses_an_identity_given_twice(engine: AsyncEngine) -> None:
-    # The repository answers repeats itself; the function takes each identity once.
-    task = await one_task(engine)
-    command = change_input(extension(task, "x", {"v": 1}))
-    async with engine.connect() as conn:
-        with pytest.raises(DBAPIError, match="given more than once"):
-            await conn.execute(
-                text("SELECT * FROM apply_task_changes(CAST(:c AS json))"),
-                {"c": orjson.dumps([command, command]).decode()},
-            )
-
-
-async def test_the_identity_of_a_stored_start_answers_that_task(engine: AsyncEngine) -> None:
-    task = await one_task(engine)
-    other = await one_task(engine)
-    [outcome] = await applied(engine, end(other, identity=task.identity))
-    assert (outcome.status, outcome.task, outcome.change) == (
-        ChangeStatus.STORED_START,
-        task,
-        None,
-    )
-    assert await stored(engine, other.task_id) == other
-
-
-async def test_the_identity_of_a_stored_rejection_answers_that_rejection(
-    engine: AsyncEngine,
-) -> None:
-    task = await one_task(engine)
-    refused = rejection(new_identity(), task.service_id, task_id=task.task_id)
-    async with SqlUnitOfWork(engine) as uow:
-        await uow.tasks.record_rejections([refused])
-        await uow.commit()
-    [outcome] = await applied(engine, end(task, identity=refused.identity))
-    assert outcome.status is ChangeStatus.STORED_REJECTION
-    assert outcome.rejection == refused
-    assert outcome.task is None
-    assert await stored(engine, task.task_id) == task
-
-
 async def test_an_empty_batch_asks_nothing_of_the_database(engine: AsyncEngine) -> None:
     async with SqlUnitOfWork(engine) as uow:
         with statements(engine) as sent:
@@ -445,76 +335,3 @@ async def test_changes_the_database_refuses_are_the_event_s_fault(engine: AsyncE
         with pytest.raises(UnstorableEventError):
             await uow.tasks.apply_changes([extension(task, "x", {"nul": "a\u0000b"})])
     assert await stored(engine, task.task_id) == task
-
-
-async def _race(
-    engine: AsyncEngine, first: ChangeCommand, second: ChangeCommand
-) -> Sequence[ChangeOutcome]:
-    """`first` applied but not committed while `second` waits for the task, then commits."""
-    async with SqlUnitOfWork(engine) as one, SqlUnitOfWork(engine) as two:
-        [outcome_one] = await one.tasks.apply_changes([first])
-        waiting = asyncio.create_task(two.tasks.apply_changes([second]))
-        await _until_a_lock_wait(engine)
-        assert not waiting.done()
-        await one.commit()
-        [outcome_two] = await waiting
-        await two.commit()
-    return outcome_one, outcome_two
-
-
-async def _until_a_lock_wait(engine: AsyncEngine) -> None:
-    """Return once some transaction waits for a lock (the tests of this session run one by
-    one, so it is the racing one)."""
-    query = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-    async with engine.connect() as conn:
-        while not (await conn.execute(query)).scalar_one():
-            await asyncio.sleep(0.01)
-
-
-async def test_an_identity_recorded_concurrently_for_another_task_fails_the_batch_retriably(
-    engine: AsyncEngine,
-) -> None:
-    first_task, second_task = await started(engine, start(new_service()), start(new_service()))
-    command = extension(first_task, "x", {"v": 1})
-    reused = extension(second_task, "x", {"v": 2}, identity=command.identity)
-    async with SqlUnitOfWork(engine) as one, SqlUnitOfWork(engine) as two:
-        await one.tasks.apply_changes([command])
-        waiting = asyncio.create_task(two.tasks.apply_changes([reused]))
-        await _until_a_lock_wait(engine)
-        await one.commit()
-        with pytest.raises(StorageUnavailableError, match="recorded concurrently") as caught:
-            await waiting
-    assert caught.value.retriable
-    [retried] = await applied(engine, reused)
-    assert retried.status is ChangeStatus.REPLAYED
-    assert retried.change is not None
-    assert retried.change.task_id == first_task.task_id
-    assert await stored(engine, second_task.task_id) == second_task
-
-
-async def test_racing_ends_with_different_identities_complete_the_task_once(
-    engine: AsyncEngine,
-) -> None:
-    task = await one_task(engine)
-    one, two = await _race(engine, end(task, disposition="a"), end(task, disposition="b"))
-    assert (one.status, two.status) == (ChangeStatus.APPLIED, ChangeStatus.ALREADY_COMPLETED)
-    assert two.task == one.task
-    assert await stored(engine, task.task_id) == one.task
-
-
-async def test_racing_copies_of_one_end_apply_it_once(engine: AsyncEngine) -> None:
-    task = await one_task(engine)
-    command = end(task, disposition="a")
-    one, two = await _race(engine, command, command)
-    assert (one.status, two.status) == (ChangeStatus.APPLIED, ChangeStatus.REPLAYED)
-    assert (two.task, two.change) == (one.task, one.change)
-    assert await changes_of(engine, task.task_id) == 1
-
-
-async def test_racing_copies_of_one_extension_update_apply_it_once(engine: AsyncEngine) -> None:
-    task = await one_task(engine, attached={})
-    command = extension(task, "x", {"v": 1})
-    one, two = await _race(engine, command, command)
-    assert (one.status, two.status) == (ChangeStatus.APPLIED, ChangeStatus.REPLAYED)
-    assert (two.task, two.change) == (one.task, one.change)
-    assert await changes_of(engine, task.task_id) == 1
