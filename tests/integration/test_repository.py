@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -312,8 +311,3 @@ async def test_an_unreachable_database_is_a_retriable_error() -> None:
         assert caught.value.retriable
     finally:
         await unreachable.dispose()
-
-
-def as_json(text_value: str) -> Any:
-    """Parsed JSON text (for comparing stored text with what was sent)."""
-    return orjson.loads(text_value)
