@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from consumer.domain import Rejection, Task
+from consumer.domain import Completion, Rejection, Task
 from schemas.replies import EventRef, StoredTask, TaskRejected
 from schemas.task_start import format_timestamp
 
@@ -19,8 +19,23 @@ from schemas.task_start import format_timestamp
 _render = functools.lru_cache(maxsize=4096)(format_timestamp)
 
 
+def _completion_json(completion: Completion | None) -> dict[str, Any]:
+    if completion is None:
+        return dict.fromkeys(_COMPLETION_KEYS)
+    return {
+        "completed": orjson.Fragment(completion.end_event_json),
+        "duration": completion.duration_ms,
+        "disposition": completion.disposition,
+        "disposition_desc": completion.disposition_desc,
+        "completed_event": {"source": completion.identity.source, "id": completion.identity.id},
+    }
+
+
+_COMPLETION_KEYS = ("completed", "duration", "disposition", "disposition_desc", "completed_event")
+
+
 def task_json(task: Task) -> dict[str, Any]:
-    """The persisted task as StoredTask lays it out (attached data embedded verbatim)."""
+    """The persisted task as StoredTask lays it out (attached data and end event verbatim)."""
     fields = dict(task.fields)
     fields["timestamp"] = _render(task.fields["timestamp"])
     return {
@@ -33,6 +48,10 @@ def task_json(task: Task) -> dict[str, Any]:
         "source_topic": task.position.topic,
         "source_partition": task.position.partition,
         "source_offset": task.position.offset,
+        "tenant": task.tenant,
+        "group": task.group,
+        **_completion_json(task.completion),
+        "updated_at": None if task.updated_at is None else _render(task.updated_at),
     }
 
 
@@ -48,6 +67,7 @@ def task_rejected(rejection: Rejection) -> TaskRejected:
             "service_id": rejection.service_id,
             "status": rejection.status,
             "code": rejection.code,
+            "task_id": rejection.task_id,
             "event": EventRef(source=rejection.identity.source, id=rejection.identity.id),
             "error": rejection.body,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from schemas.errors import ServiceError, StorageUnavailableError
@@ -39,6 +40,10 @@ class StartCommand(NamedTuple):
     """Standard fields by name (state_id, task_type, ... timestamp); absent ones are missing."""
     attached_data: dict[str, Any]
     position: Position
+    tenant: str | None = None
+    """The caller's tenant (`ContactCenterId`) in multi-tenant mode; None when single-tenant."""
+    group: str | None = None
+    """The caller's group (`GroupId`), if one was sent (multi-tenant mode)."""
 
 
 class Task(NamedTuple):
@@ -53,6 +58,12 @@ class Task(NamedTuple):
     identity: EventIdentity
     received_at: datetime
     position: Position
+    tenant: str | None = None
+    group: str | None = None
+    completion: Completion | None = None
+    """How the task was completed; None while it is active."""
+    updated_at: datetime | None = None
+    """When a completion or an extension update last changed it; None if never."""
 
 
 class Rejection(NamedTuple):
@@ -65,6 +76,8 @@ class Rejection(NamedTuple):
     body: dict[str, Any]
     """The error body (`message`, `exception`, `errors`)."""
     position: Position
+    task_id: int | None = None
+    """The task an end or extension event named (None for a start)."""
 
 
 class DomainError(ServiceError):
@@ -91,4 +104,116 @@ __all__ = [
     "StorageUnavailableError",
     "Task",
     "UnstorableEventError",
+]
+
+
+# --- the task lifecycle: changes of existing tasks ---
+
+
+class ChangeKind(StrEnum):
+    """What a change of an existing task does."""
+
+    END = "end"
+    """Complete Task: a Task End Event."""
+    EXTENSION = "extension"
+    """Update Task Extension: the whole new value of one attached-data key."""
+
+
+class Completion(NamedTuple):
+    """How a task was completed (the first completion stands)."""
+
+    completed_at: datetime
+    """The end event's timestamp (server time when absent), to the millisecond."""
+    duration_ms: int
+    """Milliseconds from the start timestamp to `completed_at`."""
+    disposition: int | str | None
+    disposition_desc: str | None
+    end_event_json: str
+    """The Task End Event as stored: JSON text of its standard fields (the timestamp always
+    set), then its attached data, key order and values kept."""
+    identity: EventIdentity
+    """The end event that completed the task."""
+
+
+class EndCommand(NamedTuple):
+    """A validated Task End Event for one task, ready for the service layer."""
+
+    identity: EventIdentity
+    service_id: int
+    task_id: int
+    fields: dict[str, Any]
+    """Standard fields by name (disposition, ... timestamp); absent ones are missing."""
+    attached_data: dict[str, Any]
+    position: Position
+    tenant: str | None = None
+    """The caller's tenant in multi-tenant mode (must be the task's); None when single-tenant."""
+
+
+class ExtensionCommand(NamedTuple):
+    """A validated Update Task Extension request: one attached-data key's whole new value."""
+
+    identity: EventIdentity
+    service_id: int
+    task_id: int
+    name: str
+    value: dict[str, Any] | list[dict[str, Any]]
+    position: Position
+    tenant: str | None = None
+    """The caller's tenant in multi-tenant mode (must be the task's); None when single-tenant."""
+
+
+ChangeCommand = EndCommand | ExtensionCommand
+"""A change of an existing task."""
+
+
+class RecordedChange(NamedTuple):
+    """A change as recorded under its event identity (what a replay of it answers)."""
+
+    identity: EventIdentity
+    task_id: int
+    kind: ChangeKind
+    extension: str | None
+    """The extension's name (EXTENSION only)."""
+    value_json: str | None
+    """The extension's new value as stored, JSON text (EXTENSION only)."""
+
+
+class ChangeStatus(StrEnum):
+    """What became of one change command."""
+
+    APPLIED = "applied"
+    """Applied now: `change` is what was recorded, `task` the task after it."""
+    REPLAYED = "replayed"
+    """Its identity is a recorded change: `change` is that change, `task` the task as it is."""
+    STORED_START = "stored_start"
+    """Its identity is a stored start: `task` is that task; nothing changed."""
+    STORED_REJECTION = "stored_rejection"
+    """Its identity was rejected before: `rejection` is what was recorded; nothing changed."""
+    NOT_FOUND = "not_found"
+    """No such task for this service and tenant (404); `task` is None."""
+    ALREADY_COMPLETED = "already_completed"
+    """An end under a new identity for a completed task (409): `task` shows the completion."""
+    END_BEFORE_START = "end_before_start"
+    """The end timestamp is before the start timestamp (400): `task` is the active task."""
+
+
+class ChangeOutcome(NamedTuple):
+    """The outcome of one change command (see `ChangeStatus` for what each field holds)."""
+
+    identity: EventIdentity
+    status: ChangeStatus
+    task: Task | None = None
+    change: RecordedChange | None = None
+    rejection: Rejection | None = None
+
+
+__all__ += [
+    "ChangeCommand",
+    "ChangeKind",
+    "ChangeOutcome",
+    "ChangeStatus",
+    "Completion",
+    "EndCommand",
+    "ExtensionCommand",
+    "RecordedChange",
 ]

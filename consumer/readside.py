@@ -8,11 +8,13 @@ built when entered, disposed on exit. Database failures become `StorageUnavailab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,15 +22,48 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumer.contract import stored_task, task_rejected
 from consumer.db import reads
 from consumer.db.engine import build_engine
-from consumer.domain import EventIdentity
+from consumer.db.query import (
+    QUERY_LIMIT_DEFAULT,
+    QUERY_LIMIT_MAX,
+    TaskQuery,
+    TaskState,
+    query_tasks,
+)
+from consumer.domain import EventIdentity, RecordedChange, Task
 from consumer.settings import DatabaseSettings
 from schemas.errors import StorageUnavailableError
 from schemas.replies import StoredTask, TaskRejected
 
-__all__ = ["DatabaseSettings", "StorageUnavailableError", "TaskReader"]
+__all__ = [
+    "QUERY_LIMIT_DEFAULT",
+    "QUERY_LIMIT_MAX",
+    "DatabaseSettings",
+    "StorageUnavailableError",
+    "StoredChange",
+    "TaskReader",
+    "TaskState",
+]
 
 CHECK_TIMEOUT_S = 2.0
 _MIGRATED = text("SELECT version_num FROM alembic_version")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """An applied end or extension request: what it changed, and its task as it is now."""
+
+    kind: str
+    """`end` or `extension`."""
+    task: StoredTask
+    extension: str | None = None
+    """The extension's name (extension requests)."""
+    value: Any = None
+    """The extension's value as the request set it (an object or an array of objects)."""
+
+    @property
+    def service_id(self) -> int:
+        """The service of the changed task."""
+        return self.task.service_id
 
 
 class TaskReader:
@@ -66,19 +101,73 @@ class TaskReader:
                 f"The tasks database is unavailable ({type(exc).__name__})."
             ) from exc
 
-    async def task(self, service_id: int, task_id: int) -> StoredTask | None:
-        """The task with this id, if it belongs to this service."""
+    async def task(
+        self, service_id: int, task_id: int, tenant: str | None = None
+    ) -> StoredTask | None:
+        """The whole task (its completion included), if it belongs to this service and tenant.
+
+        `tenant` is the caller's (None in single-tenant mode, which sees tasks stored without
+        one): another service's or another tenant's task is None, exactly like an unknown one.
+        """
         async with self._connection() as conn:
-            task = await reads.get_task(conn, service_id, task_id)
+            task = await reads.get_task(conn, service_id, task_id, tenant)
         return None if task is None else stored_task(task)
 
+    async def query(
+        self,
+        service_id: int,
+        tenant: str | None = None,
+        *,
+        state: TaskState | str = TaskState.ALL,
+        state_id: int | None = None,
+        task_types: Sequence[int | str] = (),
+        limit: int = QUERY_LIMIT_DEFAULT,
+        after: int | None = None,
+    ) -> list[StoredTask]:
+        """One page of a service's (and tenant's) tasks in task id order (Query Tasks).
+
+        `state`: all, active or completed; `state_id`: that state only; `task_types`: any of
+        these types (an int matches a type id, a str a type name); `limit`: 1 ..
+        QUERY_LIMIT_MAX; `after`: the last task id of the previous page. An invalid value is
+        a ValueError naming it.
+        """
+        query = TaskQuery(
+            service_id,
+            tenant,
+            TaskState(state),
+            state_id,
+            tuple(task_types),
+            limit,
+            after,
+        )
+        async with self._connection() as conn:
+            tasks = await query_tasks(conn, query)
+        return [stored_task(task) for task in tasks]
+
     async def outcome(self, source: str, event_id: str) -> StoredTask | TaskRejected | None:
-        """What became of a request: its task, its rejection, or None while pending."""
+        """What became of a START request: its task, its rejection, or None while pending.
+
+        See `request_outcome` for requests of every kind.
+        """
+        found = await self.request_outcome(source, event_id)
+        return None if isinstance(found, StoredChange) else found
+
+    async def request_outcome(
+        self, source: str, event_id: str
+    ) -> StoredTask | StoredChange | TaskRejected | None:
+        """What became of a request of any kind, or None while pending.
+
+        A start: its task. An end or extension update: a StoredChange (None if its task is
+        gone). A refused request of any kind: its TaskRejected.
+        """
         identity = EventIdentity(source=source, id=event_id)
         async with self._connection() as conn:
             found = await reads.get_tasks_by_identity(conn, [identity])
             if identity in found:
                 return stored_task(found[identity])
+            change = await reads.get_change_by_identity(conn, identity)
+            if change is not None:
+                return _stored_change(*change)
             rejection = await reads.get_rejection_by_identity(conn, identity)
         return None if rejection is None else task_rejected(rejection)
 
@@ -93,3 +182,10 @@ class TaskReader:
             ) from exc
         if version is None:
             raise StorageUnavailableError("The tasks database is not migrated.")
+
+
+def _stored_change(change: RecordedChange, task: Task | None) -> StoredChange | None:
+    if task is None:
+        return None
+    value = None if change.value_json is None else orjson.loads(change.value_json)
+    return StoredChange(change.kind.value, stored_task(task), change.extension, value)

@@ -6,13 +6,25 @@ The one module of `consumer` that `producer_tools` may import: tasks are defined
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.db.tables import LONG_OR_STRING_FIELDS, tasks
-from consumer.domain import EventIdentity, Position, Rejection, Task
+from consumer.domain import (
+    TASK_ID_MAX,
+    TASK_ID_MIN,
+    ChangeKind,
+    Completion,
+    EventIdentity,
+    Position,
+    RecordedChange,
+    Rejection,
+    Task,
+)
 
 READ_COLUMNS = tuple(c.name for c in tasks.columns if c.name != "attached_data")
 """Columns a task is read from (the JSONB copy is for queries; reads use the verbatim text)."""
@@ -32,12 +44,29 @@ TASK_FIELDS = (*_PLAIN_FIELDS, *LONG_OR_STRING_FIELDS, "timestamp")
 """The standard fields every Task carries (None when absent from the event)."""
 
 
+def _long_or_string(row: Mapping[Any, Any], name: str) -> int | str | None:
+    as_id: int | None = row[f"{name}_id"]
+    return as_id if as_id is not None else row[f"{name}_name"]
+
+
+def _completion(row: Mapping[Any, Any]) -> Completion | None:
+    if row["completed_at"] is None:
+        return None
+    return Completion(
+        completed_at=row["completed_at"],
+        duration_ms=row["duration_ms"],
+        disposition=_long_or_string(row, "disposition"),
+        disposition_desc=row["disposition_desc"],
+        end_event_json=row["completed_text"],
+        identity=EventIdentity(source=row["end_event_source"], id=row["end_event_id"]),
+    )
+
+
 def row_to_task(row: Mapping[Any, Any]) -> Task:
     """A task from a row holding READ_COLUMNS."""
     fields: dict[str, Any] = {name: row[name] for name in _PLAIN_FIELDS}
     for name in LONG_OR_STRING_FIELDS:
-        as_id = row[f"{name}_id"]
-        fields[name] = as_id if as_id is not None else row[f"{name}_name"]
+        fields[name] = _long_or_string(row, name)
     fields["timestamp"] = row["started_at"]
     return Task(
         task_id=row["task_id"],
@@ -51,7 +80,29 @@ def row_to_task(row: Mapping[Any, Any]) -> Task:
             partition=row["source_partition"],
             offset=row["source_offset"],
         ),
+        tenant=row["tenant"],
+        group=row["tenant_group"],
+        completion=_completion(row),
+        updated_at=row["updated_at"],
     )
+
+
+_TIME_COLUMNS = tuple(c.name for c in tasks.columns if c.type.python_type is datetime)
+
+
+def json_row_to_task(row_json: str) -> Task:
+    """A task from the JSON of its row (`to_jsonb(tasks row)`, as apply_task_changes returns)."""
+    row = orjson.loads(row_json)
+    for name in _TIME_COLUMNS:
+        if row[name] is not None:
+            row[name] = datetime.fromisoformat(row[name])
+    return row_to_task(row)
+
+
+def visible(task: Task, service_id: int, tenant: str | None) -> bool:
+    """True when the caller (service, tenant) may see the task: another service's or another
+    tenant's task is exactly like an unknown one. Single-tenant callers (None) see NULL only."""
+    return task.service_id == service_id and task.tenant == tenant
 
 
 _BY_ID = text(f"SELECT {SELECT_LIST} FROM tasks WHERE task_id = :task_id")  # noqa: S608 - fixed columns
@@ -62,14 +113,17 @@ _BY_IDENTITY = text(
 )
 
 
-async def get_task(conn: AsyncConnection, service_id: int, task_id: int) -> Task | None:
-    """The task with this id, if it belongs to this service."""
-    if not 1 <= task_id <= 2**31 - 1:
+async def get_task(
+    conn: AsyncConnection, service_id: int, task_id: int, tenant: str | None = None
+) -> Task | None:
+    """The task with this id, if it belongs to this service and tenant (None: no tenant)."""
+    if not TASK_ID_MIN <= task_id <= TASK_ID_MAX:
         return None
     row = (await conn.execute(_BY_ID, {"task_id": task_id})).mappings().first()
-    if row is None or row["service_id"] != service_id:
+    if row is None:
         return None
-    return row_to_task(row)
+    task = row_to_task(row)
+    return task if visible(task, service_id, tenant) else None
 
 
 async def get_tasks_by_identity(
@@ -86,19 +140,13 @@ async def get_tasks_by_identity(
 
 _REJECTION_BY_IDENTITY = text(
     "SELECT event_source, event_id, service_id, status, code, error,"
-    " source_topic, source_partition, source_offset"
+    " source_topic, source_partition, source_offset, task_id"
     " FROM rejected_events WHERE event_source = :source AND event_id = :id"
 )
 
 
-async def get_rejection_by_identity(
-    conn: AsyncConnection, identity: EventIdentity
-) -> Rejection | None:
-    """The recorded rejection of this event identity, if it was rejected."""
-    params = {"source": identity.source, "id": identity.id}
-    row = (await conn.execute(_REJECTION_BY_IDENTITY, params)).mappings().first()
-    if row is None:
-        return None
+def row_to_rejection(row: Mapping[Any, Any]) -> Rejection:
+    """A rejection from a rejected_events row (a mapping of its columns)."""
     return Rejection(
         identity=EventIdentity(source=row["event_source"], id=row["event_id"]),
         service_id=row["service_id"],
@@ -110,4 +158,44 @@ async def get_rejection_by_identity(
             partition=row["source_partition"],
             offset=row["source_offset"],
         ),
+        task_id=row["task_id"],
     )
+
+
+async def get_rejection_by_identity(
+    conn: AsyncConnection, identity: EventIdentity
+) -> Rejection | None:
+    """The recorded rejection of this event identity, if it was rejected."""
+    params = {"source": identity.source, "id": identity.id}
+    row = (await conn.execute(_REJECTION_BY_IDENTITY, params)).mappings().first()
+    return None if row is None else row_to_rejection(row)
+
+
+def row_to_change(row: Mapping[Any, Any]) -> RecordedChange:
+    """A recorded change from a task_changes row (a mapping of its columns)."""
+    return RecordedChange(
+        identity=EventIdentity(source=row["event_source"], id=row["event_id"]),
+        task_id=row["task_id"],
+        kind=ChangeKind(row["kind"]),
+        extension=row["extension"],
+        value_json=row["value"],
+    )
+
+
+_CHANGE_BY_IDENTITY = text(
+    "SELECT event_source, event_id, task_id, kind, extension, value"
+    " FROM task_changes WHERE event_source = :source AND event_id = :id"
+)
+
+
+async def get_change_by_identity(
+    conn: AsyncConnection, identity: EventIdentity
+) -> tuple[RecordedChange, Task | None] | None:
+    """The change recorded under this identity and its task as it is now, if one was applied."""
+    params = {"source": identity.source, "id": identity.id}
+    row = (await conn.execute(_CHANGE_BY_IDENTITY, params)).mappings().first()
+    if row is None:
+        return None
+    change = row_to_change(row)
+    task_row = (await conn.execute(_BY_ID, {"task_id": change.task_id})).mappings().first()
+    return change, None if task_row is None else row_to_task(task_row)

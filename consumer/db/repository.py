@@ -1,4 +1,5 @@
-"""The batched task repository: one INSERT ... SELECT FROM unnest(...) round trip per batch."""
+"""The batched task repository: one round trip per batch of starts (an INSERT ... SELECT from one
+JSON parameter) and one per batch of ends and extension updates (`consumer.db.changes`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consumer.db.reads import TASK_FIELDS, get_tasks_by_identity
-from consumer.db.tables import EVENT_INPUT, LONG_OR_STRING_FIELDS, ORIGIN_INPUT
+from consumer.db.changes import apply_changes
+from consumer.db.reads import TASK_FIELDS, get_change_by_identity, get_tasks_by_identity
+from consumer.db.tables import EVENT_INPUT, LONG_OR_STRING_FIELDS, ORIGIN_INPUT, TENANT_INPUT
 from consumer.domain import (
+    ChangeCommand,
+    ChangeOutcome,
     EventIdentity,
     IdSpaceExhaustedError,
     Rejection,
@@ -25,7 +29,12 @@ from consumer.domain import (
 
 # (column, SQL type) of each input field: the batch travels as ONE json parameter (asyncpg
 # encodes a JSON text far faster than two dozen arrays) and json_to_recordset unpacks it.
-_INPUT: tuple[tuple[str, str], ...] = (*EVENT_INPUT, ("attached", "json"), *ORIGIN_INPUT)
+_INPUT: tuple[tuple[str, str], ...] = (
+    *EVENT_INPUT,
+    ("attached", "json"),
+    *ORIGIN_INPUT,
+    *TENANT_INPUT,
+)
 _NAMES = [name for name, _ in _INPUT]
 _COLUMN_OF = {"attached": "attached_data_text"}
 _INSERT_COLUMNS = [_COLUMN_OF.get(n, n) for n in _NAMES] + ["attached_data", "received_at"]
@@ -41,7 +50,8 @@ _SELECTED = [
 _RECORD_TYPE = ", ".join(f"{name} {sql}" for name, sql in _INPUT)
 
 # Built from fixed column names only; every value is a bound parameter. Rows already stored
-# are filtered out before the INSERT so they take no id from the sequence. `LIMIT :count` (the
+# (as a start, or as an end or extension change: an identity is unique across all kinds) are
+# filtered out before the INSERT so they take no id from the sequence. `LIMIT :count` (the
 # batch's own size, so nothing is cut) tells the planner how many rows come in: it reckons 100
 # for any json_to_recordset, and for a small batch then hashes the whole tasks table (a scan per
 # batch, growing with the table) instead of probing the identity index once per row.
@@ -51,7 +61,9 @@ _ADD_OR_GET = text(
     f") WITH ORDINALITY AS i({', '.join(_NAMES)}, ord) LIMIT :count),"
     " fresh AS (SELECT * FROM input i WHERE NOT EXISTS ("
     "  SELECT 1 FROM tasks t"
-    "  WHERE t.event_source = i.event_source AND t.event_id = i.event_id)),"
+    "  WHERE t.event_source = i.event_source AND t.event_id = i.event_id)"
+    "  AND NOT EXISTS (SELECT 1 FROM task_changes c"
+    "  WHERE c.event_source = i.event_source AND c.event_id = i.event_id)),"
     f" inserted AS (INSERT INTO tasks ({', '.join(_INSERT_COLUMNS)})"
     f"  SELECT {', '.join(_SELECTED)} FROM fresh ORDER BY ord"
     "  ON CONFLICT ON CONSTRAINT tasks_event_identity_key DO NOTHING"
@@ -61,12 +73,13 @@ _ADD_OR_GET = text(
 
 _RECORD_REJECTIONS = text(
     "INSERT INTO rejected_events (event_source, event_id, service_id, status, code, error,"
-    " source_topic, source_partition, source_offset)"
-    " SELECT s, i, sid, st, c, CAST(e AS jsonb), tp, p, o FROM unnest("
+    " source_topic, source_partition, source_offset, task_id)"
+    " SELECT s, i, sid, st, c, CAST(e AS jsonb), tp, p, o, tid FROM unnest("
     "CAST(:sources AS text[]), CAST(:ids AS text[]), CAST(:service_ids AS bigint[]),"
     " CAST(:statuses AS int[]), CAST(:codes AS text[]), CAST(:errors AS text[]),"
-    " CAST(:topics AS text[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[]))"
-    " AS r(s, i, sid, st, c, e, tp, p, o)"
+    " CAST(:topics AS text[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[]),"
+    " CAST(:task_ids AS int[]))"
+    " AS r(s, i, sid, st, c, e, tp, p, o, tid)"
     " ON CONFLICT ON CONSTRAINT rejected_events_identity_key DO NOTHING"
 )
 
@@ -118,6 +131,10 @@ def _input_row(command: StartCommand, attached_text: str) -> dict[str, Any]:
     row["source_topic"] = command.position.topic
     row["source_partition"] = command.position.partition
     row["source_offset"] = command.position.offset
+    if command.tenant is not None:
+        row["tenant"] = command.tenant
+    if command.group is not None:
+        row["tenant_group"] = command.group
     return row
 
 
@@ -133,6 +150,8 @@ def _new_task(command: StartCommand, attached_text: str, row: Any) -> Task:
         identity=command.identity,
         received_at=row.received_at,
         position=command.position,
+        tenant=command.tenant,
+        group=command.group,
     )
 
 
@@ -163,7 +182,30 @@ class SqlTaskRepository:
         if known:
             stored = await self.get_by_identity(known)
             found.update((identity, (task, False)) for identity, task in stored.items())
+            for identity in known:
+                if identity not in stored:  # an end or extension identity: its task as it is
+                    changed = await self._changed_task(identity)
+                    if changed is not None:
+                        found[identity] = (changed, False)
         return found
+
+    async def _changed_task(self, identity: EventIdentity) -> Task | None:
+        with translate_errors():
+            recorded = await get_change_by_identity(self._conn, identity)
+        return None if recorded is None else recorded[1]
+
+    async def apply_changes(self, commands: Sequence[ChangeCommand]) -> list[ChangeOutcome]:
+        """Apply end and extension commands IN ORDER, in one round trip; one outcome each.
+
+        See `consumer.domain.ChangeStatus` for the outcomes. Nothing is recorded for the
+        refused ones (not found, already completed, end before start): the caller records
+        their rejections. An identity repeated in the batch answers what its first occurrence
+        got (REPLAYED where that one was APPLIED). Raises UnstorableEventError, or
+        StorageUnavailableError (retriable: an outage, a deadlock between racing consumers,
+        or an identity recorded concurrently for another task).
+        """
+        with translate_errors():
+            return await apply_changes(self._conn, commands)
 
     async def get_by_identity(
         self, identities: Sequence[EventIdentity]
@@ -182,6 +224,7 @@ class SqlTaskRepository:
             "topics": [r.position.topic for r in rejections],
             "partitions": [r.position.partition for r in rejections],
             "offsets": [r.position.offset for r in rejections],
+            "task_ids": [r.task_id for r in rejections],
         }
         with translate_errors():
             await self._conn.execute(_RECORD_REJECTIONS, params)

@@ -50,6 +50,15 @@ ORIGIN_INPUT: tuple[tuple[str, str], ...] = (
     ("source_offset", "bigint"),
 )
 """(column, SQL type) of the event identity and the record it came from."""
+TENANT_INPUT: tuple[tuple[str, str], ...] = (("tenant", "text"), ("tenant_group", "text"))
+"""(column, SQL type) of the caller's tenant and group (multi-tenant mode; NULL otherwise)."""
+
+
+COMPLETION_WHOLE = (
+    "completed_at IS NULL OR (duration_ms IS NOT NULL AND completed_text IS NOT NULL"
+    " AND end_event_source IS NOT NULL AND end_event_id IS NOT NULL)"
+)
+"""A completed task has its duration, its end event and the end event's identity."""
 
 
 def _long_or_string(name: str) -> list[Column[object]]:
@@ -89,15 +98,59 @@ tasks = Table(
     Column("source_partition", Integer, nullable=False),
     Column("source_offset", BigInteger, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Added by migration 0003 (the lifecycle and tenants), in this order.
+    Column("tenant", Text),
+    Column("tenant_group", Text),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("duration_ms", BigInteger),
+    *_long_or_string("disposition"),
+    Column("disposition_desc", Text),
+    Column("completed_text", Text),
+    Column("end_event_source", Text),
+    Column("end_event_id", Text),
+    Column("updated_at", DateTime(timezone=True)),
     UniqueConstraint("event_source", "event_id", name="tasks_event_identity_key"),
     CheckConstraint("service_id >= 1", name="tasks_service_id_positive"),
     *(
         CheckConstraint(f"{name}_id IS NULL OR {name}_name IS NULL", name=f"tasks_{name}_one_of")
-        for name in LONG_OR_STRING_FIELDS
+        for name in (*LONG_OR_STRING_FIELDS, "disposition")
     ),
+    CheckConstraint(COMPLETION_WHOLE, name="tasks_completion_whole"),
 )
 
-Index("tasks_service_id_idx", tasks.c.service_id, tasks.c.task_id)
+# Query Tasks reads one service's (and tenant's) tasks in task id order, `LIMIT n` after a
+# cursor: each filter has an index in that order, so a page costs O(n) index entries however
+# many tasks the table holds. NULL tenants (single-tenant mode) are found by `tenant IS NULL`.
+_SCOPE = (tasks.c.service_id, tasks.c.tenant)
+Index("tasks_scope_idx", *_SCOPE, tasks.c.task_id)
+Index("tasks_active_idx", *_SCOPE, tasks.c.task_id, postgresql_where=tasks.c.completed_at.is_(None))
+Index(
+    "tasks_completed_idx",
+    *_SCOPE,
+    tasks.c.task_id,
+    postgresql_where=tasks.c.completed_at.is_not(None),
+)
+Index(
+    "tasks_state_idx",
+    *_SCOPE,
+    tasks.c.state_id,
+    tasks.c.task_id,
+    postgresql_where=tasks.c.state_id.is_not(None),
+)
+Index(
+    "tasks_task_type_id_idx",
+    *_SCOPE,
+    tasks.c.task_type_id,
+    tasks.c.task_id,
+    postgresql_where=tasks.c.task_type_id.is_not(None),
+)
+Index(
+    "tasks_task_type_name_idx",
+    *_SCOPE,
+    tasks.c.task_type_name,
+    tasks.c.task_id,
+    postgresql_where=tasks.c.task_type_name.is_not(None),
+)
 
 rejected_events = Table(
     "rejected_events",
@@ -113,5 +166,28 @@ rejected_events = Table(
     Column("source_partition", Integer, nullable=False),
     Column("source_offset", BigInteger, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("task_id", Integer),  # added by 0003: the task an end or extension event named
     UniqueConstraint("event_source", "event_id", name="rejected_events_identity_key"),
 )
+
+task_changes = Table(
+    "task_changes",
+    metadata,
+    # The identity of the end or extension event: a replay finds it here and changes nothing.
+    Column("event_source", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("task_id", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("extension", Text),
+    Column("value", Text),  # the extension's new value as stored (JSON text)
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "(kind = 'end' AND extension IS NULL AND value IS NULL)"
+        " OR (kind = 'extension' AND extension IS NOT NULL AND value IS NOT NULL)",
+        name="task_changes_kind_fields",
+    ),
+)
+"""Changes of existing tasks (migration 0003), keyed by their event identity."""
+
+APPLY_CHANGES_FUNCTION = "apply_task_changes"
+"""The PL/pgSQL function (migration 0003) applying a batch of changes in order, in one call."""

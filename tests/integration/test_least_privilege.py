@@ -21,7 +21,10 @@ from sqlalchemy.engine import URL, make_url
 
 from consumer.admin import TaskRestorer
 from consumer.bootstrap import run_consumer
+from consumer.db.engine import build_engine
 from consumer.db.migrate import downgrade, upgrade
+from consumer.db.uow import SqlUnitOfWork
+from consumer.domain import ChangeStatus
 from consumer.readside import DatabaseSettings
 from schemas.replies import EventRef, StoredTask
 from tests import servers
@@ -32,6 +35,7 @@ from tests.integration.test_bridge import (
     running_bridge,
     start_url,
 )
+from tests.integration.test_repository import end, extension, new_service, start, started
 from tests.servers import StackSettings
 
 SQL = Path(__file__).resolve().parents[2] / "docs" / "least-privilege.sql"
@@ -120,29 +124,58 @@ async def roles(postgres_server_url: str) -> AsyncIterator[Roles]:
 
 def test_the_script_grants_exactly_the_documented_privileges() -> None:
     statements = re.findall(
-        r"^(?:GRANT|ALTER TABLE) .*?;", SQL.read_text(), flags=re.MULTILINE | re.DOTALL
+        r"^(?:GRANT|ALTER TABLE|ALTER FUNCTION) .*?;",
+        SQL.read_text(),
+        flags=re.MULTILINE | re.DOTALL,
     )
-    flat = [" ".join(s.replace("( ", "(").replace(" )", ")").split()) for s in statements]
+    flat = [" ".join(s.split()).replace("( ", "(").replace(" )", ")") for s in statements]
     all_three = ':"operator_role", :"consumer_role", :"bridge_role"'
     assert [s.split(" (")[0] if s.startswith("GRANT INSERT") else s for s in flat] == [
         f'GRANT CONNECT ON DATABASE :"DBNAME" TO {all_three};',
         'GRANT USAGE, CREATE ON SCHEMA public TO :"operator_role";',
         'ALTER TABLE tasks OWNER TO :"operator_role";',
         'ALTER TABLE rejected_events OWNER TO :"operator_role";',
+        'ALTER TABLE task_changes OWNER TO :"operator_role";',
         'ALTER TABLE alembic_version OWNER TO :"operator_role";',
+        'ALTER FUNCTION apply_task_changes(json) OWNER TO :"operator_role";',
+        'ALTER FUNCTION apply_task_changes_input(json) OWNER TO :"operator_role";',
+        'ALTER FUNCTION json_member_replaced(text, text, text) OWNER TO :"operator_role";',
+        'ALTER FUNCTION task_end_text(json, text, json) OWNER TO :"operator_role";',
         'GRANT USAGE ON SCHEMA public TO :"consumer_role", :"bridge_role";',
         'GRANT SELECT ON TABLE alembic_version TO :"consumer_role", :"bridge_role";',
-        'GRANT SELECT ON TABLE tasks, rejected_events TO :"consumer_role";',
+        'GRANT SELECT ON TABLE tasks, rejected_events, task_changes TO :"consumer_role";',
         "GRANT INSERT",
         "GRANT INSERT",
-        'GRANT SELECT ON TABLE tasks, rejected_events TO :"bridge_role";',
+        "GRANT UPDATE (completed_at, duration_ms, disposition_id, disposition_name,"
+        " disposition_desc, completed_text, end_event_source, end_event_id, updated_at,"
+        ' attached_data, attached_data_text) ON TABLE tasks TO :"consumer_role";',
+        'GRANT INSERT ON TABLE task_changes TO :"consumer_role";',
+        'GRANT SELECT ON TABLE tasks, rejected_events, task_changes TO :"bridge_role";',
     ]
+
+
+COMPLETION_COLUMNS = {
+    "completed_at",
+    "duration_ms",
+    "disposition_id",
+    "disposition_name",
+    "disposition_desc",
+    "completed_text",
+    "end_event_source",
+    "end_event_id",
+    "updated_at",
+}
+"""Set only by completing a task (an UPDATE), never by the INSERT that starts it."""
 
 
 async def test_the_consumer_may_insert_every_column_but_the_generated_ids(roles: Roles) -> None:
     conn = await _connect(roles.owner)
     try:
-        for table, generated in (("tasks", "task_id"), ("rejected_events", "rejection_id")):
+        not_inserted = (
+            ("tasks", {"task_id", *COMPLETION_COLUMNS}),
+            ("rejected_events", {"rejection_id"}),
+        )
+        for table, generated in not_inserted:
             columns = {
                 row["column_name"]
                 for row in await conn.fetch(
@@ -159,9 +192,27 @@ async def test_the_consumer_may_insert_every_column_but_the_generated_ids(roles:
                     roles.consumer.username,
                 )
             }
-            assert granted == columns - {generated}, table
+            assert granted == columns - generated, table
     finally:
         await conn.close()
+
+
+async def test_the_consumer_role_completes_tasks_and_updates_extensions(roles: Roles) -> None:
+    engine = build_engine(_text(roles.consumer))
+    try:
+        [task] = await started(engine, start(new_service()))
+        async with SqlUnitOfWork(engine) as uow:
+            outcomes = await uow.tasks.apply_changes(
+                [extension(task, "Survey", {"q": 1}), end(task), end(task)]
+            )
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    assert [o.status for o in outcomes] == [
+        ChangeStatus.APPLIED,
+        ChangeStatus.APPLIED,
+        ChangeStatus.ALREADY_COMPLETED,
+    ]
 
 
 async def test_the_consumer_and_the_bridge_work_each_as_its_own_role(
@@ -208,6 +259,9 @@ _ROW = (
 )
 _NOT_FOR_ANYONE = [
     "UPDATE tasks SET state_id = 0",
+    "UPDATE tasks SET service_id = 2, tenant = 'other'",
+    "UPDATE task_changes SET task_id = 0",
+    "DELETE FROM task_changes",
     "DELETE FROM tasks",
     "TRUNCATE tasks",
     "UPDATE rejected_events SET status = 0",
