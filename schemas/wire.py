@@ -57,20 +57,47 @@ Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 """(key, value, headers) of one record to publish."""
 
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
+REQUEST_TYPES = (TYPE_TASK_START, TYPE_TASK_END, TYPE_TASK_EXTENSION)
+"""The CloudEvents types a request may have (start, complete, update an extension)."""
+
 _REQUIRED = ("specversion", "id", "source", "type")
-_KNOWN = (*_REQUIRED, "time", "subject", "datacontenttype", "serviceid", "replyto", "correlationid")
+_LIFECYCLE = ("taskid", "extension", "tenantid", "groupid")
+"""Extension attributes: the task an end or extension update is about, the extension's name,
+the caller's tenant (ContactCenterId) and business unit (GroupId)."""
+_KNOWN = (
+    *_REQUIRED,
+    "time",
+    "subject",
+    "datacontenttype",
+    "serviceid",
+    "replyto",
+    "correlationid",
+    *_LIFECYCLE,
+)
+
+REPLY_TO_ALIASES = ("kafka_replytopic", "reply_to")
+"""Reply-topic headers other request-reply clients send, read when `ce_replyto` is absent:
+Spring Kafka's `kafka_replyTopic`, FastStream's `reply_to` (header names compare lower-case)."""
+CORRELATION_ALIASES = ("kafka_correlationid", "correlation_id")
+"""Correlation headers of Spring Kafka (`kafka_correlationId`) and FastStream
+(`correlation_id`): read when `ce_correlationid` is absent, and echoed on the reply under their
+own name, byte for byte, so those clients match the reply as they expect."""
+TRACE_HEADERS = ("traceparent", "tracestate")
+"""W3C trace context headers: copied from a request onto its reply."""
 
 
 class UndecodableRecordError(ValueError):
-    """The record is not a task-start CloudEvent with an identity: it goes to the dead letters."""
+    """The record is not a task request CloudEvent with an identity: it goes to the dead letters."""
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A decoded task-start request: CloudEvent attributes plus the still-unvalidated data.
+    """A decoded task request: CloudEvent attributes plus the still-unvalidated data.
 
     `data` is the raw JSON bytes in binary mode and the decoded JSON value in structured mode;
-    `service_id` is as written (validated later, with the body, so a bad one gets a reply).
+    `service_id` and `task_id` are as written (validated later, with the body, so a bad one gets
+    a reply). `echo` holds the headers a reply must carry back as they came (another client's
+    correlation header, the W3C trace context).
     """
 
     id: str
@@ -81,6 +108,12 @@ class Envelope:
     reply_to: str | None = None
     correlation_id: str | None = None
     structured: bool = False
+    type: str = TYPE_TASK_START
+    task_id: str | int | None = None
+    extension: str | None = None
+    tenant: str | None = None
+    group: str | None = None
+    echo: tuple[tuple[str, bytes], ...] = ()
 
 
 _BINARY_ATTRIBUTES = tuple((CE_PREFIX + name, name) for name in _KNOWN)
@@ -108,8 +141,8 @@ def _check_attributes(attrs: Mapping[str, Any]) -> None:
             raise UndecodableRecordError(f"CloudEvent attribute {name} must be a string")
     if attrs["specversion"] != SPECVERSION:
         raise UndecodableRecordError(f"unsupported CloudEvents specversion {attrs['specversion']}")
-    if attrs["type"] != TYPE_TASK_START:
-        raise UndecodableRecordError(f"not a task-start event: type {attrs['type']}")
+    if attrs["type"] not in REQUEST_TYPES:
+        raise UndecodableRecordError(f"not a task request: type {attrs['type']}")
     for name in ("id", "source"):
         if len(attrs[name]) > MAX_ID_LENGTH:
             raise UndecodableRecordError(f"CloudEvent {name} longer than {MAX_ID_LENGTH}")
@@ -126,10 +159,37 @@ def _optional_str(attrs: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _aliases(
+    hmap: Mapping[str, bytes], headers: Headers
+) -> tuple[str | None, str | None, tuple[tuple[str, bytes], ...]]:
+    """Another client's reply topic and correlation id, and the headers to echo on the reply."""
+    reply_to = next((_text(hmap[name], name) for name in REPLY_TO_ALIASES if name in hmap), None)
+    correlation: str | None = None
+    for name in CORRELATION_ALIASES:
+        if name in hmap:
+            raw = hmap[name]
+            try:
+                correlation = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                correlation = None
+            if correlation is None or not correlation.isprintable():
+                correlation = raw.hex()  # Spring's default: a UUID's 16 raw bytes
+            break
+    echo = tuple(
+        (name, raw) for name, raw in headers if raw is not None and name.lower() in _ECHOED
+    )
+    return reply_to, correlation, echo
+
+
+_ECHOED = frozenset((*CORRELATION_ALIASES, *TRACE_HEADERS))
+
+
 def decode_request(value: bytes | None, headers: Headers) -> Envelope:
-    """Decode one task-start record (binary or structured mode), or raise UndecodableRecordError."""
+    """Decode one task request record (binary or structured mode), or raise
+    UndecodableRecordError."""
     hmap = _header_map(headers)
     content_type = _text(hmap.get(CONTENT_TYPE_HEADER, b""), CONTENT_TYPE_HEADER)
+    alias_reply_to, alias_correlation, echo = _aliases(hmap, headers)
     if "ce_specversion" in hmap and not content_type.startswith(STRUCTURED_CONTENT_TYPE):
         # Only the attributes we use are decoded (this runs once per record on the hot path).
         attrs = {
@@ -138,14 +198,21 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
             if (raw := hmap.get(header)) is not None
         }
         _check_attributes(attrs)
+        correlation = attrs.get("correlationid")
         return Envelope(
             id=attrs["id"],
             source=attrs["source"],
             service_id=attrs.get("serviceid"),
             data=value if value is not None else b"",
             time=attrs.get("time"),
-            reply_to=attrs.get("replyto") or None,
-            correlation_id=attrs.get("correlationid"),
+            reply_to=attrs.get("replyto") or alias_reply_to or None,
+            correlation_id=correlation if correlation is not None else alias_correlation,
+            type=attrs["type"],
+            task_id=attrs.get("taskid"),
+            extension=attrs.get("extension"),
+            tenant=attrs.get("tenantid") or None,
+            group=attrs.get("groupid") or None,
+            echo=echo,
         )
     if value is None:
         raise UndecodableRecordError("empty record: no CloudEvent")
@@ -159,15 +226,25 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
     service_id = event.get("serviceid")
     if isinstance(service_id, bool) or not isinstance(service_id, str | int | None):
         service_id = orjson.dumps(service_id).decode()  # kept as text: validation names it
+    task_id = event.get("taskid")
+    if isinstance(task_id, bool) or not isinstance(task_id, str | int | None):
+        task_id = orjson.dumps(task_id).decode()  # kept as text: validation names it
+    correlation = _optional_str(event, "correlationid")
     return Envelope(
         id=event["id"],
         source=event["source"],
         service_id=service_id,
         data=_structured_data(event),
         time=_optional_str(event, "time"),
-        reply_to=_optional_str(event, "replyto") or None,
-        correlation_id=_optional_str(event, "correlationid"),
+        reply_to=_optional_str(event, "replyto") or alias_reply_to or None,
+        correlation_id=correlation if correlation is not None else alias_correlation,
         structured=True,
+        type=event["type"],
+        task_id=task_id,
+        extension=_optional_str(event, "extension"),
+        tenant=_optional_str(event, "tenantid") or None,
+        group=_optional_str(event, "groupid") or None,
+        echo=echo,
     )
 
 
@@ -209,18 +286,33 @@ def encode_request_binary(
     time: str | None = None,
     reply_to: str | None = None,
     correlation_id: str | None = None,
+    event_type: str = TYPE_TASK_START,
+    task_id: int | None = None,
+    extension: str | None = None,
+    tenant: str | None = None,
+    group: str | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Record:
-    """A binary-mode task-start record: the body goes out untouched."""
+    """A binary-mode task request record (start by default): the body goes out untouched."""
     headers = [
         ("ce_specversion", SPECVERSION.encode()),
         ("ce_id", event_id.encode()),
         ("ce_source", source.encode()),
-        ("ce_type", TYPE_TASK_START.encode()),
+        ("ce_type", event_type.encode()),
         ("ce_serviceid", str(service_id).encode()),
         (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
     ]
-    optional = (("ce_time", time), ("ce_replyto", reply_to), ("ce_correlationid", correlation_id))
+    optional = (
+        ("ce_time", time),
+        ("ce_replyto", reply_to),
+        ("ce_correlationid", correlation_id),
+        ("ce_taskid", None if task_id is None else str(task_id)),
+        ("ce_extension", extension),
+        ("ce_tenantid", tenant),
+        ("ce_groupid", group),
+    )
     headers.extend((name, text.encode()) for name, text in optional if text is not None)
+    headers.extend((name, text.encode()) for name, text in (trace or {}).items())
     return service_key(service_id), body, headers
 
 
@@ -233,17 +325,30 @@ def structured_request(
     time: str | None = None,
     reply_to: str | None = None,
     correlation_id: str | None = None,
+    event_type: str = TYPE_TASK_START,
+    task_id: int | str | None = None,
+    extension: str | None = None,
+    tenant: str | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
-    """A structured-mode task-start CloudEvent as a JSON-ready dict (one JSON-lines record)."""
+    """A structured-mode task request CloudEvent as a JSON-ready dict (one JSON-lines record)."""
     event: dict[str, Any] = {
         "specversion": SPECVERSION,
         "id": event_id,
         "source": source,
-        "type": TYPE_TASK_START,
+        "type": event_type,
         "datacontenttype": JSON_CONTENT_TYPE,
         "serviceid": str(service_id),
     }
-    optional = (("time", time), ("replyto", reply_to), ("correlationid", correlation_id))
+    optional = (
+        ("time", time),
+        ("replyto", reply_to),
+        ("correlationid", correlation_id),
+        ("taskid", None if task_id is None else str(task_id)),
+        ("extension", extension),
+        ("tenantid", tenant),
+        ("groupid", group),
+    )
     event.update((name, text) for name, text in optional if text is not None)
     event["data"] = data
     return event
@@ -272,8 +377,11 @@ def encode_reply(
     request_id: str,
     correlation_id: str | None,
     time: str,
+    echo: Sequence[tuple[str, bytes]] = (),
 ) -> Record:
-    """A binary-mode reply record (task-created or task-rejected); `payload` is the reply JSON."""
+    """A binary-mode reply record; `payload` is the reply JSON; `echo`: the request's headers a
+    reply carries back as they came (`Envelope.echo`: another client's correlation header, the
+    W3C trace context)."""
     headers = [
         ("ce_specversion", SPECVERSION.encode()),
         ("ce_id", reply_event_id(request_source, request_id).encode()),
@@ -286,6 +394,7 @@ def encode_reply(
         headers.append(("ce_serviceid", str(service_id).encode()))
     if correlation_id is not None:
         headers.append(("ce_correlationid", correlation_id.encode()))
+    headers.extend(echo)
     return service_key(service_id), orjson.dumps(payload), headers
 
 
@@ -336,6 +445,11 @@ def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any
         time=envelope.time,
         reply_to=envelope.reply_to,
         correlation_id=envelope.correlation_id,
+        event_type=envelope.type,
+        task_id=envelope.task_id,
+        extension=envelope.extension,
+        tenant=envelope.tenant,
+        group=envelope.group,
     )
     if not faithful:
         del event["data"]

@@ -100,7 +100,7 @@ def test_a_binary_record_missing_an_identity_attribute_is_undecodable(header: st
 
 def test_a_binary_record_of_another_event_type_is_undecodable() -> None:
     _, value, headers = binary_record()
-    with pytest.raises(wire.UndecodableRecordError, match="not a task-start event"):
+    with pytest.raises(wire.UndecodableRecordError, match="not a task request"):
         wire.decode_request(value, replaced(headers, "ce_type", b"com.example.other"))
 
 
@@ -129,7 +129,7 @@ def test_an_identity_longer_than_the_limit_is_undecodable() -> None:
         ({"source": ""}, "missing source"),
         ({"id": 7}, "id must be a string"),
         ({"specversion": "0.3"}, "specversion"),
-        ({"type": "com.example.other"}, "not a task-start event"),
+        ({"type": "com.example.other"}, "not a task request"),
         ({"correlationid": 5}, "correlationid must be a string"),
     ],
 )
@@ -268,3 +268,82 @@ def test_structured_request_lays_out_a_valid_task_start_cloudevent() -> None:
     assert document.type == wire.TYPE_TASK_START
     assert document.specversion == wire.SPECVERSION
     assert document.data.state_id == 24
+
+
+# --- the lifecycle's requests, tenants, other clients' reply headers, trace context
+
+
+def test_end_and_extension_requests_carry_their_task_id_extension_and_tenant_both_ways() -> None:
+    key, value, headers = wire.encode_request_binary(
+        service_id=7,
+        body=b'{"disposition": "done"}',
+        event_id="e-1",
+        source="urn:test",
+        event_type=wire.TYPE_TASK_EXTENSION,
+        task_id=42,
+        extension="Survey",
+        tenant="acme",
+        group="sales",
+    )
+    binary = wire.decode_request(value, headers)
+    assert (binary.type, binary.task_id, binary.extension) == (
+        wire.TYPE_TASK_EXTENSION,
+        "42",
+        "Survey",
+    )
+    assert (binary.tenant, binary.group) == ("acme", "sales")
+    structured = wire.record_to_structured(value, headers)
+    assert structured["type"] == wire.TYPE_TASK_EXTENSION
+    assert (structured["taskid"], structured["extension"]) == ("42", "Survey")
+    assert (structured["tenantid"], structured["groupid"]) == ("acme", "sales")
+    again = wire.decode_request(*wire.encode_structured(structured)[1:])
+    assert (again.type, again.task_id, again.extension, again.tenant, again.group) == (
+        binary.type,
+        binary.task_id,
+        binary.extension,
+        binary.tenant,
+        binary.group,
+    )
+    assert key == b"7"
+
+
+def test_spring_and_faststream_reply_headers_are_understood_and_echoed_as_they_came() -> None:
+    _, value, headers = binary_record()
+    base = [(n, v) for n, v in headers if n not in ("ce_replyto", "ce_correlationid")]
+    spring_id = bytes(range(16))  # ReplyingKafkaTemplate's default: a UUID's raw bytes
+    spring = wire.decode_request(
+        value, [*base, ("kafka_replyTopic", b"spring.replies"), ("kafka_correlationId", spring_id)]
+    )
+    assert spring.reply_to == "spring.replies"
+    assert spring.correlation_id == spring_id.hex()
+    assert spring.echo == (("kafka_correlationId", spring_id),)
+    faststream = wire.decode_request(
+        value, [*base, ("reply_to", b"fs.replies"), ("correlation_id", b"c-1")]
+    )
+    assert (faststream.reply_to, faststream.correlation_id) == ("fs.replies", "c-1")
+    own = wire.decode_request(value, [*headers, ("reply_to", b"other")])
+    assert own.reply_to == dict(headers)["ce_replyto"].decode(), "ce_replyto wins"
+    _, _, reply_headers = wire.encode_reply(
+        reply_type=wire.TYPE_TASK_CREATED,
+        payload={},
+        service_id=7,
+        request_source="urn:test",
+        request_id="e-1",
+        correlation_id=spring.correlation_id,
+        time="2026-01-01T00:00:00.000Z",
+        echo=spring.echo,
+    )
+    assert ("kafka_correlationId", spring_id) in reply_headers
+
+
+def test_the_trace_context_of_a_request_is_kept_for_its_reply() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    _, value, headers = wire.encode_request_binary(
+        service_id=7,
+        body=b"{}",
+        event_id="e-1",
+        source="urn:test",
+        trace={"traceparent": parent, "tracestate": "v=1"},
+    )
+    envelope = wire.decode_request(value, headers)
+    assert dict(envelope.echo) == {"traceparent": parent.encode(), "tracestate": b"v=1"}
