@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import wire
 from schemas.limits import FieldMode, Limits
+from schemas.tenants import Tenancy
 
 
 class KafkaSettings(BaseSettings):
@@ -134,6 +135,12 @@ class ContractSettings(BaseSettings):
         description='`genesys`: integer fields also take decimal strings (`"24"`) and string '
         "fields JSON integers (`42`), as Context Services does; `strict`: JSON types only.",
     )
+    tenants: str = Field(
+        default="",
+        description="The configured tenants (ids or names, comma separated): a request names its "
+        "own (`ContactCenterId` on HTTP, `tenantid` on Kafka) and sees only its own tasks. Empty: "
+        "single-tenant.",
+    )
     base_uri: str = Field(
         default="http://127.0.0.1:8080/genesys/1/cs",
         description="`${base_uri}` of the Location template.",
@@ -165,6 +172,11 @@ class ContractSettings(BaseSettings):
         data re-encoded), a dead letter the whole request record and the error headers. The
         reply topics' `max.message.bytes`, and the consumer's fetch and produce sizes."""
         return 2 * self.max_body_bytes + 2 * RECORD_HEADROOM_BYTES
+
+    @property
+    def tenancy(self) -> Tenancy:
+        """The configured tenants (`UCS_TENANTS`)."""
+        return Tenancy.parse(self.tenants)
 
     def location(self, service_id: int, task_id: int) -> str:
         """The contract's Location: `${base_uri}/service/${service_id}/tasks/${task_id}`."""
