@@ -93,18 +93,52 @@ def consume() -> None:
 def send(
     service_id: Annotated[str, typer.Argument(help="The 64-bit service id.")],
     body: Annotated[
-        str | None, typer.Argument(help="Task Start Event JSON; read from stdin when omitted.")
+        str | None,
+        typer.Argument(
+            help="The body: a Task Start Event, a Task End Event (--end) or the extension's "
+            "new value (--extension); read from stdin when omitted."
+        ),
+    ] = None,
+    *,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", metavar="TASK_ID", help="Complete this task (Complete Task)."),
+    ] = None,
+    extension: Annotated[
+        str | None,
+        typer.Option(
+            "--extension",
+            metavar="NAME",
+            help="Replace the value of this extension of --task (Update Task Extension).",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", metavar="TASK_ID", help="The task whose extension to update."),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The caller's tenant (ContactCenterId; multi-tenant mode)."),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="The caller's group (GroupId; multi-tenant mode).")
     ] = None,
     event_id: Annotated[
         str | None, typer.Option("--id", help="Event id (idempotency key); random if omitted.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
 ) -> None:
-    """Publish one task-start event and print the reply as JSON."""
+    """Publish one request (start a task, or --end one, or update an --extension of one) and
+    print the reply as JSON.
+
+    Exit 0 answered (task.created, task.completed, task.extension.updated), 1 rejected
+    (task.rejected), 2 bad usage, 3 the broker cannot be reached, 5 no reply in time.
+    """
     from producer_tools.tools import send as send_tool  # noqa: PLC0415
 
     data = body if body is not None else sys.stdin.read()
-    raise typer.Exit(send_tool.run(_tools(), service_id, data.encode(), event_id, timeout))
+    args = send_tool.SendArgs(service_id, data.encode(), end, extension, task, tenant, group)
+    raise typer.Exit(send_tool.run(_tools(), args, event_id, timeout))
 
 
 @app.command()
