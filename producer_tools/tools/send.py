@@ -135,8 +135,8 @@ class SendArgs:
 def request_of(args: SendArgs) -> Request:
     """The request the command line asks for, or ToolError (exit 2) saying what is wrong.
 
-    Ids are read as the consumer reads them; a bad one is answered here with the error body
-    the consumer would send (as JSON), since the request would be refused anyway.
+    Ids are read as the consumer reads them; a bad one is refused here with the message the
+    consumer would answer, since the request would be refused anyway.
     """
     if args.end is not None and (args.extension is not None or args.task is not None):
         raise ToolError(
@@ -154,7 +154,7 @@ def request_of(args: SendArgs) -> Request:
         service_id = parse_service_id(args.service_id)
         task_id = None if kind is EventKind.START else parse_task_id(args.end or args.task)
     except EventValidationError as exc:
-        raise ToolError(orjson.dumps(exc.body().model_dump()).decode()) from None
+        raise ToolError(exc.message) from None
     return Request(service_id, args.body, kind, task_id, args.extension, args.tenant, args.group)
 
 
