@@ -205,3 +205,21 @@ def test_with_tenants_configured_a_line_names_a_configured_tenant() -> None:
 def test_without_tenants_configured_a_tenant_is_passed_on_unchecked() -> None:
     prepared = prepare(line(service_id=5, task_id=1, end={}, tenant="anyone"))
     assert headers_of(prepared)["ce_tenantid"] == "anyone"
+
+
+def test_the_documented_line_shapes_are_accepted_as_documented() -> None:
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "replay.md").read_text()
+    section = guide[guide.index("## Producing events from files") :]
+    begin = section.index("```json\n") + len("```json\n")
+    block = section[begin : section.index("\n```", begin)]
+    kinds = [prepare(raw.encode()).kind for raw in block.splitlines()]
+    assert kinds == [
+        EventKind.START,
+        EventKind.END,
+        EventKind.EXTENSION,
+        EventKind.START,
+        EventKind.START,
+        EventKind.END,
+    ]
