@@ -249,7 +249,8 @@ def produce(
     drop_reply_to: DropReplyOpt = False,
     target: TargetOpt = None,
 ) -> None:
-    """Publish task-start events from JSON lines (exit 0 sent, 1 invalid lines skipped)."""
+    """Publish starts, ends and extension updates from JSON lines (exit 0 sent, 1 invalid lines
+    skipped)."""
     from producer_tools.tools import produce as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
@@ -309,7 +310,7 @@ def tail(
     dead_letters: Annotated[bool, typer.Option(help="Also follow the dead letters.")] = False,
     count: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
 ) -> None:
-    """Follow task-created and task-rejected replies (Ctrl-C stops)."""
+    """Follow the replies: created, completed, extension updated, rejected (Ctrl-C stops)."""
     from rich.console import Console  # noqa: PLC0415
 
     from producer_tools.tools import tail as tool  # noqa: PLC0415
@@ -323,7 +324,9 @@ def tail(
 def rebuild(
     *,
     force: Annotated[bool, typer.Option(help="Also into a database that holds tasks.")] = False,
-    topic: Annotated[str | None, typer.Option(help="The created-events topic.")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="The task events log (default: the created-events topic).")
+    ] = None,
     allow_partial_log: Annotated[
         bool,
         typer.Option(
@@ -333,7 +336,7 @@ def rebuild(
     json: JsonOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Restore the tasks table from the created-events topic, with the same task ids."""
+    """Restore every task's whole state from the task events log, with the same task ids."""
     from producer_tools.tools import rebuild as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
