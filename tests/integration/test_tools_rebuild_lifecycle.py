@@ -5,7 +5,7 @@ answers the same and changes nothing.
 The tasks and their changes are made by the real database code (the repository the consumer
 uses), and their log records written with the wire's reply encoder and the consumer's task
 layout (`consumer.contract.task_json`), as the consumer publishes them. Rebuild from a log the
-consumer itself wrote is in test_tools_lifecycle.py.
+consumer itself wrote is in test_tools_lifecycle_consumer.py.
 """
 
 from __future__ import annotations
