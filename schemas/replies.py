@@ -23,6 +23,10 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_SERVICE_ID = "invalid_service_id"
     ID_SPACE_EXHAUSTED = "id_space_exhausted"
+    INVALID_REPLY_TO = "invalid_reply_to"
+    """The requested reply topic cannot be used."""
+    INVALID_ATTRIBUTE = "invalid_attribute"
+    """A CloudEvents attribute we cannot accept (e.g. an over-long correlation id)."""
 
     @property
     def http_status(self) -> int:
@@ -35,6 +39,8 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_AN_OBJECT: 400,
     ErrorCode.INVALID_FIELD: 400,
     ErrorCode.INVALID_SERVICE_ID: 400,
+    ErrorCode.INVALID_REPLY_TO: 400,
+    ErrorCode.INVALID_ATTRIBUTE: 400,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.ID_SPACE_EXHAUSTED: 507,
