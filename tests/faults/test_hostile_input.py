@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from consumer.kafka.codec import Rules
 from schemas import wire
-from schemas.task_start import Limits
 from tests.faults.checks import (
     read_rows,
 )
@@ -48,7 +48,7 @@ round's growth is fetch buffers and allocator high-water (-30 .. +30 MB seen).""
 MIB = 1024 * 1024
 
 
-def generate(suite_seed: int, limits: Limits) -> list[tuple[Record, str]]:
+def generate(suite_seed: int, rules: Rules) -> list[tuple[Record, str]]:
     """GENERATED arbitrary records and the outcome the in-process decoding predicts for each.
     Decoding must never raise: if it does, hypothesis shrinks the record and reports it."""
     made: list[tuple[Record, str]] = []
@@ -64,7 +64,7 @@ def generate(suite_seed: int, limits: Limits) -> list[tuple[Record, str]]:
     @given(st.data())
     def collect(data: st.DataObject) -> None:
         record = data.draw(generated_record(f"generated-{len(made)}"))
-        made.append((record, expected_outcome(record, (0, 0), limits)))
+        made.append((record, expected_outcome(record, (0, 0), rules)))
 
     collect()
     return made
@@ -97,12 +97,10 @@ async def test_hostile_records_each_get_an_answer_and_the_consumer_carries_on(
     report: Report,
 ) -> None:
     settings_ = await make_fault_settings()
-    limits = Limits(
-        max_body_bytes=settings_.max_body_bytes, max_string_length=settings_.max_string_length
-    )
+    rules = Rules.of(settings_.topics, settings_.contract)
     cases = corpus()
     again = corpus("again")  # the corpus once more: memory must not keep growing
-    generated = generate(report.seed, limits)
+    generated = generate(report.seed, rules)
     big = [c for n in range(BIG_ROUND) for c in corpus(f"big{n}") if c.name == BIG_BODY]
     rounds = [
         [c.record for c in cases] + [r for r, _ in generated],

@@ -297,7 +297,7 @@ async def test_a_consumer_started_before_its_broker_consumes_once_the_broker_is_
 async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exactly_one_task(
     settings: StackSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="consumer.kafka.runner")
+    caplog.set_level(logging.INFO, logger="consumer.kafka.member")
     sent: list[str] = []
     flowing = asyncio.Event()
 
