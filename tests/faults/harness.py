@@ -143,6 +143,11 @@ class Feed:
         await self._producer.start()
         return self
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer (for records no `publish` can build: tests/kafka_poison.py)."""
+        return self._producer
+
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
@@ -212,6 +217,8 @@ class ReplyLog:
     """Event id -> the code of every task-rejected reply."""
     dead_letters: dict[tuple[int, int], str] = field(default_factory=dict)
     """(partition, offset) of the request -> the dead letter's error header."""
+    dead_letter_records: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+    """(partition, offset) of the request -> every dead letter written for it."""
     replies: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
@@ -258,6 +265,7 @@ class ReplyLog:
             headers = {k: v for k, v in record.headers if v is not None}
             where = (int(headers[wire.DLQ_PARTITION]), int(headers[wire.DLQ_OFFSET]))
             self.dead_letters[where] = headers[wire.DLQ_ERROR].decode("utf-8", "replace")
+            self.dead_letter_records.setdefault(where, []).append(record)
             return
         self.replies += 1
         payload = orjson.loads(record.value)

@@ -11,7 +11,13 @@ import pytest
 
 from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
-from consumer.ports import MembershipLostError, OutRecord, Undelivered, UnitOfWorkFactory
+from consumer.ports import (
+    MembershipLostError,
+    OutRecord,
+    Undelivered,
+    UnitOfWorkFactory,
+    UnparseableRecord,
+)
 from schemas import wire
 from schemas.errors import BrokerUnavailableError
 from tests.fakes import (
@@ -392,3 +398,47 @@ async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> 
     await run_until(runner, lambda: len(member.committed) == 2)
     kinds = [kind for kind, _, _ in member.calls]
     assert kinds[:3] == ["poll", "poll", "pause"], kinds  # the prefetch took the partial batch
+
+
+# --- records that cannot be answered as they are -----------------------------------------------
+
+
+async def test_a_record_the_client_cannot_parse_is_dead_lettered_and_the_partition_moves_on() -> (
+    None
+):
+    poison = UnparseableRecord(REQUESTS, 0, 1, b"k", b"v", ((b"\xff", b"1"),), "not UTF-8")
+    member = FakeMember({P0: [event(0, 0), poison, event(0, 2)]})
+    publisher = FakePublisher()
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(member.committed))
+    (records,) = publisher.published
+    assert [r.topic for r in records] == ["created", "dlq", "created"]
+    assert (records[1].key, records[1].value) == (b"k", b"v")
+    assert member.committed == [{P0: 3}]
+
+
+async def test_a_reply_the_broker_refuses_is_replaced_by_a_dead_letter_and_the_batch_commits() -> (
+    None
+):
+    def refuse(record: OutRecord) -> str | None:
+        too_large = record.topic == "created" and b"evt-0-6" in (record.value or b"")
+        return "MessageSizeTooLargeError" if too_large else None
+
+    member = FakeMember(two_partitions())
+    publisher = FakePublisher(refuse=refuse)
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(member.committed))
+    first, instead = publisher.published
+    assert len(first) == 3
+    (dead,) = instead
+    assert (dead.topic, dead.value) == ("dlq", event(0, 6).value)
+    assert member.committed == [{P0: 8, P1: 11}]
+
+
+async def test_a_dead_letter_topic_refusing_even_headers_only_holds_the_batch_uncommitted() -> None:
+    member = FakeMember({P0: [FakeRecord(REQUESTS, 0, 0, b"k", b"garbage")]})
+    publisher = FakePublisher(refuse=lambda r: "TopicAuthorizationFailedError")
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: publisher.attempts >= 9)  # 3 rounds: letter, last resort
+    assert member.committed == []
+    assert runner.processed == 0
