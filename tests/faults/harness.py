@@ -109,15 +109,23 @@ class ConsumerProcess(ChildProcess):
         super().__init__(settings, log_path)
         self._overrides = overrides
         self.starts = 0
+        self._life_starts_at = 0
 
     def start(self) -> None:
         if self.alive:
             raise RuntimeError("consumer already running")
+        self._life_starts_at = len(self.log_text())
         self._proc = start_consumer(self.settings, self.log_path, **self._overrides)
         self.starts += 1
 
     def log_count(self, fragment: str) -> int:
         return self.log_text().count(fragment)
+
+    @property
+    def consuming(self) -> bool:
+        """Whether this life of the process has joined its group and started consuming (its
+        signal handlers are in place long before: a SIGTERM now is a graceful stop)."""
+        return "consuming" in self.log_text()[self._life_starts_at :]
 
 
 # --- publishing ----------------------------------------------------------------------------
