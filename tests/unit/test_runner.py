@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import orjson
 import pytest
 
+from consumer.domain import StartCommand
 from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
 from consumer.ports import (
@@ -442,3 +443,34 @@ async def test_a_dead_letter_topic_refusing_even_headers_only_holds_the_batch_un
     await run_until(runner, lambda: publisher.attempts >= 9)  # 3 rounds: letter, last resort
     assert member.committed == []
     assert runner.processed == 0
+
+
+class BuggyOnOneEvent(FakeUnitOfWork):
+    """A unit of work whose repository fails (a bug, not an outage) on one event id."""
+
+    async def __aenter__(self) -> BuggyOnOneEvent:
+        await super().__aenter__()
+        add_or_get = self.tasks.add_or_get
+
+        async def failing(commands: Sequence[StartCommand]) -> object:
+            if any(c.identity.id == "evt-0-6" for c in commands):
+                raise KeyError("a bug one record sets off")
+            return await add_or_get(commands)
+
+        self.tasks.add_or_get = failing  # type: ignore[method-assign, assignment]  # the fault
+        return self
+
+
+async def test_a_service_failure_on_one_record_dead_letters_it_alone_and_the_batch_commits() -> (
+    None
+):
+    member = FakeMember(two_partitions())
+    publisher = FakePublisher()
+    store = FakeStore()
+    runner = make_runner(member, publisher, lambda: BuggyOnOneEvent(store))
+    await run_until(runner, lambda: bool(member.committed))
+    records = [r for call in publisher.published for r in call]
+    assert [r.topic for r in records] == ["created", "dlq", "created", "created"]
+    assert b"KeyError" in dict(records[1].headers)[wire.DLQ_ERROR]
+    assert len(store.tasks) == 3
+    assert member.committed == [{P0: 8, P1: 11}]
