@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +122,14 @@ class ConsumerProcess(ChildProcess):
 
     def log_count(self, fragment: str) -> int:
         return self.log_text().count(fragment)
+
+    async def stacks(self) -> str:
+        """The process's Python stacks, as `kill -USR1` makes it write them to its log."""
+        before = len(self.log_text())
+        if self.alive:
+            os.kill(self.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.5)
+        return self.log_text()[before:]
 
     @property
     def consuming(self) -> bool:

@@ -104,7 +104,8 @@ async def test_a_consumer_process_survives_a_broker_restart_that_lost_everything
             except AssertionError as exc:
                 where, unstored = await _unanswered(settings, everything, positions, replies)
                 _xfail_if_the_broker_raced_its_own_store(own_broker, where, unstored)
-                raise AssertionError(f"{exc}\n{where}") from None
+                stacks = await consumer.stacks()
+                raise AssertionError(f"{exc}\n{where}\nconsumer stacks:\n{stacks}") from None
             assert consumer.starts == 1
             assert await consumer.stop() == 0, consumer.log_tail()
             await replies.settled()
