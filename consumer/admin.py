@@ -15,15 +15,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumer.contract import stored_task
 from consumer.db import migrate, rebuild
 from consumer.db.engine import build_engine
 from consumer.db.rebuild import ChangeRow
+from consumer.db.status import read_status
 from consumer.kafka.topic_rules import Finding, Severity, TopicReport
 from consumer.kafka.topics import (
     TopicSetupError,
@@ -31,12 +33,14 @@ from consumer.kafka.topics import (
     create_service_topics,
     create_topics,
 )
-from consumer.settings import DatabaseSettings
+from consumer.settings import ConsumerSettings, DatabaseSettings
 from schemas.errors import StorageUnavailableError
 from schemas.replies import StoredTask
 
 __all__ = [
     "ChangeRow",
+    "ConsumerSettings",
+    "DatabaseReport",
     "Finding",
     "RestoreTransaction",
     "Severity",
@@ -47,6 +51,7 @@ __all__ = [
     "check_service_topics",
     "create_service_topics",
     "create_topics",
+    "read_database_report",
     "upgrade_database",
 ]
 
@@ -145,3 +150,27 @@ class TaskRestorer:
                 yield RestoreTransaction(conn)
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
             raise _unavailable(exc) from exc
+
+
+class DatabaseReport(NamedTuple):
+    """The database's part of `ucs-tasks status`."""
+
+    ids_used: int
+    ids_left: int
+    tasks: int
+    rejected: int
+    last_task: StoredTask | None
+
+
+async def read_database_report(settings: DatabaseSettings) -> DatabaseReport:
+    """The id space, the counts and the newest task; StorageUnavailableError if unreachable."""
+    engine = build_engine(settings.dsn, 1)
+    try:
+        async with engine.connect() as conn:
+            found = await read_status(conn)
+    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+        raise _unavailable(exc) from exc
+    finally:
+        await engine.dispose()
+    last = None if found.last_task is None else stored_task(found.last_task)
+    return DatabaseReport(found.ids_used, found.ids_left, found.tasks, found.rejected, last)

@@ -159,6 +159,17 @@ def health(
 
 
 @app.command()
+def status(
+    json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Lag per partition, dead letters, task ids used and left, the newest task (exit 0; 3 the
+    broker, 4 the database cannot be reached)."""
+    from producer_tools.tools import status as tool  # noqa: PLC0415
+
+    raise typer.Exit(tool.run(_tools(), json))
+
+
+@app.command()
 def bridge() -> None:
     """Run the HTTP bridge (UCS_BRIDGE_HOST:UCS_BRIDGE_PORT, default 127.0.0.1:8080)."""
     from producer_tools.bridge.app import serve  # noqa: PLC0415
