@@ -12,6 +12,7 @@ the same topics, the same limits and rules for a valid event, the same Location 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -113,6 +114,17 @@ class TopicSettings(BaseSettings):
         return tuple(dict.fromkeys(names))
 
 
+def _bridge_base_uri() -> str:
+    """The bridge's own URL + the API root: where a Location resolves by default."""
+    host = os.environ.get("UCS_BRIDGE_HOST", "").strip() or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached on loopback here
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = os.environ.get("UCS_BRIDGE_PORT", "").strip() or "8080"
+    return f"http://{host}:{port}/genesys/1/cs"
+
+
 RECORD_HEADROOM_BYTES = 64 * 1024
 """Room beside a body for its record's key, headers and batch framing."""
 
@@ -142,14 +154,18 @@ class ContractSettings(BaseSettings):
         "single-tenant.",
     )
     base_uri: str = Field(
-        default="http://127.0.0.1:8080/genesys/1/cs",
-        description="`${base_uri}` of the Location template.",
+        default="",
+        validate_default=True,
+        description="`${base_uri}` of the Location template. Default: the bridge's own address "
+        "(`UCS_BRIDGE_HOST`, `UCS_BRIDGE_PORT`) + `/genesys/1/cs`. The consumer writes the "
+        "Location into its replies: in a split deployment set it for the consumer and the "
+        "bridge to the URL callers reach the bridge at.",
     )
 
     @field_validator("base_uri")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+        return value.strip().rstrip("/") or _bridge_base_uri()
 
     @property
     def limits(self) -> Limits:

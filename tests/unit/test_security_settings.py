@@ -209,3 +209,19 @@ def test_every_kafka_client_is_built_from_the_settings_connection_options() -> N
     assert not unconfigured, (
         f"Kafka clients not built from KafkaSettings.client_options(): {unconfigured}"
     )
+
+
+def test_the_default_location_base_follows_the_bridges_host_and_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from schemas.settings import ContractSettings
+
+    monkeypatch.delenv("UCS_BASE_URI", raising=False)
+    monkeypatch.setenv("UCS_BRIDGE_PORT", "18080")
+    assert ContractSettings().base_uri == "http://127.0.0.1:18080/genesys/1/cs"
+    monkeypatch.setenv("UCS_BRIDGE_HOST", "0.0.0.0")  # noqa: S104 - a setting, not a bind
+    assert (
+        ContractSettings().location(5, 7) == "http://127.0.0.1:18080/genesys/1/cs/service/5/tasks/7"
+    )
+    monkeypatch.setenv("UCS_BASE_URI", "https://tasks.example.com/genesys/1/cs/")
+    assert ContractSettings().base_uri == "https://tasks.example.com/genesys/1/cs"
