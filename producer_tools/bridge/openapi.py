@@ -26,7 +26,7 @@ from schemas.extension import TaskExtensionValue
 from schemas.replies import ErrorBody
 from schemas.task_end import TaskEndEvent
 from schemas.task_start import INT32_MAX, INT32_MIN, INT64_MAX, TaskStartEvent
-from schemas.tenants import TENANT_HEADER
+from schemas.tenants import GROUP_HEADER, TENANT_HEADER
 from schemas.wire import MAX_ID_LENGTH
 
 # --- responses
@@ -199,8 +199,11 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "after": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
     "extension_name": {"type": "string", "minLength": 1, "maxLength": 256},
+    "extensions": {"type": "array", "items": {"type": "string"}},
+    "task_types": {"type": "array", "items": {"type": "string"}},
 }
-"""What the parameters the routes read as text (to answer their own 400s) really take."""
+"""What the parameters the routes read as text (to answer their own 400s) really take; the
+repeatable ones are arrays of strings (FastAPI would say "or null", which no query string is)."""
 
 IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "name": "Idempotency-Key",
@@ -327,9 +330,11 @@ def _parameters(operation: dict[str, Any], *, tenants: bool) -> None:
         name = parameter["name"]
         if name in PARAMETER_SCHEMAS and parameter["in"] in {"path", "query"}:
             parameter["schema"] = dict(PARAMETER_SCHEMAS[name])
-        elif name == TENANT_HEADER and tenants:
-            parameter["required"] = True
-            parameter["schema"] = {"type": "string", "minLength": 1}
+        elif parameter["in"] == "header" and name in {TENANT_HEADER, GROUP_HEADER}:
+            parameter["schema"] = {"type": "string"}
+            if name == TENANT_HEADER and tenants:
+                parameter["required"] = True
+                parameter["schema"]["minLength"] = 1
 
 
 def _document(app: FastAPI, *, secured: bool, tenants: bool) -> dict[str, Any]:
