@@ -17,6 +17,7 @@ Decisions (docs/http-api.md repeats them):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from urllib.parse import unquote_to_bytes
 
 from producer_tools.bridge.errors import BadRequestError
 from schemas.replies import ErrorCode, FieldError
@@ -139,6 +140,15 @@ def check_event_id(event_id: str) -> None:
     (NUL, invalid UTF-8 percent-encodings, which arrive as U+FFFD, over-long ids)."""
     if (problem := _id_problem(event_id)) is not None:
         raise BadRequestError.field("event_id", problem)
+
+
+def check_utf8_path(raw_path: bytes, field: str) -> None:
+    """Refuse (400 naming `field`, the path's one free-text part) a path whose percent-encodings
+    are not UTF-8: the router decodes them to U+FFFD, which names something else than was sent."""
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError.field(field, "must be UTF-8 once percent-decoded") from None
 
 
 def validate_start(service_id: str, body: bytes, limits: Limits) -> int:

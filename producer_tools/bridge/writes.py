@@ -169,6 +169,7 @@ async def update_extension(  # keyword-only: FastAPI passes every parameter by n
 ) -> Response:
     """Publish an extension update (the body, untouched: the new whole value); 200 with the
     value once replaced."""
+    inputs.check_utf8_path(request.scope.get("raw_path", b""), "extension_name")
     key, body = await _read(request, bridge, EventKind.EXTENSION)
     valid = validate_event(
         EventKind.EXTENSION,

@@ -269,6 +269,7 @@ BAD_CHANGES = {
         400,
         "extension_name",
     ),
+    "extension, name not UTF-8": ("PUT", f"{ROOT}/1/extensions/%FF", b"{}", 400, "extension_name"),
     "extension, a number": ("PUT", f"{ROOT}/1/extensions/Survey", b"7", 400, ""),
     "extension, array of numbers": ("PUT", f"{ROOT}/1/extensions/Survey", b"[1]", 400, "[0]"),
     "extension, malformed": ("PUT", f"{ROOT}/1/extensions/Survey", b"{", 400, ""),
