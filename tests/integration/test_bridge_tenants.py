@@ -14,11 +14,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import EventIdentity, Task
+from producer_tools.bridge.app import create_app
 from producer_tools.bridge.messages import source_for
 from producer_tools.bridge.routes import QUERY_PATHS
 from schemas import wire
@@ -263,3 +265,25 @@ async def test_a_request_s_status_is_found_by_its_own_tenant_only(
         for client, headers in ((multi, GLOBEX), (single, ACME)):
             pending = await client.get(status(key), headers=headers)
             assert (pending.status_code, pending.json()["state"]) == (202, "pending"), key
+
+
+def test_the_openapi_document_requires_contact_center_id_only_with_tenants() -> None:
+    def tenant_parameters(settings: StackSettings) -> list[dict[str, Any]]:
+        paths = create_app(settings).openapi()["paths"]
+        return [
+            parameter
+            for path, operations in paths.items()
+            if path.startswith("/genesys/1/cs/")
+            for operation in operations.values()
+            for parameter in operation["parameters"]
+            if parameter["name"] == "ContactCenterId"
+        ]
+
+    with_tenants = tenant_parameters(StackSettings.of(tenants="acme,globex"))
+    without = tenant_parameters(StackSettings.of())
+    assert len(with_tenants) == len(without) == 9
+    assert all(p["required"] and p["in"] == "header" for p in with_tenants)
+    assert not any(p["required"] for p in without)
+    assert (
+        "acme" not in orjson.dumps(create_app(StackSettings.of(tenants="acme")).openapi()).decode()
+    )
