@@ -21,8 +21,8 @@ from consumer.readside import TaskReader
 from observability import logs, tracing
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
-from producer_tools.bridge.kafka import KafkaLink, PendingRequests
-from producer_tools.bridge.messages import check_tenant_sources
+from producer_tools.bridge.kafka import KafkaLink
+from producer_tools.bridge.messages import PendingRequests, check_tenant_sources
 from producer_tools.bridge.metrics import BridgeMetrics, RequestMetrics
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies

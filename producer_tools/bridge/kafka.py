@@ -28,25 +28,19 @@ from aiokafka.errors import KafkaError
 
 from consumer.admin import create_topics
 from observability import tracing
-from producer_tools.bridge.errors import BadReplyError
 from producer_tools.bridge.messages import (
     Outgoing,
-    Reply,
-    answered_event,
-    decode_reply,
+    PendingRequests,
+    dispatch_reply,
     request_record,
 )
-from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.settings import BridgeConfig
-from schemas import wire
 from schemas.errors import BrokerUnavailableError
 from schemas.replies import EventRef
 
 log = logging.getLogger(__name__)
 
 
-PendingRequests = PendingReplies[Reply, EventRef]
-"""Requests waiting for a reply, each expecting one that answers its event's identity."""
 REPLY_TOPIC_PREFIX = "ucs.tasks.replies."
 REPLY_RETENTION_MS = 3_600_000
 """Replies matter for seconds: the reply topic keeps them an hour."""
@@ -352,48 +346,7 @@ class KafkaLink:
             batch = await listener.getmany(timeout_ms=1000)
             for records in batch.values():
                 for record in records:
-                    self._dispatch(record.headers, record.value)
-
-    def _dispatch(self, headers: wire.Headers, value: bytes | None) -> None:
-        """Resolve the request this reply answers: the one waiting under its correlation id,
-        if the reply answers that request's event (source and id); else drop it."""
-        correlation_id = wire.reply_correlation(headers)
-        expected = self._pending.identity_of(correlation_id)
-        if correlation_id is None or expected is None:
-            log.debug("reply %s: nobody waits for it (late or foreign), dropped", correlation_id)
-            return
-        try:
-            reply: Reply = decode_reply(headers, value)
-        except BadReplyError as exc:
-            answers = answered_event(value)
-            if self._pending.fail(correlation_id, exc, answers):
-                log.exception(
-                    "unreadable reply to %s (correlation id %s): %s: %r",
-                    _event(expected),
-                    correlation_id,
-                    exc.__cause__,
-                    (value or b"")[:200],
-                )
-                return
-            answers_text = "no event" if answers is None else _event(answers)
-            log.warning(
-                "an unreadable reply with correlation id %s answers %s, not %s: dropped",
-                correlation_id,
-                answers_text,
-                _event(expected),
-            )
-            return
-        if not self._pending.resolve(correlation_id, reply, reply.event):
-            log.warning(
-                "a reply with correlation id %s answers %s, not %s: dropped",
-                correlation_id,
-                _event(reply.event),
-                _event(expected),
-            )
-
-
-def _event(identity: EventRef) -> str:
-    return f"event {identity.id!r} of {identity.source!r}"
+                    dispatch_reply(self._pending, record.headers, record.value)
 
 
 def _relay(waiter: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:

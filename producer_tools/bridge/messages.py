@@ -12,6 +12,7 @@ its own, and no key of one tenant can answer with, or even find, another tenant'
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from producer_tools.bridge.errors import BadReplyError
+from producer_tools.bridge.pending import PendingReplies
 from schemas import wire
 from schemas.replies import EventRef, TaskRejected
 from schemas.tenants import Tenancy
 from schemas.validation import EventKind
+
+log = logging.getLogger(__name__)
 
 BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
 """The CloudEvents source of every event the bridge publishes in single-tenant mode."""
@@ -142,6 +146,8 @@ class ExtensionReply(BaseModel):
 
 Reply = CreatedReply | CompletedReply | ExtensionReply | TaskRejected
 """Every reply the bridge reads."""
+PendingRequests = PendingReplies[Reply, EventRef]
+"""Requests waiting for a reply, each expecting one that answers its event's identity."""
 
 _MODELS: Mapping[str | None, type[Reply]] = {
     wire.TYPE_TASK_CREATED: CreatedReply,
@@ -169,3 +175,50 @@ def answered_event(value: bytes | None) -> EventRef | None:
         return EventRef.model_validate(orjson.loads(value or b"")["event"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
         return None
+
+
+def dispatch_reply(pending: PendingRequests, headers: wire.Headers, value: bytes | None) -> bool:
+    """Resolve the request a reply record answers: the one waiting under its correlation id, if
+    the reply answers that request's event (source and id); else drop it (False).
+
+    An unreadable reply that answers the waiting request fails it (a 502); one that answers
+    another event, or names none, is dropped and the request goes on waiting for its own.
+    """
+    correlation_id = wire.reply_correlation(headers)
+    expected = pending.identity_of(correlation_id)
+    if correlation_id is None or expected is None:
+        log.debug("reply %s: nobody waits for it (late or foreign), dropped", correlation_id)
+        return False
+    try:
+        reply = decode_reply(headers, value)
+    except BadReplyError as exc:
+        answers = answered_event(value)
+        if pending.fail(correlation_id, exc, answers):
+            log.exception(
+                "unreadable reply to %s (correlation id %s): %s: %r",
+                _event(expected),
+                correlation_id,
+                exc.__cause__,
+                (value or b"")[:200],
+            )
+            return True
+        log.warning(
+            "an unreadable reply with correlation id %s answers %s, not %s: dropped",
+            correlation_id,
+            "no event" if answers is None else _event(answers),
+            _event(expected),
+        )
+        return False
+    if pending.resolve(correlation_id, reply, reply.event):
+        return True
+    log.warning(
+        "a reply with correlation id %s answers %s, not %s: dropped",
+        correlation_id,
+        _event(reply.event),
+        _event(expected),
+    )
+    return False
+
+
+def _event(identity: EventRef) -> str:
+    return f"event {identity.id!r} of {identity.source!r}"

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer_tools.bridge.kafka import PendingRequests
-from producer_tools.bridge.messages import Outgoing, Reply
+from producer_tools.bridge.messages import Outgoing, PendingRequests, Reply
 from schemas.replies import EventRef
 
 

@@ -8,7 +8,8 @@ from fastapi import Request
 
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
-from producer_tools.bridge.kafka import KafkaLink, PendingRequests
+from producer_tools.bridge.kafka import KafkaLink
+from producer_tools.bridge.messages import PendingRequests
 from producer_tools.bridge.metrics import BridgeMetrics
 from producer_tools.bridge.sender import RequestSender
 from producer_tools.bridge.settings import BridgeConfig

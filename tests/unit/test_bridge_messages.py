@@ -15,8 +15,10 @@ from producer_tools.bridge.messages import (
     CreatedReply,
     ExtensionReply,
     Outgoing,
+    PendingRequests,
     check_tenant_sources,
     decode_reply,
+    dispatch_reply,
     identity_for,
     request_record,
     source_for,
@@ -168,3 +170,37 @@ def test_a_reply_the_bridge_cannot_read_is_a_bad_reply(
 ) -> None:
     with pytest.raises(BadReplyError):
         decode_reply(*_reply(reply_type, body))
+
+
+def _with_correlation(
+    headers: list[tuple[str, bytes]], correlation_id: str
+) -> list[tuple[str, bytes]]:
+    return [(n, v) for n, v in headers if n != "ce_correlationid"] + [
+        ("ce_correlationid", correlation_id.encode())
+    ]
+
+
+async def test_a_reply_resolves_only_the_request_waiting_for_its_identity() -> None:
+    pending = PendingRequests()
+    headers, value = _reply(wire.TYPE_TASK_COMPLETED, TASK_REPLY | {"kind": "task.completed"})
+    other = EventRef(source=BRIDGE_SOURCE, id="another")
+    with pending.expecting("c-1", other) as waiting:
+        assert not dispatch_reply(pending, headers, value)  # answers order-7, not another
+        assert not waiting.done()
+    with pending.expecting("c-1", IDENTITY) as waiting:
+        assert not dispatch_reply(pending, _with_correlation(headers, "c-2"), value)  # foreign
+        assert dispatch_reply(pending, headers, value)
+        assert isinstance(waiting.result(), CompletedReply)
+    assert not dispatch_reply(pending, headers, value)  # late: nobody waits any more
+
+
+async def test_an_unreadable_reply_fails_its_own_request_and_is_dropped_for_another() -> None:
+    pending = PendingRequests()
+    headers, value = _reply(wire.TYPE_TASK_COMPLETED, {"event": IDENTITY.model_dump()})
+    with pending.expecting("c-1", EventRef(source=BRIDGE_SOURCE, id="another")) as waiting:
+        assert not dispatch_reply(pending, headers, value)
+        assert not waiting.done()
+    with pending.expecting("c-1", IDENTITY) as waiting:
+        assert dispatch_reply(pending, headers, value)
+        with pytest.raises(BadReplyError):
+            waiting.result()
