@@ -8,6 +8,7 @@ line says what; `ucs-tasks topics check` lists the fixes).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -57,6 +58,8 @@ def main() -> None:
     # First of all: a SIGTERM during the imports and start-up below is a graceful stop too.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early_stop)
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: where a stuck process is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

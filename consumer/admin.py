@@ -4,8 +4,8 @@
 - `create_service_topics` / `check_service_topics`: the service topics with the settings the
   guarantees need (`ucs-tasks topics create|check`, the dev stack, the tests), and
   `create_topics` for other topics (the bridge's reply topic); from `consumer.kafka.topics`;
-- `TaskRestorer`: the write side of `ucs-tasks rebuild`, one transaction that holds off other
-  writers.
+- `TaskRestorer`: the write side of `ucs-tasks rebuild` (tasks and the identities of their
+  changes, `ChangeRow`), one transaction that holds off other writers.
 
 Database failures surface as `StorageUnavailableError` (message without server text).
 """
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumer.db import migrate, rebuild
 from consumer.db.engine import build_engine
+from consumer.db.rebuild import ChangeRow
 from consumer.kafka.topic_rules import Finding, Severity, TopicReport
 from consumer.kafka.topics import (
     TopicSetupError,
@@ -35,6 +36,7 @@ from schemas.errors import StorageUnavailableError
 from schemas.replies import StoredTask
 
 __all__ = [
+    "ChangeRow",
     "Finding",
     "RestoreTransaction",
     "Severity",
@@ -71,7 +73,8 @@ def _unavailable(exc: Exception) -> StorageUnavailableError:
 
 
 class RestoreTransaction:
-    """Inside `TaskRestorer.transaction()`: the tasks table, locked against other writers."""
+    """Inside `TaskRestorer.transaction()`: the tasks and task_changes tables, locked against
+    other writers."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -85,8 +88,17 @@ class RestoreTransaction:
         return await rebuild.insert_tasks(self._conn, tasks)
 
     async def delete(self, task_ids: Sequence[int]) -> int:
-        """Delete tasks by id (a newer life of the log supersedes them)."""
+        """Delete tasks by id (a newer life of the log, or a newer state, supersedes them)."""
         return await rebuild.delete_tasks(self._conn, task_ids)
+
+    async def insert_changes(self, changes: Sequence[ChangeRow]) -> list[tuple[str, str]]:
+        """Record applied changes; identities already recorded are skipped. The identities
+        inserted."""
+        return await rebuild.insert_changes(self._conn, changes)
+
+    async def delete_changes(self, identities: Sequence[tuple[str, str]]) -> int:
+        """Delete recorded changes by identity (a newer life of the log supersedes their task)."""
+        return await rebuild.delete_changes(self._conn, identities)
 
     async def advance_task_ids(self) -> int:
         """Move the id sequence past the highest stored id (never back); the next id."""

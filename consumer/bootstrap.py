@@ -19,8 +19,10 @@ from consumer.db.engine import build_engine
 from consumer.db.repository import translate_errors
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import StorageUnavailableError
+from consumer.kafka.aiokafka_internals import install_tolerant_records
+from consumer.kafka.member import KafkaGroupMember
 from consumer.kafka.publisher import KafkaPublisher
-from consumer.kafka.runner import Runner, SettleOnRevoke
+from consumer.kafka.runner import REVOKE_WAIT_S, Runner
 from consumer.kafka.topics import require_service_topics as require_topics
 from consumer.ports import UnitOfWork
 from consumer.settings import ConsumerConfig
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """Replies carry the whole task: room for a maximal body several times over."""
+REBALANCE_TIMEOUT_MS = 30_000
+"""How long the group waits for its members to rejoin in a rebalance (aiokafka's default is the
+session timeout: a revoke that waits for the batch in flight would outlast it)."""
+if REVOKE_WAIT_S * 1000 >= REBALANCE_TIMEOUT_MS:
+    raise RuntimeError("REVOKE_WAIT_S must stay below REBALANCE_TIMEOUT_MS")
 
 
 def client_id() -> str:
@@ -44,7 +51,7 @@ def build_producer(settings: ConsumerConfig) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=False,
         linger_ms=settings.consumer.producer_linger_ms,
-        max_request_size=MAX_REQUEST_BYTES,
+        max_request_size=max(MAX_REQUEST_BYTES, 2 * settings.contract.max_reply_record_bytes),
         max_batch_size=1024 * 1024,
     )
 
@@ -60,6 +67,7 @@ def build_consumer(settings: ConsumerConfig) -> AIOKafkaConsumer:
         fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
         session_timeout_ms=settings.consumer.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer.consumer_heartbeat_interval_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         max_partition_fetch_bytes=MAX_REQUEST_BYTES,
         fetch_max_bytes=4 * MAX_REQUEST_BYTES,
     )
@@ -135,9 +143,18 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-async def run_consumer(settings: ConsumerConfig, stopping: asyncio.Event) -> Runner | None:
-    """Run one consumer until `stopping` is set; returns the runner (for its counters)."""
+async def run_consumer(
+    settings: ConsumerConfig,
+    stopping: asyncio.Event,
+    publisher_type: Callable[[AIOKafkaProducer], KafkaPublisher] = KafkaPublisher,
+) -> Runner | None:
+    """Run one consumer until `stopping` is set; returns the runner (for its counters).
+
+    `publisher_type` lets a test put a publisher in front of the real broker that refuses some
+    records the way Apache Kafka would (the embedded broker accepts nearly everything).
+    """
     tune_gc()
+    install_tolerant_records()
     async with AsyncExitStack() as stack:
         engine = build_engine(settings.database.dsn, settings.database.pool_size)
         stack.push_async_callback(engine.dispose)
@@ -150,7 +167,7 @@ async def run_consumer(settings: ConsumerConfig, stopping: asyncio.Event) -> Run
         producer = build_producer(settings)
         # Closes a producer whose start failed or was abandoned too (a no-op after publisher.stop).
         stack.push_async_callback(producer.stop)
-        publisher = KafkaPublisher(producer)
+        publisher = publisher_type(producer)
         if not await _until_ready("broker (producer)", publisher.start, settings, stopping):
             return None
         stack.push_async_callback(publisher.stop)
@@ -158,11 +175,10 @@ async def run_consumer(settings: ConsumerConfig, stopping: asyncio.Event) -> Run
         topics = (settings.kafka, settings.topics, settings.contract)
         if not await _until_ready("topics", lambda: require_topics(*topics), settings, stopping):
             return None
-        consumer = build_consumer(settings)
-        stack.push_async_callback(consumer.stop)  # safe on a consumer that never started
-        runner = Runner(consumer, publisher, uow_factory, settings)
-        consumer.subscribe([settings.topics.requests], listener=SettleOnRevoke(runner))
-        if not await _until_ready("broker (consumer)", consumer.start, settings, stopping):
+        member = KafkaGroupMember(build_consumer(settings), [settings.topics.requests])
+        stack.push_async_callback(member.stop)  # safe on a consumer that never started
+        runner = Runner(member, publisher, uow_factory, settings)
+        if not await _until_ready("broker (consumer)", member.start, settings, stopping):
             return None
         log.info(
             "consuming %s as group %s; replies to %s / %s",

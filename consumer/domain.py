@@ -80,6 +80,20 @@ class Rejection(NamedTuple):
     """The task an end or extension event named (None for a start)."""
 
 
+class Undecodable(NamedTuple):
+    """A record with no task-start identity: dead-lettered as it came, never retried."""
+
+    position: Position
+    reason: str
+
+
+Command = StartCommand | Rejection | Undecodable
+"""What one consumed record asks of the service (a kind per event type the contract knows)."""
+
+Outcome = Task | Rejection | Undecodable
+"""What became of one command: its task, its rejection, or a dead letter."""
+
+
 class DomainError(ServiceError):
     """Base of the domain errors; `retriable` says whether backing off and retrying can help."""
 
@@ -95,14 +109,17 @@ class IdSpaceExhaustedError(DomainError):
 __all__ = [
     "TASK_ID_MAX",
     "TASK_ID_MIN",
+    "Command",
     "DomainError",
     "EventIdentity",
     "IdSpaceExhaustedError",
+    "Outcome",
     "Position",
     "Rejection",
     "StartCommand",
     "StorageUnavailableError",
     "Task",
+    "Undecodable",
     "UnstorableEventError",
 ]
 

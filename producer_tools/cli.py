@@ -93,18 +93,52 @@ def consume() -> None:
 def send(
     service_id: Annotated[str, typer.Argument(help="The 64-bit service id.")],
     body: Annotated[
-        str | None, typer.Argument(help="Task Start Event JSON; read from stdin when omitted.")
+        str | None,
+        typer.Argument(
+            help="The body: a Task Start Event, a Task End Event (--end) or the extension's "
+            "new value (--extension); read from stdin when omitted."
+        ),
+    ] = None,
+    *,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", metavar="TASK_ID", help="Complete this task (Complete Task)."),
+    ] = None,
+    extension: Annotated[
+        str | None,
+        typer.Option(
+            "--extension",
+            metavar="NAME",
+            help="Replace the value of this extension of --task (Update Task Extension).",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", metavar="TASK_ID", help="The task whose extension to update."),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The caller's tenant (ContactCenterId; multi-tenant mode)."),
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="The caller's group (GroupId; multi-tenant mode).")
     ] = None,
     event_id: Annotated[
         str | None, typer.Option("--id", help="Event id (idempotency key); random if omitted.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
 ) -> None:
-    """Publish one task-start event and print the reply as JSON."""
+    """Publish one request (start a task, or --end one, or update an --extension of one) and
+    print the reply as JSON.
+
+    Exit 0 answered (task.created, task.completed, task.extension.updated), 1 rejected
+    (task.rejected), 2 bad usage, 3 the broker cannot be reached, 5 no reply in time.
+    """
     from producer_tools.tools import send as send_tool  # noqa: PLC0415
 
     data = body if body is not None else sys.stdin.read()
-    raise typer.Exit(send_tool.run(_tools(), service_id, data.encode(), event_id, timeout))
+    args = send_tool.SendArgs(service_id, data.encode(), end, extension, task, tenant, group)
+    raise typer.Exit(send_tool.run(_tools(), args, event_id, timeout))
 
 
 @app.command()
@@ -215,7 +249,8 @@ def produce(
     drop_reply_to: DropReplyOpt = False,
     target: TargetOpt = None,
 ) -> None:
-    """Publish task-start events from JSON lines (exit 0 sent, 1 invalid lines skipped)."""
+    """Publish starts, ends and extension updates from JSON lines (exit 0 sent, 1 invalid lines
+    skipped)."""
     from producer_tools.tools import produce as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 
@@ -275,7 +310,7 @@ def tail(
     dead_letters: Annotated[bool, typer.Option(help="Also follow the dead letters.")] = False,
     count: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
 ) -> None:
-    """Follow task-created and task-rejected replies (Ctrl-C stops)."""
+    """Follow the replies: created, completed, extension updated, rejected (Ctrl-C stops)."""
     from rich.console import Console  # noqa: PLC0415
 
     from producer_tools.tools import tail as tool  # noqa: PLC0415
@@ -289,7 +324,9 @@ def tail(
 def rebuild(
     *,
     force: Annotated[bool, typer.Option(help="Also into a database that holds tasks.")] = False,
-    topic: Annotated[str | None, typer.Option(help="The created-events topic.")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="The task events log (default: the created-events topic).")
+    ] = None,
     allow_partial_log: Annotated[
         bool,
         typer.Option(
@@ -299,7 +336,7 @@ def rebuild(
     json: JsonOpt = False,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Restore the tasks table from the created-events topic, with the same task ids."""
+    """Restore every task's whole state from the task events log, with the same task ids."""
     from producer_tools.tools import rebuild as tool  # noqa: PLC0415
     from producer_tools.tools._progress import Reporter  # noqa: PLC0415
 

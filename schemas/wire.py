@@ -48,6 +48,8 @@ DLQ_ERROR = "ucs_dlq_error"
 DLQ_TOPIC = "ucs_dlq_topic"
 DLQ_PARTITION = "ucs_dlq_partition"
 DLQ_OFFSET = "ucs_dlq_offset"
+DLQ_TRUNCATED = "ucs_dlq_truncated"
+"""On a dead letter cut to fit the largest record: its original sizes, `key=K value=V headers=H`."""
 
 MAX_ID_LENGTH = 256
 """Longest accepted `id` or `source` (identity columns are indexed)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Self
 
 import orjson
 
@@ -21,7 +21,15 @@ from consumer.domain import (
     Task,
     UnstorableEventError,
 )
-from consumer.kafka.codec import OutRecord
+from consumer.ports import (
+    MembershipLostError,
+    OutRecord,
+    Partition,
+    Polled,
+    RevokeHook,
+    Undelivered,
+    UnparseableRecord,
+)
 
 
 class FakeStore:
@@ -112,91 +120,128 @@ class FakeUnitOfWork:
         self.tasks = FakeRepository(self._store)
 
 
-# --- the consume loop's collaborators (tests/unit/test_runner.py) -------------------------------
-
-
-class FakePartition(NamedTuple):
-    """Stands in for aiokafka's TopicPartition: the runner only uses it as a dict key."""
-
-    topic: str
-    partition: int
+# --- the consume loop's ports (tests/unit/test_runner.py) --------------------------------------
 
 
 @dataclass(frozen=True)
 class FakeRecord:
-    """A consumed record with the attributes the runner reads."""
+    """A consumed record (the ConsumedRecord port)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
-Batch = dict[FakePartition, list[FakeRecord]]
+Batch = dict[Partition, list[FakeRecord | UnparseableRecord]]
 
 
-class FakeConsumer:
-    """A consumer-group member: hands out queued batches, records every commit in `committed`.
+class FakeMember:
+    """A consumer-group member (the GroupMember port): hands out queued batches, records every
+    commit in `committed`, raises `commit_failures` in turn first.
 
-    Assigned the partitions of its batches; `pause`/`resume` keep `paused()` as aiokafka does.
+    A membership is (generation, rebalances begun); `rebalance()` does what a rebalance does to
+    a member: awaits the loop's revoke hook under the old membership, then starts a new one.
+    Assigned the partitions of its batches; `pause`/`resume` keep `paused()`.
     """
 
-    def __init__(self, *batches: Batch) -> None:
+    def __init__(self, *batches: Batch, commit_failures: Sequence[Exception] = ()) -> None:
         self.batches = list(batches)
-        self.committed: list[dict[FakePartition, int]] = []
+        self.committed: list[dict[Partition, int]] = []
+        self.commit_attempts = 0
+        self.commit_failures = list(commit_failures)
         self.polls = 0
+        self.fetch_waits: list[int] = []
+        self.generation = 1
+        self.rebalances = 0
+        self._hook: RevokeHook | None = None
         self._assigned = {tp for batch in batches for tp in batch}
-        self._paused: set[FakePartition] = set()
+        self._paused: set[Partition] = set()
 
-    def assignment(self) -> set[FakePartition]:
-        return set(self._assigned)
+    def on_revoke(self, hook: RevokeHook) -> None:
+        self._hook = hook
 
-    def pause(self, *partitions: FakePartition) -> None:
-        self._paused.update(partitions)
+    @property
+    def membership(self) -> tuple[int, int]:
+        return (self.generation, self.rebalances)
 
-    def resume(self, *partitions: FakePartition) -> None:
-        self._paused.difference_update(partitions)
+    async def rebalance(self) -> None:
+        if self._hook is not None:
+            await self._hook()
+        self.rebalances += 1
+        self.generation += 1
 
-    def paused(self) -> set[FakePartition]:
-        return set(self._paused)
-
-    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Batch:
+    async def poll(self, timeout_ms: int, max_records: int) -> Polled:
         self.polls += 1
         if self.batches:
-            return self.batches.pop(0)
+            return Polled(self.batches.pop(0), self.membership)
         await asyncio.sleep(min(timeout_ms, 5) / 1000)  # an idle poll, kept short for fast tests
-        return {}
+        return Polled({}, self.membership)
 
-    async def commit(self, offsets: dict[FakePartition, int]) -> None:
+    def is_current(self, membership: Hashable) -> bool:
+        return membership == self.membership
+
+    async def commit(self, offsets: Mapping[Partition, int], membership: Hashable) -> None:
+        self.commit_attempts += 1
+        await asyncio.sleep(0)  # a round trip: anything else may run meanwhile
+        if self.commit_failures:
+            raise self.commit_failures.pop(0)
+        if membership != self.membership:
+            raise MembershipLostError(f"{membership} is not {self.membership}")
         self.committed.append(dict(offsets))
+
+    def set_fetch_wait(self, wait_ms: int) -> None:
+        self.fetch_waits.append(wait_ms)
+
+    def assignment(self) -> set[Partition]:
+        return set(self._assigned)
+
+    def pause(self, *partitions: Partition) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: Partition) -> None:
+        self._paused.difference_update(partitions)
+
+    def paused(self) -> set[Partition]:
+        return set(self._paused)
 
 
 class FakePublisher:
-    """Publishes into `published` (one list per successful call) after raising `failures` in turn.
+    """Publishes into `published` (one list per successful call) after raising `failures` in turn;
+    a record `refuse` names a problem for is refused for good (returned, not published).
 
     `on_attempt` is called at the start of every call, failed or not, so a test can look at the
-    rest of the world (say the consumer's commits) at that moment.
+    rest of the world (say the member's commits) at that moment.
     """
 
     def __init__(
         self,
         failures: Sequence[Exception] = (),
         on_attempt: Callable[[], None] | None = None,
+        refuse: Callable[[OutRecord], str | None] = lambda _: None,
     ) -> None:
         self.failures = list(failures)
         self.on_attempt = on_attempt
+        self.refuse = refuse
         self.attempts = 0
         self.published: list[list[OutRecord]] = []
+        self.refused: list[Undelivered] = []
 
-    async def publish(self, records: Sequence[OutRecord]) -> None:
+    async def publish(self, records: Sequence[OutRecord]) -> list[Undelivered]:
         self.attempts += 1
         if self.on_attempt is not None:
             self.on_attempt()
         if self.failures:
             raise self.failures.pop(0)
-        self.published.append(list(records))
+        refused = [
+            Undelivered(r, problem) for r in records if (problem := self.refuse(r)) is not None
+        ]
+        self.refused += refused
+        gone = {id(u.record) for u in refused}
+        self.published.append([r for r in records if id(r) not in gone])
+        return refused
 
 
 class UnreachableUnitOfWork(FakeUnitOfWork):

@@ -1,18 +1,41 @@
-"""Records in -> commands, rejections or dead letters; outcomes -> reply records.
+"""Records in -> commands; outcomes -> reply records (and dead letters: `dead_letters.py`).
 
-The consumer's side of the wire contract (the layout itself lives in `schemas.wire`).
+The consumer's side of the wire contract (the layout itself lives in `schemas.wire`). Whatever
+one record carries, translating it yields a command and encoding its outcome yields records:
+nothing here raises for one record's sake.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from consumer.contract import task_json
-from consumer.domain import EventIdentity, Position, Rejection, StartCommand, Task
+from consumer.domain import (
+    Command,
+    EventIdentity,
+    Outcome,
+    Position,
+    Rejection,
+    StartCommand,
+    Task,
+    Undecodable,
+)
+from consumer.kafka import dead_letters
+from consumer.ports import (
+    COPY,
+    REPLY,
+    ConsumedRecord,
+    Inbound,
+    OutRecord,
+    Undelivered,
+    UnparseableRecord,
+)
 from schemas import wire
-from schemas.replies import ErrorBody, ErrorCode
+from schemas.replies import ErrorBody, ErrorCode, FieldError
+from schemas.settings import ContractSettings, TopicSettings
 from schemas.task_start import (
     Limits,
     TaskStartEvent,
@@ -22,74 +45,112 @@ from schemas.task_start import (
     parse_task_start,
 )
 
+__all__ = ["Inbound", "Replies", "Rules", "consumed", "translate"]
+
 STANDARD_FIELDS = frozenset(TaskStartEvent.model_fields)
+MAX_TOPIC_NAME_LENGTH = 249
+"""Kafka's longest topic name."""
+MAX_CORRELATION_ID_LENGTH = 1024
+"""Longest `correlationid` accepted, and echoed: a reply carries it twice (header and JSON)."""
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class OutRecord(NamedTuple):
-    """One record to publish."""
+class Rules:
+    """What makes a request valid besides its body: the limits, and the topics it may not name
+    as its reply topic (the requests and dead-letter topics: a reply there would be read back
+    as a request, or pass for a dead letter)."""
 
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    optional: bool = False
-    """A copy to a requester-named `replyto` topic: skipped (logged) if that topic is missing."""
+    def __init__(self, limits: Limits, own_topics: Iterable[str] = ()) -> None:
+        self.limits = limits
+        self._own = frozenset(own_topics)
+        self._checked: dict[str, str | None] = {}
+
+    @classmethod
+    def of(cls, topics: TopicSettings, contract: ContractSettings) -> Rules:
+        return cls(contract.limits, (topics.requests, topics.dead_letter))
+
+    def reply_to_problem(self, name: str) -> str | None:
+        """Why `name` cannot be a reply topic, or None (remembered: requesters reuse theirs)."""
+        if name in self._checked:
+            return self._checked[name]
+        if len(self._checked) > 1024:
+            self._checked.clear()
+        problem = self._checked[name] = _reply_to_problem(name, self._own)
+        return problem
 
 
-class Inbound(NamedTuple):
-    """One consumed record, translated: exactly one of command, rejection, dead_letter is set."""
+def _reply_to_problem(name: str, own: frozenset[str]) -> str | None:
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        return f"is {len(name)} characters long; a Kafka topic name has at most 249"
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        return "is not a Kafka topic name (ASCII letters, digits, '.', '_' and '-' only)"
+    if name.startswith("__"):
+        return "names an internal topic"
+    if name in own:
+        return "names this service's requests or dead-letter topic"
+    return None
 
-    position: Position
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    command: StartCommand | None = None
-    rejection: Rejection | None = None
-    dead_letter: str | None = None
+
+def consumed(record: ConsumedRecord | UnparseableRecord, rules: Rules) -> Inbound:
+    """Translate one consumed record; never raises (an error is the record's dead letter)."""
+    position = Position(record.topic, record.partition, record.offset)
+    if isinstance(record, UnparseableRecord):
+        return dead_letters.unparseable(position, record)
+    headers = tuple(record.headers)
+    try:
+        return translate(position, record.key, record.value, headers, rules)
+    except Exception as exc:  # noqa: BLE001 - one record's failure must not stop its partition
+        reason = f"the record could not be translated: {exc!r}"
+        return Inbound(position, record.key, record.value, headers, Undecodable(position, reason))
 
 
 def translate(
     position: Position,
     key: bytes | None,
     value: bytes | None,
-    headers: Iterable[tuple[str, bytes]],
-    limits: Limits,
+    headers: Iterable[tuple[str, bytes | None]],
+    rules: Rules,
 ) -> Inbound:
     """Decode and validate one record."""
     headers = tuple(headers)
     try:
-        envelope = wire.decode_request(value, headers)
+        envelope = wire.decode_request(value, headers)  # type: ignore[arg-type]  # None values count as absent
     except wire.UndecodableRecordError as exc:
-        return Inbound(position, key, value, headers, dead_letter=str(exc))
+        return Inbound(position, key, value, headers, Undecodable(position, str(exc)))
     identity = EventIdentity(source=envelope.source, id=envelope.id)
-    common: dict[str, Any] = {
-        "reply_to": envelope.reply_to,
-        "correlation_id": envelope.correlation_id,
-    }
-    problems: list[TaskStartValidationError] = []
-    service_id: int | None = None
-    event: TaskStartEvent | None = None
+    reply_to, correlation_id = envelope.reply_to, envelope.correlation_id
     # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
     # error, a cycle that would keep the whole record (values up to the broker's limit) alive
     # until the garbage collector's rare full pass.
+    problems: list[TaskStartValidationError] = []
+    if reply_to is not None and (problem := rules.reply_to_problem(reply_to)) is not None:
+        problems.append(_attribute(ErrorCode.INVALID_REPLY_TO, "replyto", problem))
+        reply_to = None
+    if correlation_id is not None and len(correlation_id) > MAX_CORRELATION_ID_LENGTH:
+        problem = f"is {len(correlation_id)} characters long; at most 1024 are accepted"
+        problems.append(_attribute(ErrorCode.INVALID_ATTRIBUTE, "correlationid", problem))
+        correlation_id = correlation_id[:MAX_CORRELATION_ID_LENGTH]  # what the rejection echoes
+    service_id: int | None = None
+    event: TaskStartEvent | None = None
     try:
         service_id = parse_service_id(envelope.service_id)
     except TaskStartValidationError as exc:
         problems.append(exc.with_traceback(None))
     try:
-        event = parse_task_start(envelope.data, limits)
+        event = parse_task_start(envelope.data, rules.limits)
     except TaskStartValidationError as exc:
         problems.append(exc.with_traceback(None))
-    if service_id is None or event is None:
-        return Inbound(
-            position, key, value, headers, **common,
-            rejection=_rejection(identity, service_id, problems, position),
-        )  # fmt: skip
-    fields = {name: getattr(event, name) for name in event.model_fields_set & STANDARD_FIELDS}
-    command = StartCommand(identity, service_id, fields, event.attached_data, position)
-    return Inbound(position, key, value, headers, **common, command=command)
+    command: Command
+    if problems or service_id is None or event is None:
+        command = _rejection(identity, service_id, problems, position)
+    else:
+        fields = {name: getattr(event, name) for name in event.model_fields_set & STANDARD_FIELDS}
+        command = StartCommand(identity, service_id, fields, event.attached_data, position)
+    return Inbound(position, key, value, headers, command, reply_to, correlation_id)
+
+
+def _attribute(code: ErrorCode, name: str, problem: str) -> TaskStartValidationError:
+    return TaskStartValidationError(code, [FieldError(field=name, problem=problem)])
 
 
 def _rejection(
@@ -117,74 +178,102 @@ def now_iso() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-def created_records(
-    inbound: Inbound, task: Task, location: str, log_topic: str, time: str
-) -> list[OutRecord]:
-    """The task-created reply: to the created-events log, and to the request's reply topic."""
-    payload = {
-        "kind": "task.created",
-        "task_id": task.task_id,
-        "service_id": task.service_id,
-        "location": location,
-        "event": {"source": task.identity.source, "id": task.identity.id},
-        "correlation_id": inbound.correlation_id,
-        "task": task_json(task),
-    }
-    return _reply(
-        inbound, wire.TYPE_TASK_CREATED, payload, task.service_id, log=log_topic, time=time
-    )
+class Replies:
+    """Encodes outcomes as records: replies to the log topics (and a copy to a request's
+    `replyto`), dead letters for what has no identity, and what to send instead of a record the
+    broker refused. One home for the topics, the Location template and the record size limit."""
 
+    def __init__(self, topics: TopicSettings, contract: ContractSettings) -> None:
+        self._created = topics.created
+        self._rejected = topics.rejected
+        self._location: Callable[[int, int], str] = contract.location
+        self.dead_letters = dead_letters.DeadLetters(
+            topics.dead_letter, contract.max_reply_record_bytes
+        )
+        self._largest_value = contract.max_reply_record_bytes - dead_letters.REPLY_HEADROOM_BYTES
 
-def rejected_records(
-    inbound: Inbound, rejection: Rejection, log_topic: str, time: str
-) -> list[OutRecord]:
-    """The task-rejected reply: to the rejections topic, and to the request's reply topic."""
-    payload = {
-        "kind": "task.rejected",
-        "service_id": rejection.service_id,
-        "status": rejection.status,
-        "code": ErrorCode(rejection.code).value,
-        "event": {"source": rejection.identity.source, "id": rejection.identity.id},
-        "correlation_id": inbound.correlation_id,
-        "error": rejection.body,
-    }
-    return _reply(
-        inbound, wire.TYPE_TASK_REJECTED, payload, rejection.service_id, log=log_topic, time=time
-    )
+    def records(self, inbound: Sequence[Inbound], outcomes: Sequence[Outcome]) -> list[OutRecord]:
+        """The records answering each inbound record with its outcome (one list, in order)."""
+        now = now_iso()
+        out: list[OutRecord] = []
+        for item, outcome in zip(inbound, outcomes, strict=True):
+            try:
+                out += self._answer(item, outcome, now)
+            except Exception as exc:  # noqa: BLE001 - one answer's failure must not stop the rest
+                reason = f"its answer could not be encoded: {exc!r}"
+                out.append(self.dead_letters.of(item, reason))
+        return out
 
+    def _answer(self, item: Inbound, outcome: Outcome, now: str) -> list[OutRecord]:
+        if isinstance(outcome, Task):
+            return self.created(item, outcome, now)
+        if isinstance(outcome, Rejection):
+            return self.rejected(item, outcome, now)
+        return [self.dead_letters.of(item, outcome.reason)]
 
-def _reply(
-    inbound: Inbound,
-    reply_type: str,
-    payload: dict[str, Any],
-    service_id: int | None,
-    *,
-    log: str,
-    time: str,
-) -> list[OutRecord]:
-    event = payload["event"]
-    key, value, headers = wire.encode_reply(
-        reply_type=reply_type,
-        payload=payload,
-        service_id=service_id,
-        request_source=event["source"],
-        request_id=event["id"],
-        correlation_id=inbound.correlation_id,
-        time=time,
-    )
-    records = [OutRecord(log, key, value, headers)]
-    if inbound.reply_to is not None and inbound.reply_to != log:
-        records.append(OutRecord(inbound.reply_to, key, value, headers, optional=True))
-    return records
+    def created(self, item: Inbound, task: Task, now: str) -> list[OutRecord]:
+        """The task-created reply: to the created-events log, and to the request's reply topic."""
+        payload = {
+            "kind": "task.created",
+            "task_id": task.task_id,
+            "service_id": task.service_id,
+            "location": self._location(task.service_id, task.task_id),
+            "event": {"source": task.identity.source, "id": task.identity.id},
+            "correlation_id": item.correlation_id,
+            "task": task_json(task),
+        }
+        return self._reply(
+            item, wire.TYPE_TASK_CREATED, payload, task.service_id, log=self._created, now=now
+        )
 
+    def rejected(self, item: Inbound, rejection: Rejection, now: str) -> list[OutRecord]:
+        """The task-rejected reply: to the rejections topic, and to the request's reply topic."""
+        payload = {
+            "kind": "task.rejected",
+            "service_id": rejection.service_id,
+            "status": rejection.status,
+            "code": ErrorCode(rejection.code).value,
+            "event": {"source": rejection.identity.source, "id": rejection.identity.id},
+            "correlation_id": item.correlation_id,
+            "error": rejection.body,
+        }
+        return self._reply(
+            item, wire.TYPE_TASK_REJECTED, payload, rejection.service_id, log=self._rejected,
+            now=now,
+        )  # fmt: skip
 
-def dead_letter_record(inbound: Inbound, topic: str) -> OutRecord:
-    """The original key, value and headers untouched, plus headers naming the error and origin."""
-    headers = wire.dead_letter_headers(
-        inbound.headers,
-        error=inbound.dead_letter or "undecodable",
-        topic=inbound.position.topic,
-        partition=inbound.position.partition,
-        offset=inbound.position.offset,
-    )
-    return OutRecord(topic, inbound.key, inbound.value, headers)
+    def _reply(
+        self,
+        item: Inbound,
+        reply_type: str,
+        payload: dict[str, Any],
+        service_id: int | None,
+        *,
+        log: str,
+        now: str,
+    ) -> list[OutRecord]:
+        event = payload["event"]
+        key, value, headers = wire.encode_reply(
+            reply_type=reply_type,
+            payload=payload,
+            service_id=service_id,
+            request_source=event["source"],
+            request_id=event["id"],
+            correlation_id=item.correlation_id,
+            time=now,
+        )
+        if len(value) > self._largest_value:  # the broker would refuse it: say so instead
+            reason = (
+                f"its {payload['kind']} reply of {len(value)} bytes would exceed the"
+                f" {self._largest_value}-byte record limit: not sent (what was stored stands)"
+            )
+            return [self.dead_letters.of(item, reason)]
+        records = [OutRecord(log, key, value, headers, REPLY, item)]
+        if item.reply_to is not None and item.reply_to != log:
+            records.append(OutRecord(item.reply_to, key, value, headers, COPY, item))
+        return records
+
+    def instead_of(self, refused: Undelivered) -> OutRecord | None:
+        """What to publish in place of a record the broker refused for good; None when even a
+        dead letter without key or value was refused (the dead-letter topic refuses writes)."""
+        return self.dead_letters.instead_of(refused)

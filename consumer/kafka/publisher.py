@@ -1,8 +1,14 @@
-"""The reply publisher: sends a batch of records and returns once every one is acknowledged.
+"""The reply publisher: sends records and returns once each one is acknowledged or refused.
 
 Records are packed into one record batch per partition with aiokafka's batch API
 (`create_batch` / `send_batch`), which costs about half the CPU of one `send()` per record.
 Partitioning is the Java client's (murmur2 of the key), so per-key order is the same as `send()`.
+
+A broker that is away makes `publish` raise a retriable BrokerUnavailableError (the loop backs
+off and settles the batch again). A broker that refuses records for good (too large, an invalid
+or forbidden topic, a corrupt record...) refuses a whole batch: the batch is split in halves and
+sent again until the refused records are found; they come back to the caller, every other record
+is delivered.
 """
 
 from __future__ import annotations
@@ -13,22 +19,39 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+    UnknownError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
-from consumer.kafka.codec import OutRecord
+from consumer.ports import COPY, OutRecord, Undelivered
 from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
 OPTIONAL_TOPIC_WAIT_S = 2.0
-"""How long to wait for the metadata of a requester-named reply topic before skipping it."""
+"""How long to wait for the metadata of a requester-named reply topic before calling it missing."""
 MISSING_TOPIC_MEMORY_S = 60.0
 _TRANSIENT = (KafkaTimeoutError, UnknownError)
 """Errors aiokafka does not mark retriable that a retry can still cure: a request that timed out
 while the broker was away, and a broker's unexpected error (code -1; the memory-only dev broker
 answers it to the first produce on a partition it is re-creating after a restart). Nothing is
 committed while a batch is retried, so retrying is never less safe than crashing."""
+_TOPIC_REFUSED = (InvalidTopicError, TopicAuthorizationFailedError)
+"""Refusals of a whole topic: every record to it is refused alike, no need to split."""
+
+
+def is_transient(exc: KafkaError) -> bool:
+    """Whether backing off and trying again can cure `exc`."""
+    return bool(exc.retriable) or isinstance(exc, _TRANSIENT)
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class KafkaPublisher:
@@ -49,64 +72,104 @@ class KafkaPublisher:
             self._started = False
             await self._producer.stop()
 
-    async def _partitions(self, topic: str, optional: bool) -> list[int] | None:
-        """The topic's partitions; None for an optional topic that does not exist."""
-        if optional:
-            if time.monotonic() - self._missing.get(topic, -MISSING_TOPIC_MEMORY_S) < (
+    async def publish(self, records: Sequence[OutRecord]) -> list[Undelivered]:
+        """Send all records (per-partition order kept) and wait for every acknowledgement; the
+        records refused for good come back with the reason."""
+        if not self._started:
+            raise RuntimeError("KafkaPublisher.publish() called before start()")
+        try:
+            return await self._publish(records)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"publishing {len(records)} records failed: {exc!r}", retriable=is_transient(exc)
+            ) from exc
+
+    async def _publish(self, records: Sequence[OutRecord]) -> list[Undelivered]:
+        refused: list[Undelivered] = []
+        partitions: dict[str, list[int] | str] = {}
+        for topic, optional in {(r.topic, r.role == COPY) for r in records}:
+            partitions[topic] = await self._partitions(topic, optional)
+        destinations: dict[tuple[str, int], list[OutRecord]] = {}
+        for record in records:
+            available = partitions[record.topic]
+            if isinstance(available, str):  # why the topic cannot be written
+                refused.append(Undelivered(record, available))
+                continue
+            partition = self._partitioner(record.key, available, available)
+            destinations.setdefault((record.topic, partition), []).append(record)
+        sent = await asyncio.gather(
+            *(self._send(topic, number, part) for (topic, number), part in destinations.items()),
+            return_exceptions=True,
+        )
+        away: KafkaError | None = None
+        for ((topic, partition), part), result in zip(destinations.items(), sent, strict=True):
+            if result is None:
+                continue
+            if not isinstance(result, KafkaError):
+                raise result
+            if is_transient(result):
+                away = result
+                continue
+            refused += await self._isolate(topic, partition, part, result)
+        if away is not None:
+            raise away
+        return refused
+
+    async def _partitions(self, topic: str, optional: bool) -> list[int] | str:
+        """The topic's partitions, or why it cannot be written (a missing requester-named reply
+        topic is remembered for a minute, so each batch does not wait for it again)."""
+        try:
+            if not optional:
+                return sorted(await self._producer.partitions_for(topic))
+            missing_since = self._missing.get(topic)
+            if missing_since is not None and time.monotonic() - missing_since < (
                 MISSING_TOPIC_MEMORY_S
             ):
-                return None
+                return "the topic does not exist"
             try:
                 async with asyncio.timeout(OPTIONAL_TOPIC_WAIT_S):
                     return sorted(await self._producer.partitions_for(topic))
             except (TimeoutError, KafkaTimeoutError):
                 self._missing[topic] = time.monotonic()
-                log.warning("reply topic %r named by a request does not exist: skipped", topic)
-                return None
-        return sorted(await self._producer.partitions_for(topic))
+                log.warning("reply topic %r named by a request does not exist", topic)
+                return "the topic does not exist"
+        except _TOPIC_REFUSED as exc:
+            return _problem(exc)
 
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        """Send all records (per-partition order kept) and wait for every acknowledgement."""
-        if not self._started:
-            raise RuntimeError("KafkaPublisher.publish() called before start()")
-        try:
-            await self._publish(records)
-        except KafkaError as exc:
-            raise BrokerUnavailableError(
-                f"publishing {len(records)} records failed: {exc!r}",
-                retriable=isinstance(exc, _TRANSIENT) or bool(getattr(exc, "retriable", False)),
-            ) from exc
-
-    async def _publish(self, records: Sequence[OutRecord]) -> None:
+    async def _send(self, topic: str, partition: int, records: Sequence[OutRecord]) -> None:
+        """Send records to one partition (as few batches as fit) and wait for their acks."""
         producer = self._producer
-        partitions: dict[str, list[int] | None] = {}
-        for topic, optional in {(r.topic, r.optional) for r in records}:
-            partitions[topic] = await self._partitions(topic, optional)
-        open_batches: dict[tuple[str, int], object] = {}
-        ready: list[tuple[tuple[str, int], object]] = []
+        pending = []
+        batch = producer.create_batch()
         for record in records:
-            available = partitions[record.topic]
-            if available is None:
+            if _append(batch, record):
                 continue
-            partition = self._partitioner(record.key, available, available)
-            destination = (record.topic, partition)
-            batch = open_batches.get(destination)
-            if batch is not None and _append(batch, record):
-                continue
-            if batch is not None:
-                ready.append((destination, batch))
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
             batch = producer.create_batch()
-            if not _append(batch, record):
-                raise BrokerUnavailableError(
-                    f"a record for {record.topic} is larger than the batch size", retriable=False
-                )
-            open_batches[destination] = batch
-        ready.extend(open_batches.items())
-        pending = [
-            await producer.send_batch(batch, topic, partition=partition)
-            for (topic, partition), batch in ready
-        ]
+            _append(batch, record)  # a first record always fits: batches grow to hold it
+        pending.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*pending)
+
+    async def _isolate(
+        self, topic: str, partition: int, records: Sequence[OutRecord], error: KafkaError
+    ) -> list[Undelivered]:
+        """Find the records the broker refuses, by sending halves again (order kept)."""
+        if len(records) == 1 or isinstance(error, _TOPIC_REFUSED):
+            log.warning(
+                "the broker refused %d record(s) for %s-%d for good: %r",
+                len(records), topic, partition, error,
+            )  # fmt: skip
+            return [Undelivered(record, _problem(error)) for record in records]
+        refused: list[Undelivered] = []
+        middle = len(records) // 2
+        for half in (records[:middle], records[middle:]):
+            try:
+                await self._send(topic, partition, half)
+            except KafkaError as exc:
+                if is_transient(exc):
+                    raise
+                refused += await self._isolate(topic, partition, half, exc)
+        return refused
 
 
 def _append(batch: object, record: OutRecord) -> bool:

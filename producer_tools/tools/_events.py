@@ -1,14 +1,20 @@
-"""From input (JSON lines, or records already in Kafka) to validated task-start records.
+"""From JSON lines to validated request records: the line shapes `produce` reads.
 
-Three shapes come in:
-- a structured CloudEvent (a JSON line with `specversion`, as `export` writes them): published
-  in structured mode with its own identity (`source` + `id`);
-- a plain record `{"service_id": ..., "event": {...}}`: published in binary mode (the value is
-  the event, exactly an HTTP body) under a deterministic identity (see `plain_identity`);
-- a task-created reply (the created-events log): the request is rebuilt from the whole task it
-  carries, under the original event identity.
+A line is one request, in one of these shapes:
+- a structured CloudEvent (a JSON line with `specversion`, as `export` writes them), of any
+  request type (start, end, extension update): published in structured mode with its own
+  identity (`source` + `id`) and attributes (`taskid`, `extension`, `tenantid`, `groupid`);
+- a plain line that says what it is by its keys, published in binary mode under a
+  deterministic identity (see `plain_identity`):
+  `{"service_id": S, "event": {...}}` starts a task (the Task Start Event),
+  `{"service_id": S, "task_id": T, "end": {...}}` completes one (the Task End Event),
+  `{"service_id": S, "task_id": T, "extension": "Name", "value": ...}` replaces the value of
+  one of its extensions; each may add `"tenant"` (ContactCenterId) and `"group"` (GroupId).
 
-Every event is validated with `schemas.task_start` before it is sent, as the consumer will.
+Every request is validated by its type with the one validation entry
+(`schemas.validation.validate_event`), and its tenant as the consumer checks it when
+`UCS_TENANTS` is set, before anything is sent. Records already in Kafka (the requests topic
+and the task events log) are turned into requests by `producer_tools.tools._log`.
 """
 
 from __future__ import annotations
@@ -23,32 +29,34 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from pydantic import ValidationError
 
 from schemas import wire
-from schemas.replies import StoredTask
-from schemas.task_start import (
-    STANDARD_FIELDS,
-    Limits,
-    TaskStartEvent,
-    TaskStartValidationError,
-    parse_service_id,
-    parse_task_start,
-)
+from schemas.errors import EventValidationError, Problems
+from schemas.limits import Limits
+from schemas.tenants import Tenancy
+from schemas.validation import EventKind, ValidEvent, validate_event
 
 PRODUCE_SOURCE: Final = "urn:ucs-tasks:produce"
-"""CloudEvents `source` of plain records published by `produce`."""
+"""CloudEvents `source` of plain lines published by `produce`."""
 HEADERS_ATTRIBUTE: Final = "kafkaheaders"
 """Extension attribute (a JSON string) keeping the Kafka headers a CloudEvent cannot express."""
 PARTITION_KEY: Final = "partitionkey"
 """CloudEvents partitioning extension: when present, the record key (the Kafka binding's rule)."""
 
 STRUCTURED_HEADERS: Final = ((wire.CONTENT_TYPE_HEADER, wire.STRUCTURED_CONTENT_TYPE.encode()),)
-_PLAIN_KEYS = frozenset({"service_id", "event"})
-_FIELD_ORDER = tuple(name for name in TaskStartEvent.model_fields if name in STANDARD_FIELDS)
+KIND_OF_TYPE: Final = {
+    wire.TYPE_TASK_START: EventKind.START,
+    wire.TYPE_TASK_END: EventKind.END,
+    wire.TYPE_TASK_EXTENSION: EventKind.EXTENSION,
+}
+"""The request kind of each request CloudEvents type."""
+TYPE_OF_KIND: Final = {kind: event_type for event_type, kind in KIND_OF_TYPE.items()}
+
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * 19  # an integer this long may not fit in 64 bits
 _INT_LOW, _INT_HIGH = -(2**63), 2**64 - 1  # what orjson reads exactly
+SINGLE_TENANT: Final = Tenancy()
+"""No tenants configured: a request's tenant is passed on, not checked."""
 
 
 class InvalidInputError(ValueError):
@@ -57,7 +65,7 @@ class InvalidInputError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A validated task-start record, ready to publish."""
+    """A validated request record, ready to publish."""
 
     source: str
     id: str
@@ -65,6 +73,7 @@ class Prepared:
     key: bytes | None
     value: bytes
     headers: Sequence[tuple[str, bytes]]
+    kind: EventKind = EventKind.START
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -72,20 +81,40 @@ class Prepared:
         return (self.source, self.id)
 
 
-def _validate(service_id: object, data: object, limits: Limits) -> int:
-    problems: list[str] = []
-    sid = 0
+def validated(
+    kind: EventKind,
+    service_id: str | int | None,
+    data: Any,
+    limits: Limits,
+    *,
+    task_id: str | int | None = None,
+    extension: str | None = None,
+    tenant: str | None = None,
+    group: str | None = None,
+    tenancy: Tenancy = SINGLE_TENANT,
+) -> ValidEvent:
+    """One request checked as the consumer checks it: its ids and body by its kind
+    (`validate_event`, which also names ids and names of the wrong JSON type), then its
+    tenant (only when tenants are configured); or InvalidInputError with every problem. A
+    start's task id and the extension name of anything but an extension update are not looked
+    at (the consumer ignores them too)."""
+    problems = Problems()
+    event = problems.check(
+        validate_event,
+        kind,
+        service_id,
+        data,
+        limits,
+        task_id=None if kind is EventKind.START else task_id,
+        extension=extension if kind is EventKind.EXTENSION else None,
+    )
+    problems.check(tenancy.resolve, tenant, group)
     try:
-        sid = parse_service_id(service_id)  # type: ignore[arg-type]  # checked inside
-    except TaskStartValidationError as exc:
-        problems.append(exc.message)
-    try:
-        parse_task_start(data, limits)
-    except TaskStartValidationError as exc:
-        problems.append(exc.message)
-    if problems:
-        raise InvalidInputError(" ".join(problems))
-    return sid
+        problems.raise_any()
+    except EventValidationError as exc:
+        raise InvalidInputError(exc.message) from None
+    assert event is not None  # noqa: S101 - no problem: set
+    return event
 
 
 def _out_of_range(value: Any) -> int | None:
@@ -141,35 +170,135 @@ def unpack_headers(text: object) -> list[tuple[str, bytes]]:
     return headers
 
 
-def _canonical(service_id: int, body: bytes) -> bytes:
-    # Byte for byte what orjson.dumps({"service_id": service_id, "event": event}) renders.
-    return b'{"service_id":%d,"event":%s}' % (service_id, body)
+# --- plain lines ---------------------------------------------------------------------------
+
+_BODY_KEY: Final = {EventKind.START: "event", EventKind.END: "end", EventKind.EXTENSION: "value"}
+"""Where a plain line holds the request's body."""
+_REQUIRED: Final = {
+    EventKind.START: ("service_id", "event"),
+    EventKind.END: ("service_id", "task_id", "end"),
+    EventKind.EXTENSION: ("service_id", "task_id", "extension", "value"),
+}
+_DISCRIMINATOR: Final = (
+    (EventKind.START, "event"),
+    (EventKind.END, "end"),
+    (EventKind.EXTENSION, "extension"),
+)
+"""The key that says what a plain line asks for."""
+_OPTIONAL: Final = ("tenant", "group")
+_SHAPES: Final = (
+    'a plain line {"service_id", "event"} (start), {"service_id", "task_id", "end"} (complete) '
+    'or {"service_id", "task_id", "extension", "value"} (update an extension), each with an '
+    'optional "tenant" and "group"'
+)
+
+
+def _plain_kind(obj: dict[str, Any]) -> EventKind:
+    kinds = [kind for kind, key in _DISCRIMINATOR if key in obj]
+    if not kinds:
+        got = ", ".join(sorted(map(str, obj))) or "none"
+        raise InvalidInputError(
+            f"neither a structured CloudEvent (no specversion) nor {_SHAPES} (got {got})"
+        )
+    if len(kinds) > 1:
+        raise InvalidInputError(
+            'a line is one request: "event", "end" and "extension" exclude each other'
+        )
+    kind = kinds[0]
+    required = _REQUIRED[kind]
+    missing = [key for key in required if key not in obj]
+    unknown = sorted(str(key) for key in obj if key not in required and key not in _OPTIONAL)
+    if missing or unknown:
+        problems = [f"lacks {', '.join(missing)}"] if missing else []
+        problems += [f"has unknown keys {', '.join(unknown)}"] if unknown else []
+        raise InvalidInputError(f"a plain {kind} line {' and '.join(problems)} ({_SHAPES})")
+    return kind
+
+
+def _label(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None and name not in obj:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{name} must be a non-empty JSON string")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRequest:
+    """What a plain line asks for, its ids canonical (the content its identity comes from)."""
+
+    kind: EventKind
+    service_id: int
+    body: bytes
+    """The compact JSON of its event, end event or extension value."""
+    task_id: int | None = None
+    extension: str | None = None
+    tenant: str | None = None
+    group: str | None = None
+
+    def canonical(self) -> bytes:
+        """The compact JSON of the line, keys in a fixed order: `service_id`, `tenant`,
+        `group`, `task_id`, then `event` / `end` / `extension` and `value` (absent ones left
+        out); byte for byte `{"service_id":<id>,"event":<event>}` for a plain start."""
+        parts = [b'{"service_id":%d' % self.service_id]
+        parts.extend(
+            b',"%s":%s' % (name, orjson.dumps(value))
+            for name, value in ((b"tenant", self.tenant), (b"group", self.group))
+            if value is not None
+        )
+        if self.task_id is not None:
+            parts.append(b',"task_id":%d' % self.task_id)
+        if self.kind is EventKind.EXTENSION:
+            parts.append(b',"extension":%s' % orjson.dumps(self.extension))
+        parts.append(b',"%s":%s}' % (_BODY_KEY[self.kind].encode(), self.body))
+        return b"".join(parts)
 
 
 def _identity(content: bytes, occurrence: int) -> str:
     return hashlib.sha256(b"%d\n%s" % (occurrence, content)).hexdigest()
 
 
-def plain_identity(service_id: int, event: Any, occurrence: int = 1) -> str:
-    """The deterministic event id of a plain record: its content and how many identical records
+def plain_identity(
+    service_id: int,
+    event: Any,
+    occurrence: int = 1,
+    *,
+    kind: EventKind = EventKind.START,
+    task_id: int | None = None,
+    extension: str | None = None,
+    tenant: str | None = None,
+    group: str | None = None,
+) -> str:
+    """The deterministic event id of a plain line: its content and how many identical lines
     came before it in the same input (`occurrence` counts from 1). The same file gives the same
     ids every time; lines added, removed or moved elsewhere leave the other lines' ids alone.
 
     The id is `sha256("<occurrence>\\n" + sha256(canonical))` in hex, where `canonical` is the
-    compact JSON `{"service_id":<id>,"event":<event>}` (whitespace and the spelling of the
-    service id do not matter; key order does, as attached data keeps it).
+    compact JSON of the line with its keys in a fixed order (`PlainRequest.canonical`; for a
+    start, `{"service_id":<id>,"event":<event>}`): whitespace, the order of the line's own keys
+    and the spelling of its ids do not matter; key order inside the event or value does, as
+    attached data keeps it. `event` is the event, end event or extension value.
     """
-    content = hashlib.sha256(_canonical(service_id, orjson.dumps(event))).digest()
-    return _identity(content, occurrence)
+    request = PlainRequest(kind, service_id, orjson.dumps(event), task_id, extension, tenant, group)
+    return _identity(hashlib.sha256(request.canonical()).digest(), occurrence)
 
 
 class LinePreparer:
     """Turns the JSON lines of one input into Prepared records (`prepare`, per line)."""
 
-    def __init__(self, limits: Limits, *, new_ids: bool = False, drop_reply_to: bool = False):
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        new_ids: bool = False,
+        drop_reply_to: bool = False,
+        tenancy: Tenancy = SINGLE_TENANT,
+    ) -> None:
         self._limits = limits
         self._new_ids = new_ids
         self._drop_reply_to = drop_reply_to
+        self._tenancy = tenancy
         self._seen: Counter[bytes] = Counter()
 
     def prepare(self, line: bytes) -> Prepared:
@@ -183,34 +312,62 @@ class LinePreparer:
             raise InvalidInputError("not a JSON object")
         if "specversion" in obj:
             return self._structured(line, obj)
-        if obj.keys() == _PLAIN_KEYS:
-            return self._plain(obj)
-        raise InvalidInputError(
-            "neither a structured CloudEvent (no specversion) nor a plain record with exactly "
-            f"the keys service_id and event (got {', '.join(sorted(map(str, obj))) or 'none'})"
-        )
+        return self._plain(obj)
 
     def _plain(self, obj: dict[str, Any]) -> Prepared:
-        event = obj["event"]
-        body = orjson.dumps(event)
-        sid = _validate(obj["service_id"], body, self._limits)
+        kind = _plain_kind(obj)
+        tenant, group = _label(obj, "tenant"), _label(obj, "group")
+        body = orjson.dumps(obj[_BODY_KEY[kind]])
+        valid = validated(
+            kind,
+            obj["service_id"],
+            body,
+            self._limits,
+            task_id=obj.get("task_id"),
+            extension=obj.get("extension"),
+            tenant=tenant,
+            group=group,
+            tenancy=self._tenancy,
+        )
+        request = PlainRequest(
+            kind, valid.service_id, body, valid.task_id, valid.extension, tenant, group
+        )
         if self._new_ids:
             event_id = uuid.uuid4().hex
         else:
-            content = hashlib.sha256(_canonical(sid, body)).digest()
+            content = hashlib.sha256(request.canonical()).digest()
             self._seen[content] += 1
             event_id = _identity(content, self._seen[content])
         key, value, headers = wire.encode_request_binary(
-            service_id=sid, body=body, event_id=event_id, source=PRODUCE_SOURCE
+            service_id=request.service_id,
+            body=body,
+            event_id=event_id,
+            source=PRODUCE_SOURCE,
+            event_type=TYPE_OF_KIND[kind],
+            task_id=request.task_id,
+            extension=request.extension,
+            tenant=tenant,
+            group=group,
         )
-        return Prepared(PRODUCE_SOURCE, event_id, sid, key, value, headers)
+        return Prepared(PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
 
     def _structured(self, line: bytes, obj: dict[str, Any]) -> Prepared:
         try:
             envelope = wire.decode_request(line, STRUCTURED_HEADERS)
         except wire.UndecodableRecordError as exc:
             raise InvalidInputError(str(exc)) from None
-        sid = _validate(envelope.service_id, envelope.data, self._limits)
+        kind = KIND_OF_TYPE[envelope.type]
+        valid = validated(
+            kind,
+            envelope.service_id,
+            envelope.data,
+            self._limits,
+            task_id=envelope.task_id,
+            extension=envelope.extension,
+            tenant=envelope.tenant,
+            group=envelope.group,
+            tenancy=self._tenancy,
+        )
         headers = list(STRUCTURED_HEADERS)
         edited = False
         if HEADERS_ATTRIBUTE in obj:
@@ -225,88 +382,7 @@ class LinePreparer:
         if key is not None and not isinstance(key, str):
             raise InvalidInputError(f"{PARTITION_KEY} must be a string")
         value = orjson.dumps(obj) if edited else line
-        record_key = key.encode() if key is not None else str(sid).encode()
-        return Prepared(envelope.source, obj["id"], sid, record_key, value, headers)
-
-
-def _extra_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """Headers a structured CloudEvent does not carry itself (not `ce_*`, not content-type)."""
-    return [
-        (name, raw)
-        for name, raw in headers
-        if not name.lower().startswith(wire.CE_PREFIX) and name.lower() != wire.CONTENT_TYPE_HEADER
-    ]
-
-
-def request_from_created(value: bytes | None) -> dict[str, Any]:
-    """The task-start CloudEvent behind a task-created reply: the task's own start-event fields
-    and attached data, under the original event identity. Raises InvalidInputError."""
-    try:
-        payload = orjson.loads(value or b"")
-        task = StoredTask.model_validate(payload["task"])
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValidationError) as exc:
-        raise InvalidInputError(f"not a task-created reply with a task: {exc}") from None
-    fields = task.model_dump(include=set(_FIELD_ORDER), exclude_none=True)
-    data = {name: fields[name] for name in _FIELD_ORDER if name in fields}
-    data.update(task.attached_data)
-    return wire.structured_request(
-        service_id=task.service_id, data=data, event_id=task.event.id, source=task.event.source
-    )
-
-
-def is_created_reply(headers: Sequence[tuple[str, bytes]]) -> bool:
-    """True for a task-created reply record (the created-events log)."""
-    return wire.reply_type(headers) == wire.TYPE_TASK_CREATED
-
-
-def export_event(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
-    """One JSON line for `export`: a structured CloudEvent that `produce` replays faithfully.
-
-    Requests of either mode keep their identity and attributes (`schemas.wire`), other Kafka
-    headers go into the `kafkaheaders` attribute; created replies become their request.
-    """
-    if is_created_reply(headers):
-        return request_from_created(value)
-    if wire.reply_type(headers) == wire.TYPE_TASK_REJECTED:
-        raise InvalidInputError("a task-rejected reply carries no event data")
-    try:
-        event = wire.record_to_structured(value, headers)
-    except wire.UndecodableRecordError as exc:
-        raise InvalidInputError(str(exc)) from None
-    if extra := _extra_headers(headers):
-        event[HEADERS_ATTRIBUTE] = pack_headers(extra)
-    return event
-
-
-def replay_record(
-    key: bytes | None,
-    value: bytes | None,
-    headers: Sequence[tuple[str, bytes]],
-    limits: Limits,
-    *,
-    drop_reply_to: bool = False,
-) -> Prepared:
-    """A record of the requests or created-events topic, as the request to publish again.
-
-    Requests go out unchanged (key, value and headers, byte for byte) unless `drop_reply_to`;
-    created replies become a structured request rebuilt from their task.
-    """
-    if is_created_reply(headers) or wire.reply_type(headers) == wire.TYPE_TASK_REJECTED:
-        event = export_event(value, headers)
-        sid = _validate(event["serviceid"], event["data"], limits)
-        rkey, rvalue, rheaders = wire.encode_structured(event)
-        return Prepared(event["source"], event["id"], sid, rkey, rvalue, rheaders)
-    try:
-        envelope = wire.decode_request(value, headers)
-    except wire.UndecodableRecordError as exc:
-        raise InvalidInputError(str(exc)) from None
-    sid = _validate(envelope.service_id, envelope.data, limits)
-    out_headers = list(headers)
-    if drop_reply_to and envelope.reply_to is not None:
-        if envelope.structured:
-            event = orjson.loads(value or b"")
-            event.pop("replyto", None)
-            value = orjson.dumps(event)
-        else:
-            out_headers = [(n, v) for n, v in headers if n.lower() != "ce_replyto"]
-    return Prepared(envelope.source, envelope.id, sid, key, value or b"", out_headers)
+        record_key = key.encode() if key is not None else str(valid.service_id).encode()
+        return Prepared(
+            envelope.source, obj["id"], valid.service_id, record_key, value, headers, kind
+        )

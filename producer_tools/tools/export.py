@@ -1,11 +1,13 @@
 """`ucs-tasks export`: dump a topic range as JSON lines that `produce` replays faithfully.
 
 Every line is one structured CloudEvent (`schemas.wire.record_to_structured`) with its original
-identity, attributes and data; Kafka headers a CloudEvent cannot carry are kept in its
-`kafkaheaders` attribute (a JSON string of `[name, value]` pairs), which `produce` turns back
-into headers. Exporting the created-events topic writes the request behind each task (its start
-event fields and attached data, under the original identity). Records that are not task-start
-requests or task-created replies are reported and skipped.
+identity, type, attributes (`taskid`, `extension`, `tenantid`, `groupid`, ...) and data; Kafka
+headers a CloudEvent cannot carry are kept in its `kafkaheaders` attribute (a JSON string of
+`[name, value]` pairs), which `produce` turns back into headers. Exporting the task events log
+(the created-events topic) writes the request behind each record: the start behind a
+task-created reply, the end behind a task-completed one, the extension update behind a
+task-extension-updated one, each under its original identity and with the task's tenant.
+Records that are neither requests nor records of the task events log are reported and skipped.
 
 Exit codes: 0 all written, 1 some records skipped, 2 usage or I/O error, 3 broker unreachable.
 """
@@ -20,7 +22,8 @@ from typing import BinaryIO
 
 import orjson
 
-from producer_tools.tools._events import InvalidInputError, export_event
+from producer_tools.tools._events import InvalidInputError
+from producer_tools.tools._log import export_event
 from producer_tools.tools._progress import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,

@@ -1,9 +1,12 @@
-"""`ucs-tasks produce FILE...`: publish task-start events from JSON-lines files (`-` is stdin).
+"""`ucs-tasks produce FILE...`: publish requests from JSON-lines files (`-` is stdin).
 
-Each line is a structured CloudEvent (as `export` writes them) or a plain record
-`{"service_id": ..., "event": {...}}`. Plain records get a deterministic identity from their
-content (see `producer_tools.tools._events.plain_identity`), so producing the same file twice never
-creates a task twice; `--new-ids` gives every record a fresh random id instead.
+Each line is a structured CloudEvent of any request type (as `export` writes them) or a plain
+line that says what it asks for: `{"service_id": ..., "event": {...}}` (start a task),
+`{"service_id": ..., "task_id": ..., "end": {...}}` (complete it) or `{"service_id": ...,
+"task_id": ..., "extension": "Name", "value": ...}` (replace an extension's value), each with
+an optional `tenant` and `group` (see `producer_tools.tools._events`). Plain lines get a
+deterministic identity from their content (see `plain_identity`), so producing the same file
+twice never changes anything twice; `--new-ids` gives every line a fresh random id instead.
 
 Invalid lines are reported with their line numbers and skipped; the run goes on. Exit codes:
 0 all sent, 1 some lines invalid (skipped), 2 usage or I/O error, 3 broker unreachable or
@@ -180,6 +183,7 @@ class _Run:
             self.settings.contract.limits,
             new_ids=self.options.new_ids,
             drop_reply_to=self.options.drop_reply_to,
+            tenancy=self.settings.contract.tenancy,
         )
         number = unreported = 0
         report_every = 1 if self.options.rate else _REPORT_EVERY

@@ -1,38 +1,44 @@
-"""`ucs-tasks rebuild`: restore the tasks table from the created-events topic.
+"""`ucs-tasks rebuild`: restore every task's whole state from the task events log.
 
-Every task-created reply carries the whole persisted task, so the table comes back with the same
-task ids, event identities, start and receive times and attached data (byte for byte); the id
-sequence then moves past the highest id. All in one transaction, holding off other writers: a
-failed rebuild leaves the database as it was.
+The log (`UCS_TOPIC_CREATED`) holds a reply for every accepted request, each carrying the whole
+task after it: `task.created`, `task.completed` and `task.extension.updated`. The last state of
+each task wins (`producer_tools.tools._tasklog`), so the table comes back with the same task
+ids, event identities, tenant and group, start and receive times, completion (end event byte
+for byte, duration, disposition, end identity), attached data with its updated extensions (byte
+for byte) and `updated_at`; the identities of the ends and extension updates go back into
+`task_changes` (so replaying them answers the same and changes nothing). The id sequence then
+moves past the highest id. All in one transaction, holding off other writers: a failed rebuild
+leaves the database as it was.
 
-The log may hold a task several times (replies are published again on redelivery and replay):
-it is restored once. If the log spans several lives of the database (it was reset and ids were
-given again), a task id or event identity met with different tasks keeps the most recently
-received one; the others are counted as superseded.
+The log may hold a reply several times (replies are published again on redelivery and replay):
+the copies are counted as duplicates. If the log spans several lives of the database (it was
+reset and ids were given again), a task id or start identity met with different tasks keeps the
+most recently received one; the others are counted as superseded.
 
 Refuses a database that holds tasks unless `--force` (then tasks whose id or identity is already
-present are left alone). Refuses a log that no longer starts at its beginning (a partition whose
-first offset is above 0: records were deleted, by retention or by hand, and tasks stored from
-them would be missing) unless `--allow-partial-log`; the summary then names what is missing,
-and the id sequence still moves past the highest id restored. Exit codes: 0 restored, 1 some
-records skipped (not task-created replies), 2 usage error, non-empty database or partial log,
-3 broker unreachable, 4 database unreachable or refusing, 130 interrupted (nothing written).
+present are left alone, with their changes). Refuses a log that no longer starts at its
+beginning (a partition whose first offset is above 0: records were deleted, by retention or by
+hand, and tasks stored from them would be missing) unless `--allow-partial-log`; the summary
+then names what is missing, and the id sequence still moves past the highest id restored. Exit
+codes: 0 restored, 1 some records skipped (not records of the task events log), 2 usage error,
+non-empty database or partial log, 3 broker unreachable, 4 database unreachable or refusing,
+130 interrupted (nothing written).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
-from consumer.admin import RestoreTransaction, StorageUnavailableError, TaskRestorer
-from producer_tools.tools._events import is_created_reply
+from consumer.admin import ChangeRow, RestoreTransaction, StorageUnavailableError, TaskRestorer
+from producer_tools.tools._events import InvalidInputError
+from producer_tools.tools._log import LogEntry, log_entry
 from producer_tools.tools._progress import (
     EXIT_BROKER,
     EXIT_DATABASE,
@@ -51,10 +57,10 @@ from producer_tools.tools._ranges import (
     position_of,
     read_ranges,
 )
+from producer_tools.tools._tasklog import Identity, TaskLog
 from producer_tools.tools.settings import ToolsConfig
 from schemas.replies import StoredTask
-
-Identity = tuple[str, str]
+from schemas.validation import EventKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ class RebuildOptions:
     """Where from, and how."""
 
     topic: str | None = None
-    """The created-events topic (default: the one of the settings)."""
+    """The task events log (default: the created-events topic of the settings)."""
     force: bool = False
     """Also into a database that already holds tasks."""
     dry_run: bool = False
@@ -70,7 +76,7 @@ class RebuildOptions:
     allow_partial_log: bool = False
     """Restore from a log that no longer starts at its beginning (tasks may be missing)."""
     batch_size: int = 2000
-    """Rows per INSERT round trip."""
+    """Tasks (or changes) per INSERT round trip."""
 
 
 async def log_start_offsets(
@@ -99,83 +105,84 @@ class _InterruptedError(Exception):
     """Ctrl-C during the rebuild: the transaction is rolled back."""
 
 
-@dataclass(slots=True)
-class _Seen:
-    identity: Identity
-    received_at: str
-    where: str
-
-
-@dataclass
-class TaskLog:
-    """The latest task for each task id and event identity, as the log is read in any order."""
-
-    by_id: dict[int, _Seen] = field(default_factory=dict)
-    by_identity: dict[Identity, int] = field(default_factory=dict)
-
-    def offer(
-        self, task: StoredTask, where: str
-    ) -> tuple[Literal["new", "duplicate", "stale"], list[int], str]:
-        """Decide on one task: `new` (keep it; the listed ids it supersedes go), `duplicate`
-        (already kept; the last value says where) or `stale` (a newer task holds its id or
-        identity)."""
-        identity = (task.event.source, task.event.id)
-        held = self.by_id.get(task.task_id)
-        if held is not None and held.identity == identity:
-            return "duplicate", [], held.where
-        rivals = {task.task_id} if held is not None else set()
-        if (other := self.by_identity.get(identity)) is not None:
-            rivals.add(other)
-        if any(self.by_id[r].received_at >= task.received_at for r in rivals):
-            return "stale", [], ""
-        for rival in rivals:
-            del self.by_identity[self.by_id.pop(rival).identity]
-        self.by_id[task.task_id] = _Seen(identity, task.received_at, where)
-        self.by_identity[identity] = task.task_id
-        return "new", sorted(rivals), ""
-
-
-def _task_of(record: Any) -> StoredTask:
-    if not is_created_reply(record.headers):
-        raise ValueError("not a task-created reply")
-    try:
-        return StoredTask.model_validate(orjson.loads(record.value or b"")["task"])
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValidationError) as exc:
-        raise ValueError(f"a task-created reply without a valid task: {exc}") from None
+def change_row(entry: LogEntry) -> ChangeRow:
+    """The `task_changes` row of an applied end or extension update, from its log record."""
+    task = entry.task
+    is_end = entry.kind is EventKind.END
+    return ChangeRow(
+        event_source=entry.event[0],
+        event_id=entry.event[1],
+        task_id=task.task_id,
+        kind="end" if is_end else "extension",
+        extension=None if is_end else entry.extension,
+        value=None if is_end else orjson.dumps(entry.value).decode(),
+        # The change set updated_at; the log renders it to the millisecond.
+        recorded_at=task.updated_at or task.received_at,
+    )
 
 
 class _Writer:
-    """Batches rows for one transaction; superseded rows go before new ones are inserted."""
+    """Batches rows for one transaction: the state kept for each task, and the identities of
+    the changes applied to them. A row inserted earlier and superseded since (a newer state,
+    or another life of the database) is deleted before the new rows go in."""
 
-    def __init__(self, conn: RestoreTransaction | None, batch_size: int) -> None:
+    def __init__(self, conn: RestoreTransaction | None, batch_size: int, log: TaskLog) -> None:
         self.conn = conn
         self.batch_size = batch_size
+        self.log = log
         self.pending: dict[int, StoredTask] = {}
-        self.deletes: list[int] = []
+        self.deletes: set[int] = set()
         self.inserted: set[int] = set()
-        self.offered = 0
-        self.inserted_total = 0
+        self.pending_changes: list[tuple[ChangeRow, Identity]] = []
+        self.change_deletes: list[Identity] = []
+        self.changes_of: dict[int, list[Identity]] = {}
+        """Identities of the changes inserted, by task id (deleted with another life's task)."""
+        self.changes = 0
 
-    async def add(self, task: StoredTask, superseded: Sequence[int]) -> None:
-        for task_id in superseded:
-            if self.pending.pop(task_id, None) is None and task_id in self.inserted:
-                self.deletes.append(task_id)
+    async def put(self, task: StoredTask, other_lives: Sequence[int]) -> None:
+        """Keep this state of the task; the tasks of `other_lives` go, with their changes."""
+        for task_id in other_lives:
+            self.pending.pop(task_id, None)
+            if task_id in self.inserted:
+                self.deletes.add(task_id)
+            self.change_deletes.extend(self.changes_of.pop(task_id, ()))
+        if task.task_id in self.inserted:  # an older state of it is in: replace it
+            self.deletes.add(task.task_id)
         self.pending[task.task_id] = task
         if len(self.pending) >= self.batch_size:
+            await self.flush()
+
+    async def add_change(self, change: ChangeRow, started_by: Identity) -> None:
+        """Record a change of the task started by `started_by` (left out if another life's)."""
+        self.pending_changes.append((change, started_by))
+        if len(self.pending_changes) >= self.batch_size:
             await self.flush()
 
     async def flush(self) -> None:
         if self.conn is None:
             self.pending.clear()
+            self.pending_changes.clear()
             return
-        await self.conn.delete(self.deletes)
+        await self.conn.delete(sorted(self.deletes))
         self.inserted.difference_update(self.deletes)
         self.deletes.clear()
-        self.offered += len(self.pending)
-        ids = await self.conn.insert(list(self.pending.values()))
-        self.inserted.update(ids)
-        self.inserted_total += len(ids)
-        self.pending.clear()
+        self.changes -= await self.conn.delete_changes(self.change_deletes)
+        self.change_deletes.clear()
+        if self.pending:
+            self.inserted.update(await self.conn.insert(list(self.pending.values())))
+            self.pending.clear()
+        # Only changes of tasks this rebuild restored, as the log keeps them: not those of a
+        # task already present (--force), nor of a task of another life.
+        ready = [
+            change
+            for change, started_by in self.pending_changes
+            if change.task_id in self.inserted and self.log.holds(change.task_id, started_by)
+        ]
+        self.pending_changes.clear()
+        task_of = {(c.event_source, c.event_id): c.task_id for c in ready}
+        for identity in await self.conn.insert_changes(ready):
+            self.changes_of.setdefault(task_of[identity], []).append(identity)
+            self.changes += 1
 
 
 class _Run:
@@ -192,6 +199,8 @@ class _Run:
         self.stopping = stopping
         self.summary = Summary("rebuild", dry_run=options.dry_run)
         self.log = TaskLog()
+        self.replies: dict[Identity, str] = {}
+        """Where the reply to each request identity was first read."""
         self.superseded = 0
         self.stale = 0
 
@@ -228,7 +237,7 @@ class _Run:
         ranges: list[PartitionRange],
         conn: RestoreTransaction | None,
     ) -> _Writer:
-        writer = _Writer(conn, self.options.batch_size)
+        writer = _Writer(conn, self.options.batch_size, self.log)
         with self.reporter.track("reading the log", sum(r.size for r in ranges)) as bar:
             async for chunk in read_ranges(reader, ranges, self.stopping):
                 for record in chunk:
@@ -243,18 +252,22 @@ class _Run:
         self.summary.read += 1
         where = position_of(record)
         try:
-            task = _task_of(record)
-        except ValueError as exc:
+            entry = log_entry(record.value, record.headers)
+        except InvalidInputError as exc:
             self.summary.skip(where, str(exc))
             return
-        verdict, superseded, first = self.log.offer(task, where)
-        if verdict == "duplicate":
+        first = self.replies.setdefault(entry.event, where)
+        if first != where:  # a copy of a reply: its state is offered all the same (see TaskLog)
             self.summary.duplicate(where, first)
-        elif verdict == "stale":
+        task = entry.task
+        verdict, other_lives = self.log.offer(task)
+        if verdict == "stale":
             self.stale += 1
-        else:
-            self.superseded += len(superseded)
-            await writer.add(task, superseded)
+        elif verdict != "older":
+            self.superseded += len(other_lives)
+            await writer.put(task, other_lives)
+        if entry.kind is not EventKind.START and first == where:
+            await writer.add_change(change_row(entry), (task.event.source, task.event.id))
 
     async def _restore_all(
         self, restorer: TaskRestorer, reader: AIOKafkaConsumer, ranges: list[PartitionRange]
@@ -268,7 +281,8 @@ class _Run:
             writer = await self.restore(reader, ranges, tx)
             self.summary.counts["next_task_id"] = await tx.advance_task_ids()
         self.summary.sent = len(writer.inserted)
-        self.summary.counts["already_present"] = writer.offered - writer.inserted_total
+        self.summary.counts["changes"] = writer.changes
+        self.summary.counts["already_present"] = len(self.log.by_id) - len(writer.inserted)
 
     async def run(self) -> Summary:
         try:
@@ -299,7 +313,7 @@ async def rebuild(
     reporter: Reporter | None = None,
     stopping: asyncio.Event | None = None,
 ) -> Summary:
-    """Restore the tasks table from the created-events topic; returns the summary."""
+    """Restore every task from the task events log; returns the summary."""
     return await _Run(settings, options, reporter or Reporter(json_mode=True), stopping).run()
 
 

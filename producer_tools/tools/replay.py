@@ -1,10 +1,11 @@
-"""`ucs-tasks replay`: re-drive events already in Kafka into the requests topic.
+"""`ucs-tasks replay`: re-drive requests already in Kafka into the requests topic.
 
-The source is a range of the requests topic (records go out again unchanged, byte for byte) or
-of the created-events topic (each task-created reply carries the original event identity and the
-whole task: the request is rebuilt from the task's start-event fields and attached data). Event
-identities are kept, so a replay is idempotent: tasks that exist answer with their task id, only
-missing ones are created. Identities met twice in the range are sent once.
+The source is a range of the requests topic (records go out again unchanged, byte for byte:
+starts, ends and extension updates alike) or of the task events log, the created-events topic
+(each record becomes the request it answers, under the original identity: see
+`producer_tools.tools._log.request_from_log`). Event identities are kept, so a replay is
+idempotent: requests already applied are answered as before and change nothing, only missing
+ones take effect. Identities met twice in the range are sent once.
 
 Exit codes: 0 all sent, 1 some records skipped (invalid or not replayable), 2 usage error,
 3 broker unreachable or refusing, 130 interrupted.
@@ -19,7 +20,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from producer_tools.tools._events import InvalidInputError, replay_record
+from producer_tools.tools._events import InvalidInputError
+from producer_tools.tools._log import replay_record
 from producer_tools.tools._progress import (
     EXIT_INTERRUPTED,
     Reporter,
@@ -81,6 +83,7 @@ class _Run:
         self.target = topic_named(settings, options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
         self.limits = settings.contract.limits
+        self.tenancy = settings.contract.tenancy
         self.limiter = RateLimiter(options.rate)
         self.first_seen: dict[tuple[str, str], str] = {}
         self.sender: BatchSender | None = None
@@ -96,6 +99,7 @@ class _Run:
                 record.headers,
                 self.limits,
                 drop_reply_to=self.options.drop_reply_to,
+                tenancy=self.tenancy,
             )
         except InvalidInputError as exc:
             self.summary.skip(where, str(exc))

@@ -1,4 +1,11 @@
-"""`ucs-tasks send`: publish one task-start event and print the reply it gets, as JSON."""
+"""`ucs-tasks send`: publish one request and print the reply it gets, as JSON.
+
+A request starts a task (the body is a Task Start Event), completes one (`--end TASK_ID`, the
+body a Task End Event) or replaces the value of one of its extensions (`--extension NAME
+--task TASK_ID`, the body the new value), in binary mode, with the caller's tenant and group
+(`--tenant`, `--group`) when given. The reply is the task-created, task-completed,
+task-extension-updated or task-rejected reply that carries the request's correlation id.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,39 @@ import asyncio
 import socket
 import sys
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from producer_tools.tools._events import TYPE_OF_KIND
 from producer_tools.tools._progress import ToolError
 from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
-from schemas.task_start import TaskStartValidationError, parse_service_id
+from schemas.errors import EventValidationError
+from schemas.ids import parse_service_id, parse_task_id
+from schemas.validation import EventKind
 
-EXIT_CREATED, EXIT_REJECTED, EXIT_USAGE, EXIT_BROKER, EXIT_TIMEOUT = 0, 1, 2, 3, 5
+EXIT_ANSWERED, EXIT_REJECTED, EXIT_USAGE, EXIT_BROKER, EXIT_TIMEOUT = 0, 1, 2, 3, 5
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What to send: the kind of request, whom it is about, and its body (raw JSON)."""
+
+    service_id: int
+    body: bytes
+    kind: EventKind = EventKind.START
+    task_id: int | None = None
+    """The task an end or extension update is about."""
+    extension: str | None = None
+    """The extension an update replaces (extension updates)."""
+    tenant: str | None = None
+    """The caller's tenant (`ContactCenterId`, the `tenantid` attribute)."""
+    group: str | None = None
+    """The caller's group (`GroupId`, the `groupid` attribute)."""
 
 
 def source_uri() -> str:
@@ -49,20 +77,26 @@ async def _reply_listener(settings: ToolsConfig) -> AIOKafkaConsumer:
 
 
 async def send_one(
-    settings: ToolsConfig, service_id: int, body: bytes, event_id: str, timeout_s: float
+    settings: ToolsConfig, request: Request, event_id: str, timeout_s: float
 ) -> dict[str, Any] | None:
-    """Publish one binary-mode event and wait for the reply that carries its correlation id."""
+    """Publish one binary-mode request and wait for the reply that carries its correlation
+    id; None when none came within `timeout_s`."""
     correlation_id = uuid.uuid4().hex
     listener = await _reply_listener(settings)
     producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
     try:
         await producer.start()
         key, value, headers = wire.encode_request_binary(
-            service_id=service_id,
-            body=body,
+            service_id=request.service_id,
+            body=request.body,
             event_id=event_id,
             source=source_uri(),
             correlation_id=correlation_id,
+            event_type=TYPE_OF_KIND[request.kind],
+            task_id=request.task_id,
+            extension=request.extension,
+            tenant=request.tenant,
+            group=request.group,
         )
         await producer.send_and_wait(
             settings.topics.requests, value=value, key=key, headers=headers
@@ -82,18 +116,61 @@ async def send_one(
         await listener.stop()
 
 
-def run(
-    settings: ToolsConfig, service_id: str, body: bytes, event_id: str | None, timeout: float
-) -> int:
-    """The command: prints the reply JSON on stdout; exit 0 created, 1 rejected, 2 usage, 3 the
-    broker cannot be reached, 5 no reply in time."""
+@dataclass(frozen=True, slots=True)
+class SendArgs:
+    """The command line of `send`, as given (checked by `request_of`)."""
+
+    service_id: str
+    body: bytes
+    end: str | None = None
+    """`--end TASK_ID`: complete this task."""
+    extension: str | None = None
+    """`--extension NAME`: replace this extension's value (with `--task`)."""
+    task: str | None = None
+    """`--task TASK_ID`: the task whose extension `--extension` replaces."""
+    tenant: str | None = None
+    group: str | None = None
+
+
+def request_of(args: SendArgs) -> Request:
+    """The request the command line asks for, or ToolError (exit 2) saying what is wrong.
+
+    Ids are read as the consumer reads them; a bad one is refused here with the message the
+    consumer would answer, since the request would be refused anyway.
+    """
+    if args.end is not None and (args.extension is not None or args.task is not None):
+        raise ToolError(
+            "--end TASK_ID completes a task; --extension NAME --task TASK_ID updates one: "
+            "give one of them"
+        )
+    if (args.extension is None) != (args.task is None):
+        raise ToolError("--extension NAME and --task TASK_ID go together")
+    kind = EventKind.START
+    if args.end is not None:
+        kind = EventKind.END
+    elif args.extension is not None:
+        kind = EventKind.EXTENSION
     try:
-        sid = parse_service_id(service_id)
-    except TaskStartValidationError as exc:
-        print(orjson.dumps(exc.body().model_dump()).decode(), file=sys.stderr)
-        return EXIT_USAGE
+        service_id = parse_service_id(args.service_id)
+        task_id = None if kind is EventKind.START else parse_task_id(args.end or args.task)
+    except EventValidationError as exc:
+        raise ToolError(exc.message) from None
+    return Request(service_id, args.body, kind, task_id, args.extension, args.tenant, args.group)
+
+
+_ANSWERS = ("task.created", "task.completed", "task.extension.updated")
+
+
+def run(settings: ToolsConfig, args: SendArgs, event_id: str | None, timeout: float) -> int:
+    """The command: prints the reply JSON on stdout; exit 0 answered (created, completed,
+    updated), 1 rejected, 2 usage, 3 the broker cannot be reached, 5 no reply in time."""
     try:
-        reply = asyncio.run(send_one(settings, sid, body, event_id or uuid.uuid4().hex, timeout))
+        request = request_of(args)
+    except ToolError as exc:
+        print(f"ucs-tasks send: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        reply = asyncio.run(send_one(settings, request, event_id or uuid.uuid4().hex, timeout))
     except ToolError as exc:
         print(f"ucs-tasks send: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -102,7 +179,10 @@ def run(
         print(f"ucs-tasks send: cannot reach the Kafka broker at {where}: {exc}", file=sys.stderr)
         return EXIT_BROKER
     if reply is None:
-        print(f"no reply within {timeout:g}s (is the consumer running?)", file=sys.stderr)
+        print(
+            f"ucs-tasks send: no reply within {timeout:g}s (is the consumer running?)",
+            file=sys.stderr,
+        )
         return EXIT_TIMEOUT
     sys.stdout.write(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return EXIT_CREATED if reply.get("kind") == "task.created" else EXIT_REJECTED
+    return EXIT_ANSWERED if reply.get("kind") in _ANSWERS else EXIT_REJECTED

@@ -1,8 +1,10 @@
-"""`ucs-tasks tail`: follow the replies (task-created, task-rejected) and optionally dead letters.
+"""`ucs-tasks tail`: follow the replies and optionally dead letters.
 
-One line per record, as they arrive: human-readable by default (time, kind, service, task id,
-event identity, error message), or one JSON object per line with `--json`. Starts at the end
-of the topics unless `--from-beginning`; runs until Ctrl-C (exit 0) or `--count` records.
+The replies are those of the task events log (task created, completed, extension updated) and
+the rejections. One line per record, as they arrive: human-readable by default (time, kind,
+service, task id, extension, tenant, event identity, error message), or one JSON object per
+line with `--json`. Starts at the end of the topics unless `--from-beginning`; runs until
+Ctrl-C (exit 0) or `--count` records.
 Exit codes: 0 stopped, 2 usage error (a topic is missing), 3 broker unreachable.
 """
 
@@ -27,7 +29,19 @@ from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
 
 _POLL_MS = 200
-_KIND_STYLE = {"created": "green", "rejected": "yellow", "dead-letter": "red"}
+_KIND_STYLE = {
+    "created": "green",
+    "completed": "blue",
+    "extension-updated": "cyan",
+    "rejected": "yellow",
+    "dead-letter": "red",
+}
+_KINDS = {
+    wire.TYPE_TASK_CREATED: "created",
+    wire.TYPE_TASK_COMPLETED: "completed",
+    wire.TYPE_TASK_EXTENSION_UPDATED: "extension-updated",
+    wire.TYPE_TASK_REJECTED: "rejected",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +103,19 @@ def describe(record: Any, dead_letter_topic: str) -> dict[str, Any]:
     try:
         payload = orjson.loads(record.value or b"")
     except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
         payload = {"unreadable": _text(record.value)}
     kind = wire.reply_type(record.headers) or ""
+    task = payload.get("task")
     return {
         "time": _time(record),
-        "kind": {wire.TYPE_TASK_CREATED: "created", wire.TYPE_TASK_REJECTED: "rejected"}.get(
-            kind, kind or "unknown"
-        ),
+        "kind": _KINDS.get(kind, kind or "unknown"),
         **where,
         "service_id": payload.get("service_id"),
         "task_id": payload.get("task_id"),
+        "extension": payload.get("extension"),
+        "tenant": task.get("tenant") if isinstance(task, dict) else None,
         "event": payload.get("event"),
         "error": (payload.get("error") or {}).get("message"),
         "reply": payload,
@@ -106,16 +123,24 @@ def describe(record: Any, dead_letter_topic: str) -> dict[str, Any]:
 
 
 def human_line(item: dict[str, Any]) -> str:
-    """One line for a person: time, kind, service, task id, event identity, error (markup)."""
+    """One line for a person: time, kind, service, task id, the extension and tenant when
+    there are some, event identity, error (markup)."""
     event = item.get("event") or {}
     task = item.get("task_id")
     parts = [
         item["time"],
-        f"[{_KIND_STYLE.get(item['kind'], 'white')}]{item['kind']:<11}[/]",
+        f"[{_KIND_STYLE.get(item['kind'], 'white')}]{item['kind']:<17}[/]",
         f"service {escape(str(item.get('service_id') or '-'))}",
         f"task {task if task is not None else '-'}",
-        f"event {escape(str(event.get('source') or '-'))} {escape(str(event.get('id') or '-'))}",
     ]
+    parts.extend(
+        f"{name} {escape(str(item[name]))}"
+        for name in ("extension", "tenant")
+        if item.get(name) is not None
+    )
+    parts.append(
+        f"event {escape(str(event.get('source') or '-'))} {escape(str(event.get('id') or '-'))}"
+    )
     if item.get("error"):
         parts.append(f"[{_KIND_STYLE.get(item['kind'], 'white')}]{escape(item['error'])}[/]")
     return "  ".join(parts)

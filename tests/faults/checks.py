@@ -3,6 +3,7 @@ what they must say about a flow of events."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.faults.harness import SOURCE, ReplyLog
+from tests.faults.harness import SOURCE, ConsumerProcess, ReplyLog
 from tests.servers import StackSettings
 
 # --- offsets and rows ----------------------------------------------------------------------
@@ -145,6 +146,33 @@ async def check_acknowledged(
     for partition, offset in (committed_before or {}).items():
         assert committed.get(partition, 0) >= offset, f"partition {partition} went back"
     return committed
+
+
+async def caught_up(
+    settings: StackSettings,
+    positions: Mapping[str, tuple[int, int]],
+    consumer: ConsumerProcess,
+    timeout_s: float = 60.0,
+) -> dict[int, int]:
+    """Wait until the consumer process is consuming and the group's committed offsets reach the
+    end of every partition the flow wrote to: all it has to do is done. (Replies alone do not
+    say so: records a killed member answered but never committed come back to the survivor,
+    which answers them again after the group noticed the death.) Returns the offsets."""
+    ends = log_ends(positions)
+    committed: dict[int, int] = {}
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                assert consumer.alive, f"the consumer died:\n{consumer.log_tail()}"
+                committed = await committed_offsets(settings)
+                if consumer.consuming and committed == ends:
+                    return committed
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(
+            f"not caught up after {timeout_s}s: committed {committed}, log ends {ends}"
+            f"\n{consumer.log_tail()}"
+        ) from None
 
 
 def ids_per_task(rows: Rows) -> tuple[float, int]:

@@ -85,20 +85,27 @@ async def fault_postgres(
             yield server
 
 
+@contextlib.asynccontextmanager
+async def fresh_database(server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh, migrated database (a copy of the migrated template), dropped afterwards: its
+    task id sequence starts at 1, so id figures are exact."""
+    if not server.running:  # a previous test's outage ended badly
+        await server.start()
+    name = f"ucs_faults_{uuid.uuid4().hex[:10]}"
+    await _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
+    try:
+        yield make_url(server.url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not server.running:
+            await server.start()
+        await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def fault_database(fault_postgres: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test (a copy of the migrated template): its task id
-    sequence starts at 1, so the test's id figures are exact."""
-    if not fault_postgres.running:  # a previous test's outage ended badly
-        await fault_postgres.start()
-    name = f"ucs_faults_{uuid.uuid4().hex[:10]}"
-    await _admin(fault_postgres, f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
-    try:
-        yield make_url(fault_postgres.url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not fault_postgres.running:
-            await fault_postgres.start()
-        await _admin(fault_postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh, migrated database for one test."""
+    async with fresh_database(fault_postgres) as url:
+        yield url
 
 
 async def _admin(server: EmbeddedPostgres, statement: str) -> None:

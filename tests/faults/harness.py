@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -109,15 +111,31 @@ class ConsumerProcess(ChildProcess):
         super().__init__(settings, log_path)
         self._overrides = overrides
         self.starts = 0
+        self._life_starts_at = 0
 
     def start(self) -> None:
         if self.alive:
             raise RuntimeError("consumer already running")
+        self._life_starts_at = len(self.log_text())
         self._proc = start_consumer(self.settings, self.log_path, **self._overrides)
         self.starts += 1
 
     def log_count(self, fragment: str) -> int:
         return self.log_text().count(fragment)
+
+    async def stacks(self) -> str:
+        """The process's Python stacks, as `kill -USR1` makes it write them to its log."""
+        before = len(self.log_text())
+        if self.alive:
+            os.kill(self.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.5)
+        return self.log_text()[before:]
+
+    @property
+    def consuming(self) -> bool:
+        """Whether this life of the process has joined its group and started consuming (its
+        signal handlers are in place long before: a SIGTERM now is a graceful stop)."""
+        return "consuming" in self.log_text()[self._life_starts_at :]
 
 
 # --- publishing ----------------------------------------------------------------------------
@@ -142,6 +160,11 @@ class Feed:
     async def __aenter__(self) -> Feed:
         await self._producer.start()
         return self
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer (for records no `publish` can build: tests/kafka_poison.py)."""
+        return self._producer
 
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
@@ -212,6 +235,8 @@ class ReplyLog:
     """Event id -> the code of every task-rejected reply."""
     dead_letters: dict[tuple[int, int], str] = field(default_factory=dict)
     """(partition, offset) of the request -> the dead letter's error header."""
+    dead_letter_records: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+    """(partition, offset) of the request -> every dead letter written for it."""
     replies: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
@@ -258,6 +283,7 @@ class ReplyLog:
             headers = {k: v for k, v in record.headers if v is not None}
             where = (int(headers[wire.DLQ_PARTITION]), int(headers[wire.DLQ_OFFSET]))
             self.dead_letters[where] = headers[wire.DLQ_ERROR].decode("utf-8", "replace")
+            self.dead_letter_records.setdefault(where, []).append(record)
             return
         self.replies += 1
         payload = orjson.loads(record.value)

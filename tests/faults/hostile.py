@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from consumer.domain import Position
-from consumer.kafka.codec import Inbound, translate
+from consumer.domain import Position, Rejection, StartCommand
+from consumer.kafka.codec import Rules, translate
+from consumer.ports import Inbound
 from schemas import wire
-from schemas.task_start import Limits
 from tests.faults.harness import (
     SOURCE,
     Header,
@@ -163,7 +163,7 @@ def corpus(prefix: str = "hostile") -> list[Hostile]:  # noqa: PLR0915 - a flat 
 
     mega = b"z" * MIB
     headers("long header", "1 MB correlation id", lambda h: [*h, ("ce_correlationid", mega)],
-            "created")  # fmt: skip
+            "rejected:invalid_attribute")  # fmt: skip
     headers("long header", "1 MB unknown header", lambda h: [*h, ("x-junk", mega)], "created")
     headers("long header", "1 MB event id", lambda h: _replace(h, "ce_id", mega), "dead_letter")
     headers("long header", "257-char source", lambda h: _replace(h, "ce_source", b"s" * 257),
@@ -281,18 +281,18 @@ def corpus(prefix: str = "hostile") -> list[Hostile]:  # noqa: PLR0915 - a flat 
     return cases
 
 
-def expected_outcome(record: Record, position: tuple[int, int], limits: Limits) -> str:
+def expected_outcome(record: Record, position: tuple[int, int], rules: Rules) -> str:
     """The outcome the consumer's own decoding predicts (the oracle of the property test)."""
     key, value, headers = record
-    inbound = translate(Position("requests", *position), key, value, headers, limits)
+    inbound = translate(Position("requests", *position), key, value, headers, rules)
     return outcome_of(inbound)
 
 
 def outcome_of(inbound: Inbound) -> str:
-    if inbound.command is not None:
+    if isinstance(inbound.command, StartCommand):
         return "created"
-    if inbound.rejection is not None:
-        return f"rejected:{inbound.rejection.code}"
+    if isinstance(inbound.command, Rejection):
+        return f"rejected:{inbound.command.code}"
     return "dead_letter"
 
 

@@ -13,7 +13,6 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -21,19 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
-from consumer.kafka.codec import OutRecord
 from consumer.kafka.publisher import BrokerUnavailableError, KafkaPublisher
-from consumer.kafka.runner import Runner
+from consumer.ports import REPLY, OutRecord
 from producer_tools.devstack.embedded import EmbeddedBroker
-from tests.fakes import (
-    Batch,
-    FakeConsumer,
-    FakePartition,
-    FakePublisher,
-    FakeRecord,
-    FakeStore,
-    FakeUnitOfWork,
-)
 from tests.faults.checks import (
     check_flow,
     ids_per_task,
@@ -47,8 +36,6 @@ from tests.faults.harness import (
     Report,
     event_id_of,
     fault_settings,
-    task_record,
-    until,
     valid_records,
 )
 from tests.servers import StackSettings, create_topics
@@ -115,9 +102,10 @@ async def test_a_consumer_process_survives_a_broker_restart_that_lost_everything
                     ),
                 )
             except AssertionError as exc:
-                where = await _unanswered(settings, everything, positions, replies)
-                _xfail_if_the_broker_raced_its_own_store(own_broker, where)
-                raise AssertionError(f"{exc}\n{where}") from None
+                where, unstored = await _unanswered(settings, everything, positions, replies)
+                _xfail_if_the_broker_raced_its_own_store(own_broker, where, unstored)
+                stacks = await consumer.stacks()
+                raise AssertionError(f"{exc}\n{where}\nconsumer stacks:\n{stacks}") from None
             assert consumer.starts == 1
             assert await consumer.stop() == 0, consumer.log_tail()
             await replies.settled()
@@ -144,8 +132,8 @@ async def _unanswered(
     records: Sequence[Record],
     positions: Sequence[tuple[int, int]],
     replies: ReplyLog,
-) -> str:
-    """Where the unanswered events sit in the new log, and whether the consumer stored them."""
+) -> tuple[str, int]:
+    """Where the unanswered events sit in the new log, and how many the consumer never stored."""
     rows = await read_rows(settings.database_url)
     committed, on_topic, answered = await _what_the_broker_holds(settings)
     missing: dict[int, list[int]] = {}
@@ -157,11 +145,12 @@ async def _unanswered(
             unstored += event_id not in rows.task_ids
             reread += event_id in answered
     spans = {p: f"{len(o)} in {min(o)}..{max(o)}" for p, o in sorted(missing.items())}
-    return (
+    where = (
         f"unanswered by request partition: {spans}; never stored: {unstored};"
         f" the group's committed offsets: {committed}; created replies per partition, read"
         f" again from the start: {on_topic}, holding {reread} of the unanswered"
     )
+    return where, unstored
 
 
 async def _what_the_broker_holds(
@@ -199,48 +188,27 @@ async def _what_the_broker_holds(
         await admin.close()
 
 
-def _xfail_if_the_broker_raced_its_own_store(broker: EmbeddedBroker, where: str) -> None:
-    """Open problem (docs/guarantees.md): under the whole fault suite's load a few re-sent
-    events sometimes stay unanswered after the restart (1 run in 14 after the commit fixes,
-    3 in 5 before). Every such run's broker log shows the restarted tansu failing a produce
-    with AlreadyExists (two writes raced for one offset in its in-memory store). Until the
-    cause is pinned down, a miss *with* that broker error is an expected failure; a miss
-    without it fails the test."""
+def _xfail_if_the_broker_raced_its_own_store(
+    broker: EmbeddedBroker, where: str, unstored: int
+) -> None:
+    """Open problem of the embedded broker, not of the consumer (docs/guarantees.md): tansu 0.6's
+    memory store (dynostore) reserves a produce's offsets by updating the partition's watermark
+    object under optimistic concurrency, then creates the batch object at that offset; its log
+    line `AlreadyExists ... records/<offset>.batch` means two produces were given the same
+    offset (a Kafka broker assigns offsets under the partition's lock). Right after a restart
+    it shows in nearly every run, mostly harmless (the refused produce is retried); the misses
+    seen (the first records of one partition of the new log, the group's committed offset past
+    them) came only with it, every unanswered event stored, and some of their replies visible to
+    a reader that starts afresh but not to the one that read along: consistent with a log whose
+    offsets overlap. A miss with that broker error and every unanswered event stored is an
+    expected failure; any other miss fails the test."""
     log = broker.log_path.read_text(errors="replace") if broker.log_path.exists() else ""
-    if "AlreadyExists" in log:
+    if "AlreadyExists" in log and unstored == 0:
         pytest.xfail(f"the restarted tansu raced its store (AlreadyExists); {where}")
 
 
-# --- the two consumer fixes this test found, pinned down without timing luck -------------------
-
-
-class ForgottenMember(FakeConsumer):
-    """A member aiokafka has reset to generation -1: the restarted broker did not know it."""
-
-    def __init__(self, *batches: Batch) -> None:
-        super().__init__(*batches)
-        self._coordinator = SimpleNamespace(generation=-1)
-
-
-async def test_a_member_the_broker_forgot_answers_its_batch_but_commits_no_offsets() -> None:
-    """A batch read from the lost log and settled after the restart: its standalone commit
-    would store the old log's offset 901 in the new, empty log, whose first 901 records the
-    group would then skip. It is answered (idempotent) and left uncommitted instead."""
-    key, value, headers = task_record(7, "forgotten", b'{"state_id": 1}')
-    record = FakeRecord("requests", 0, 900, key, value, tuple(headers))  # type: ignore[arg-type]
-    consumer = ForgottenMember({FakePartition("requests", 0): [record]})
-    publisher = FakePublisher()
-    settings = StackSettings.of(topic_requests="requests", topic_created="created")
-    runner = Runner(consumer, publisher, lambda: FakeUnitOfWork(FakeStore()), settings)  # type: ignore[arg-type]
-    stopping = asyncio.Event()
-    loop = asyncio.create_task(runner.run(stopping))
-    try:
-        await until(lambda: bool(publisher.published), 5, "the batch was never answered")
-        await asyncio.sleep(0.05)  # where a commit would follow the replies
-    finally:
-        stopping.set()
-        await asyncio.wait_for(loop, 5)
-    assert consumer.committed == []
+# --- the consumer fixes this test found, pinned down without timing luck ------------------------
+# (a member the restarted broker forgot commits nothing: see test_aiokafka_internals.py)
 
 
 class RefusingProducer:
@@ -265,5 +233,5 @@ async def test_an_unknown_broker_error_or_a_timeout_is_a_retriable_publish_failu
     publisher = KafkaPublisher(RefusingProducer(error))  # type: ignore[arg-type]
     await publisher.start()
     with pytest.raises(BrokerUnavailableError) as caught:
-        await publisher.publish([OutRecord("created", b"7", b"{}", [])])
+        await publisher.publish([OutRecord("created", b"7", b"{}", [], REPLY)])
     assert caught.value.retriable

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.checks import (
+    caught_up,
     check_acknowledged,
     check_flow,
     ids_per_task,
@@ -91,6 +92,7 @@ async def test_a_second_consumer_joining_and_leaving_repeatedly_loses_and_duplic
             timeout_s=60,
             why=lambda: f"{len(replies.created)} of {EVENTS} answered:\n{first.log_tail()}",
         )
+        await caught_up(settings, positions, first)
         assert await first.stop() == 0, first.log_tail()
         committed = await check_acknowledged(settings, positions, replies, committed)
         await replies.settled()

@@ -72,6 +72,21 @@ async def test_the_same_event_twice_makes_one_row_and_answers_the_same_task_id(
     assert rows == 1
 
 
+async def test_a_stored_identity_is_answered_with_its_task_even_with_an_invalid_body(
+    client: TaskClient, settings: StackSettings
+) -> None:
+    event_id = uuid.uuid4().hex
+    first = await client.reply(await client.send(b'{"state_id": 3}', event_id=event_id))
+    again = await client.reply(await client.send(b'{"state_id": "x"}', event_id=event_id))
+    other_id = await client.reply(await client.send(b"{}", service_id="0", event_id=event_id))
+    assert [r.payload["kind"] for r in (first, again, other_id)] == ["task.created"] * 3
+    assert {r.payload["task_id"] for r in (first, again, other_id)} == {first.payload["task_id"]}
+    recorded = await count_rows(
+        settings, "SELECT count(*) FROM rejected_events WHERE event_id = :e", e=event_id
+    )
+    assert recorded == 0
+
+
 async def test_a_replayed_event_takes_no_new_task_id(client: TaskClient) -> None:
     event_id = uuid.uuid4().hex
     first = await client.reply(await client.send(b"{}", event_id=event_id))

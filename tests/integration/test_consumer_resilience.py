@@ -297,7 +297,7 @@ async def test_a_consumer_started_before_its_broker_consumes_once_the_broker_is_
 async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exactly_one_task(
     settings: StackSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="consumer.kafka.runner")
+    caplog.set_level(logging.INFO, logger="consumer.kafka.member")
     sent: list[str] = []
     flowing = asyncio.Event()
 
@@ -336,6 +336,21 @@ async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exa
         task_ids = {r.payload["task_id"] for r in client.replies[event_id]}
         assert len(task_ids) == 1, f"{event_id} answered with task ids {task_ids}"
     assert await rows_per_event(settings.database_url, sent) == dict.fromkeys(sent, 1)
+
+
+async def test_a_graceful_stop_right_after_the_last_reply_leaves_nothing_settled_uncommitted(
+    kafka_bootstrap: str, database_url: str
+) -> None:
+    """The stop comes while the last batch may still be between its replies and its commit: it
+    settles and commits that batch before leaving (nobody else would redeliver it here)."""
+    settings = await fresh_settings(kafka_bootstrap, database_url, batch_max_records=50)
+    async with task_client(settings) as client, running(settings) as consumer:
+        ids = await send_events(client, "stop", 300)
+        await client.wait_for(lambda: all(e in client.replies for e in ids), timeout=30)
+        runner = await consumer.stop()
+    assert runner is not None
+    assert runner.processed == 300
+    assert await committed_total(settings) == 300
 
 
 # --- reply conformance -------------------------------------------------------------------------

@@ -21,10 +21,8 @@ from producer_tools.tools._events import PRODUCE_SOURCE, plain_identity
 from producer_tools.tools._progress import EXIT_BROKER, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, Reporter
 from producer_tools.tools._ranges import close_reader, end_offsets, open_reader, partitions_of
 from producer_tools.tools.produce import ProduceOptions, produce
-from producer_tools.tools.rebuild import TaskLog
 from producer_tools.tools.replay import ReplayOptions, replay
 from schemas import wire
-from schemas.replies import EventRef, StoredTask
 from tests.reference import REFERENCE_ATTACHED
 from tests.servers import StackSettings
 
@@ -95,32 +93,6 @@ def test_a_plain_record_identity_depends_on_content_and_occurrence_only() -> Non
     assert first != plain_identity(5, {"state_id": 1, "Note": {"b": 1, "a": 2}}, 2)
     assert first != plain_identity(6, {"state_id": 1, "Note": {"b": 1, "a": 2}})
     assert first != plain_identity(5, {"state_id": 1, "Note": {"a": 2, "b": 1}})  # order is data
-
-
-def stored(task_id: int, source: str, received_at: str) -> StoredTask:
-    return StoredTask(
-        task_id=task_id,
-        service_id=1,
-        timestamp="2026-01-01T00:00:00.000Z",
-        event=EventRef(source=source, id="e"),
-        received_at=received_at,
-        source_topic="t",
-        source_partition=0,
-        source_offset=task_id,
-    )
-
-
-def test_the_task_log_keeps_the_latest_task_for_each_id_and_identity() -> None:
-    log = TaskLog()
-    assert log.offer(stored(1, "a", "2026-01-01T00:00:00.000Z"), "t:0:0") == ("new", [], "")
-    assert log.offer(stored(1, "a", "2026-01-01T00:00:09.000Z"), "t:0:5") == (
-        "duplicate", [], "t:0:0",
-    )  # fmt: skip
-    # The database was reset: id 1 went to another event, and event "a" came back as id 7.
-    assert log.offer(stored(1, "b", "2026-02-01T00:00:00.000Z"), "t:0:9")[:2] == ("new", [1])
-    assert log.offer(stored(7, "a", "2026-02-01T00:00:01.000Z"), "t:0:10")[:2] == ("new", [])
-    assert log.offer(stored(1, "a", "2026-01-01T00:00:00.000Z"), "t:0:11")[0] == "stale"
-    assert {i: seen.identity for i, seen in log.by_id.items()} == {1: ("b", "e"), 7: ("a", "e")}
 
 
 @pytest.mark.usefixtures("consumer")

@@ -1,4 +1,4 @@
-"""The consumer's codec: records in -> commands, rejections or dead letters; outcomes -> replies."""
+"""The consumer's codec: records in -> commands (or dead letters); outcomes -> reply records."""
 
 from __future__ import annotations
 
@@ -7,25 +7,46 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from consumer.domain import EventIdentity, Position, Task
+from consumer.domain import EventIdentity, Position, Rejection, StartCommand, Task, Undecodable
 from consumer.kafka.codec import (
+    MAX_CORRELATION_ID_LENGTH,
+    Replies,
+    Rules,
+    consumed,
+    translate,
+)
+from consumer.ports import (
+    COPY,
+    DEAD_LETTER,
+    LAST_RESORT,
+    REPLY,
     Inbound,
     OutRecord,
-    created_records,
-    dead_letter_record,
-    rejected_records,
-    translate,
+    Undelivered,
+    UnparseableRecord,
 )
 from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
 from schemas.task_start import Limits
+from tests.fakes import FakeRecord
+from tests.servers import StackSettings
 
 LIMITS = Limits(max_body_bytes=4096, max_string_length=64)
+RULES = Rules(LIMITS, own_topics=("requests", "dlq"))
 POSITION = Position("requests", 2, 41)
 BODY = b'{"state_id": 24, "task_type": "customer info", "Survey": {"question1": 7}}'
 LOG = "created-log"
 REJECTIONS = "rejections"
 NOW = "2026-11-25T17:41:52.391Z"
+SETTINGS = StackSettings.of(
+    topic_requests="requests",
+    topic_created=LOG,
+    topic_rejected=REJECTIONS,
+    topic_dead_letter="dlq",
+    base_uri="http://x",
+    max_body_bytes=4096,
+)
+REPLIES = Replies(SETTINGS.topics, SETTINGS.contract)
 
 
 def binary(
@@ -34,7 +55,7 @@ def binary(
     reply_to: str | None = None,
     correlation_id: str | None = "corr-1",
 ) -> Inbound:
-    headers = [
+    headers: list[tuple[str, bytes | None]] = [
         ("ce_specversion", b"1.0"),
         ("ce_id", b"evt-1"),
         ("ce_source", b"urn:test"),
@@ -46,12 +67,21 @@ def binary(
         headers.append(("ce_replyto", reply_to.encode()))
     if correlation_id is not None:
         headers.append(("ce_correlationid", correlation_id.encode()))
-    return translate(POSITION, str(service_id).encode(), body, headers, LIMITS)
+    return translate(POSITION, str(service_id).encode(), body, headers, RULES)
+
+
+def start(inbound: Inbound) -> StartCommand:
+    assert isinstance(inbound.command, StartCommand), inbound.command
+    return inbound.command
+
+
+def rejection(inbound: Inbound) -> Rejection:
+    assert isinstance(inbound.command, Rejection), inbound.command
+    return inbound.command
 
 
 def task_for(inbound: Inbound, task_id: int = 15928) -> Task:
-    command = inbound.command
-    assert command is not None
+    command = start(inbound)
     fields = {"state_id": None, "task_type": None, **command.fields}
     fields.setdefault("timestamp", datetime(2026, 11, 25, 17, 41, 52, 380000, tzinfo=UTC))
     return Task(
@@ -65,7 +95,7 @@ def task_for(inbound: Inbound, task_id: int = 15928) -> Task:
     )
 
 
-def headers_of(record: OutRecord) -> dict[str, bytes]:
+def headers_of(record: OutRecord) -> dict[str, bytes | None]:
     return dict(record.headers)
 
 
@@ -76,9 +106,7 @@ def test_a_binary_record_becomes_a_command_with_identity_fields_attached_data_an
     None
 ):
     inbound = binary(reply_to="my-replies")
-    assert (inbound.rejection, inbound.dead_letter) == (None, None)
-    command = inbound.command
-    assert command is not None
+    command = start(inbound)
     assert command.identity == EventIdentity("urn:test", "evt-1")
     assert command.service_id == 21456878
     assert command.fields == {"state_id": 24, "task_type": "customer info"}
@@ -96,7 +124,7 @@ def test_a_structured_record_becomes_the_same_command_as_its_binary_twin() -> No
         correlation_id="corr-1",
     )
     key, value, headers = wire.encode_structured(event)
-    structured = translate(POSITION, key, value, headers, LIMITS)
+    structured = translate(POSITION, key, value, headers, RULES)
     assert structured.command == binary().command
     assert structured.correlation_id == "corr-1"
 
@@ -113,60 +141,48 @@ def test_a_structured_record_becomes_the_same_command_as_its_binary_twin() -> No
 def test_a_record_without_a_task_start_identity_becomes_a_dead_letter_with_a_reason(
     value: bytes | None, headers: list[tuple[str, bytes]]
 ) -> None:
-    inbound = translate(POSITION, b"k", value, headers, LIMITS)
-    assert (inbound.command, inbound.rejection) == (None, None)
-    assert inbound.dead_letter
+    inbound = translate(POSITION, b"k", value, headers, RULES)
+    assert isinstance(inbound.command, Undecodable)
+    assert inbound.command.reason
     assert (inbound.key, inbound.value, inbound.headers) == (b"k", value, tuple(headers))
 
 
 def test_an_invalid_service_id_becomes_a_rejection_that_carries_no_service_id() -> None:
-    inbound = binary(service_id="0")
-    assert (inbound.command, inbound.dead_letter) == (None, None)
-    rejection = inbound.rejection
-    assert rejection is not None
-    assert (rejection.service_id, rejection.status, rejection.code) == (
+    refused = rejection(binary(service_id="0"))
+    assert (refused.service_id, refused.status, refused.code) == (
         None,
         400,
         "invalid_service_id",
     )
-    assert [e["field"] for e in rejection.body["errors"]] == ["service_id"]
-    assert rejection.identity == EventIdentity("urn:test", "evt-1")
-    assert rejection.position == POSITION
+    assert [e["field"] for e in refused.body["errors"]] == ["service_id"]
+    assert refused.identity == EventIdentity("urn:test", "evt-1")
+    assert refused.position == POSITION
 
 
 def test_an_invalid_body_becomes_a_rejection_naming_the_field_and_keeping_the_service_id() -> None:
-    rejection = binary(body=b'{"state_id": "x"}').rejection
-    assert rejection is not None
-    assert (rejection.service_id, rejection.status, rejection.code) == (
-        21456878,
-        400,
-        "invalid_field",
-    )
-    assert [e["field"] for e in rejection.body["errors"]] == ["state_id"]
-    assert rejection.body["exception"].endswith("ContextServicesExceptionResource")
+    refused = rejection(binary(body=b'{"state_id": "x"}'))
+    assert (refused.service_id, refused.status, refused.code) == (21456878, 400, "invalid_field")
+    assert [e["field"] for e in refused.body["errors"]] == ["state_id"]
+    assert refused.body["exception"].endswith("ContextServicesExceptionResource")
 
 
 def test_a_bad_service_id_and_a_bad_body_are_reported_together_in_one_rejection() -> None:
-    rejection = binary(body=b'{"state_id": "x"}', service_id="abc").rejection
-    assert rejection is not None
-    assert [e["field"] for e in rejection.body["errors"]] == ["service_id", "state_id"]
-    assert "service_id" in rejection.body["message"]
-    assert "state_id" in rejection.body["message"]
-    assert rejection.service_id is None
+    refused = rejection(binary(body=b'{"state_id": "x"}', service_id="abc"))
+    assert [e["field"] for e in refused.body["errors"]] == ["service_id", "state_id"]
+    assert "service_id" in refused.body["message"]
+    assert "state_id" in refused.body["message"]
+    assert refused.service_id is None
 
 
 def test_a_too_large_body_outranks_a_bad_service_id_with_413() -> None:
-    rejection = binary(body=orjson.dumps({"x": "y" * 5000}), service_id="-1").rejection
-    assert rejection is not None
-    assert (rejection.status, rejection.code) == (413, "too_large")
-    assert {e["field"] for e in rejection.body["errors"]} >= {"service_id"}
+    refused = rejection(binary(body=orjson.dumps({"x": "y" * 5000}), service_id="-1"))
+    assert (refused.status, refused.code) == (413, "too_large")
+    assert {e["field"] for e in refused.body["errors"]} >= {"service_id"}
 
 
 def test_a_binary_body_that_is_not_json_is_rejected_not_dead_lettered() -> None:
-    inbound = binary(body=b'{"task_type": customer info}')
-    assert inbound.dead_letter is None
-    assert inbound.rejection is not None
-    assert (inbound.rejection.status, inbound.rejection.code) == (400, "malformed_json")
+    refused = rejection(binary(body=b'{"task_type": customer info}'))
+    assert (refused.status, refused.code) == (400, "malformed_json")
 
 
 # --- replies -----------------------------------------------------------------------------------
@@ -181,8 +197,9 @@ def test_a_created_reply_goes_to_the_log_and_to_a_distinct_replyto_once_each(
     reply_to: str | None, topics: list[str]
 ) -> None:
     inbound = binary(reply_to=reply_to)
-    records = created_records(inbound, task_for(inbound), "http://x/tasks/15928", LOG, NOW)
+    records = REPLIES.created(inbound, task_for(inbound), NOW)
     assert [r.topic for r in records] == topics
+    assert [r.role for r in records] == [REPLY, COPY][: len(topics)]
     assert len({(r.key, r.value, tuple(r.headers)) for r in records}) == 1
 
 
@@ -195,8 +212,7 @@ def test_a_rejected_reply_goes_to_the_rejections_topic_and_to_a_distinct_replyto
     reply_to: str | None, topics: list[str]
 ) -> None:
     inbound = binary(body=b"[]", reply_to=reply_to)
-    assert inbound.rejection is not None
-    records = rejected_records(inbound, inbound.rejection, REJECTIONS, NOW)
+    records = REPLIES.rejected(inbound, rejection(inbound), NOW)
     assert [r.topic for r in records] == topics
 
 
@@ -205,8 +221,9 @@ def test_a_created_reply_conforms_to_the_task_created_schema_and_carries_the_con
 ):
     inbound = binary()
     task = task_for(inbound)
-    (record,) = created_records(inbound, task, "http://x/service/21456878/tasks/15928", LOG, NOW)
+    (record,) = REPLIES.created(inbound, task, NOW)
     reply = TaskCreated.model_validate(orjson.loads(record.value or b""))
+    assert reply.location == "http://x/service/21456878/tasks/15928"
     assert (reply.task_id, reply.service_id, reply.correlation_id) == (15928, 21456878, "corr-1")
     assert reply.task.attached_data == {"Survey": {"question1": 7}}
     assert (reply.task.source_topic, reply.task.source_partition, reply.task.source_offset) == (
@@ -225,8 +242,7 @@ def test_a_created_reply_conforms_to_the_task_created_schema_and_carries_the_con
 
 def test_a_rejected_reply_conforms_to_task_rejected_and_omits_an_invalid_service_id() -> None:
     inbound = binary(body=b'{"state_id": "x"}', service_id="abc", correlation_id=None)
-    assert inbound.rejection is not None
-    (record,) = rejected_records(inbound, inbound.rejection, REJECTIONS, NOW)
+    (record,) = REPLIES.rejected(inbound, rejection(inbound), NOW)
     reply = TaskRejected.model_validate(orjson.loads(record.value or b""))
     assert (reply.service_id, reply.status, reply.code.value) == (None, 400, "invalid_service_id")
     assert [e.field for e in reply.error.errors] == ["service_id", "state_id"]
@@ -241,30 +257,156 @@ def test_a_rejected_reply_conforms_to_task_rejected_and_omits_an_invalid_service
 def test_the_reply_id_is_the_same_for_every_reply_to_one_request_whatever_its_outcome() -> None:
     accepted = binary()
     rejected = binary(body=b"[]")
-    assert rejected.rejection is not None
-    created = created_records(accepted, task_for(accepted), "loc", LOG, NOW)[0]
-    created_again = created_records(accepted, task_for(accepted), "loc", LOG, "later")[0]
-    refused = rejected_records(rejected, rejected.rejection, REJECTIONS, NOW)[0]
+    created = REPLIES.created(accepted, task_for(accepted), NOW)[0]
+    created_again = REPLIES.created(accepted, task_for(accepted), "later")[0]
+    refused = REPLIES.rejected(rejected, rejection(rejected), NOW)[0]
     ids = {headers_of(r)["ce_id"] for r in (created, created_again, refused)}
     assert ids == {wire.reply_event_id("urn:test", "evt-1").encode()}
 
 
-# --- dead letters ------------------------------------------------------------------------------
+# --- what one record may carry: reply topics and correlation ids -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "problem"),
+    [
+        ("has space", "not a Kafka topic name"),
+        ("caf\u00e9", "not a Kafka topic name"),
+        (".", "not a Kafka topic name"),
+        ("..", "not a Kafka topic name"),
+        ("x" * 250, "at most 249"),
+        ("__consumer_offsets", "internal topic"),
+        ("requests", "requests or dead-letter topic"),
+        ("dlq", "requests or dead-letter topic"),
+    ],
+    ids=["space", "non-ascii", "dot", "dot-dot", "250-chars", "internal", "requests", "dlq"],
+)
+def test_an_unusable_reply_topic_is_a_rejection_naming_replyto_and_no_copy_goes_there(
+    reply_to: str, problem: str
+) -> None:
+    inbound = binary(reply_to=reply_to)
+    refused = rejection(inbound)
+    assert (refused.status, refused.code) == (400, "invalid_reply_to")
+    assert [e["field"] for e in refused.body["errors"]] == ["replyto"]
+    assert problem in refused.body["errors"][0]["problem"]
+    assert inbound.reply_to is None
+    assert [r.topic for r in REPLIES.rejected(inbound, refused, NOW)] == [REJECTIONS]
+
+
+def test_a_reply_topic_of_249_legal_characters_is_used() -> None:
+    name = "a.b_c-D9" * 31 + "x"
+    assert len(name) == 249
+    inbound = binary(reply_to=name)
+    assert start(inbound)
+    assert inbound.reply_to == name
+
+
+def test_an_over_long_correlation_id_is_rejected_and_echoed_cut_to_the_limit() -> None:
+    inbound = binary(correlation_id="c" * (MAX_CORRELATION_ID_LENGTH + 1))
+    refused = rejection(inbound)
+    assert (refused.status, refused.code) == (400, "invalid_attribute")
+    assert [e["field"] for e in refused.body["errors"]] == ["correlationid"]
+    assert inbound.correlation_id == "c" * MAX_CORRELATION_ID_LENGTH
+    (record,) = REPLIES.rejected(inbound, refused, NOW)
+    assert headers_of(record)["ce_correlationid"] == b"c" * MAX_CORRELATION_ID_LENGTH
+
+
+def test_envelope_problems_and_body_problems_are_reported_together() -> None:
+    refused = rejection(binary(body=b'{"state_id": "x"}', reply_to="bad topic"))
+    assert [e["field"] for e in refused.body["errors"]] == ["replyto", "state_id"]
+
+
+# --- records that cannot be read or translated -------------------------------------------------
+
+
+def test_a_record_the_client_could_not_parse_becomes_a_dead_letter_with_escaped_header_names() -> (
+    None
+):
+    record = UnparseableRecord(
+        "requests", 2, 41, b"k", b"v", ((b"\xff\xfe-name", b"\x00"), (b"ok", None)),
+        "a header name is not UTF-8",
+    )  # fmt: skip
+    inbound = consumed(record, RULES)
+    assert isinstance(inbound.command, Undecodable)
+    assert "not UTF-8" in inbound.command.reason
+    dead = REPLIES.dead_letters.of(inbound, inbound.command.reason)
+    assert (dead.key, dead.value) == (b"k", b"v")
+    assert list(dead.headers[:2]) == [("\\xff\\xfe-name", b"\x00"), ("ok", None)]
+    assert headers_of(dead)[wire.DLQ_OFFSET] == b"41"
+
+
+def test_a_record_whose_bytes_could_not_be_read_is_dead_lettered_as_those_bytes() -> None:
+    record = UnparseableRecord("requests", 2, 41, None, None, (), "corrupt record", raw=b"\x01\x02")
+    inbound = consumed(record, RULES)
+    dead = REPLIES.dead_letters.of(inbound, "corrupt record")
+    assert (dead.key, dead.value) == (None, b"\x01\x02")
+
+
+def test_a_record_whose_translation_raises_becomes_a_dead_letter_naming_the_error() -> None:
+    class Exploding(Rules):
+        def reply_to_problem(self, name: str) -> str | None:
+            raise RecursionError(name)
+
+    key, value, headers = wire.encode_request_binary(
+        service_id=1, body=b"{}", event_id="e", source="s", reply_to="boom"
+    )
+    inbound = consumed(FakeRecord("requests", 0, 3, key, value, tuple(headers)), Exploding(LIMITS))
+    assert isinstance(inbound.command, Undecodable)
+    assert "RecursionError('boom')" in inbound.command.reason
+
+
+# --- dead letters and what replaces a refused record ------------------------------------------
 
 
 @pytest.mark.parametrize("value", [b"\xff\x00garbage", None], ids=["bytes", "none"])
 def test_a_dead_letter_keeps_key_value_and_headers_and_appends_where_and_why(
     value: bytes | None,
 ) -> None:
-    original = [("x-origin", b"\x01\x02binary"), ("x-origin", b"repeated")]
-    inbound = translate(POSITION, b"some-key", value, original, LIMITS)
-    record = dead_letter_record(inbound, "dlq")
-    assert (record.topic, record.key, record.value) == ("dlq", b"some-key", value)
-    assert record.headers[:2] == original
+    original: list[tuple[str, bytes | None]] = [("x-origin", b"\x01\x02"), ("x-origin", b"again")]
+    inbound = translate(POSITION, b"some-key", value, original, RULES)
+    assert isinstance(inbound.command, Undecodable)
+    (record,) = REPLIES.records([inbound], [inbound.command])
+    assert (record.topic, record.key, record.value, record.role) == (
+        "dlq", b"some-key", value, DEAD_LETTER)  # fmt: skip
+    assert list(record.headers[:2]) == original
     added = dict(record.headers[2:])
-    assert added[wire.DLQ_ERROR] == (inbound.dead_letter or "").encode()
+    assert added[wire.DLQ_ERROR] == inbound.command.reason.encode()
     assert (added[wire.DLQ_TOPIC], added[wire.DLQ_PARTITION], added[wire.DLQ_OFFSET]) == (
-        b"requests",
-        b"2",
-        b"41",
+        b"requests", b"2", b"41")  # fmt: skip
+    assert wire.DLQ_TRUNCATED not in added
+
+
+def test_a_dead_letter_over_the_record_limit_is_cut_to_fit_and_says_what_it_was() -> None:
+    limit = SETTINGS.contract.max_reply_record_bytes
+    big = b"v" * (3 * limit)
+    headers: list[tuple[str, bytes | None]] = [("x-big", b"h" * limit), ("x-small", b"s")]
+    inbound = translate(POSITION, b"k" * limit, big, headers, RULES)
+    dead = REPLIES.dead_letters.of(inbound, "no identity")
+    size = len(dead.key or b"") + len(dead.value or b"")
+    size += sum(len(n) + len(v or b"") for n, v in dead.headers)
+    assert size <= limit
+    assert (dead.value or b"") == big[: len(dead.value or b"")]
+    assert len(dead.value or b"") > limit // 2
+    header_bytes = limit + len("x-big") + len("x-small") + 1
+    assert headers_of(dead)[wire.DLQ_TRUNCATED] == (
+        f"key={limit} value={3 * limit} headers={header_bytes}".encode()
     )
+
+
+def test_a_refused_reply_becomes_a_dead_letter_then_one_of_headers_only_then_nothing() -> None:
+    inbound = binary(reply_to="their-replies")
+    reply, copy = REPLIES.created(inbound, task_for(inbound), NOW)
+    instead = REPLIES.instead_of(Undelivered(reply, "MessageSizeTooLargeError"))
+    assert instead is not None
+    assert (instead.topic, instead.role, instead.value) == ("dlq", DEAD_LETTER, BODY)
+    reason = (headers_of(instead)[wire.DLQ_ERROR] or b"").decode()
+    assert LOG in reason
+    assert "MessageSizeTooLargeError" in reason
+    copied = REPLIES.instead_of(Undelivered(copy, "TopicAuthorizationFailedError"))
+    assert copied is not None
+    assert "their-replies" in (headers_of(copied)[wire.DLQ_ERROR] or b"").decode()
+    last = REPLIES.instead_of(Undelivered(instead, "still refused"))
+    assert last is not None
+    assert (last.role, last.key, last.value) == (LAST_RESORT, None, None)
+    assert "still refused" in (headers_of(last)[wire.DLQ_ERROR] or b"").decode()
+    assert REPLIES.instead_of(Undelivered(last, "refused again")) is None

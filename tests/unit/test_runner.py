@@ -1,4 +1,5 @@
-"""The consume loop over fakes of its collaborators: retry, commit after replies, offset + 1."""
+"""The consume loop over fakes of its ports: retry, commit after replies, offset + 1, and the
+commit rules (under the fetched membership, retried while it holds, dropped once it is gone)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ from collections.abc import Callable, Sequence
 import orjson
 import pytest
 
-from consumer.domain import EventIdentity
-from consumer.kafka import runner as runner_module
-from consumer.kafka.codec import OutRecord
-from consumer.kafka.publisher import BrokerUnavailableError
-from consumer.kafka.runner import Runner, SettleOnRevoke
-from consumer.ports import UnitOfWorkFactory
+from consumer.domain import StartCommand
+from consumer.kafka import settle as settle_module
+from consumer.kafka.runner import Runner
+from consumer.ports import (
+    MembershipLostError,
+    OutRecord,
+    Undelivered,
+    UnitOfWorkFactory,
+    UnparseableRecord,
+)
 from schemas import wire
+from schemas.errors import BrokerUnavailableError
 from tests.fakes import (
     Batch,
-    FakeConsumer,
-    FakePartition,
+    FakeMember,
     FakePublisher,
     FakeRecord,
     FakeStore,
@@ -28,8 +33,8 @@ from tests.fakes import (
 from tests.servers import StackSettings
 
 REQUESTS = "requests"
-P0 = FakePartition(REQUESTS, 0)
-P1 = FakePartition(REQUESTS, 1)
+P0 = (REQUESTS, 0)
+P1 = (REQUESTS, 1)
 SETTINGS = StackSettings.of(
     topic_requests=REQUESTS,
     topic_created="created",
@@ -80,64 +85,67 @@ async def run_until(
 
 
 def replies_in(publisher: FakePublisher) -> list[dict[str, object]]:
-    return [orjson.loads(r.value or b"") for call in publisher.published for r in call]
+    return [
+        orjson.loads(r.value or b"")
+        for call in publisher.published
+        for r in call
+        if r.topic != "dlq"
+    ]
 
 
 def make_runner(
-    consumer: FakeConsumer,
+    member: FakeMember,
     publisher: FakePublisher,
     uow_factory: UnitOfWorkFactory,
     settings: StackSettings = SETTINGS,
+    revoke_wait_s: float = 5.0,
 ) -> Runner:
-    # The fakes have the shapes the loop uses (getmany/commit, publish), not the adapter types.
-    return Runner(consumer, publisher, uow_factory, settings)  # type: ignore[arg-type]
+    return Runner(member, publisher, uow_factory, settings, revoke_wait_s=revoke_wait_s)
 
 
 async def test_a_batch_is_committed_once_at_offset_plus_one_per_partition_after_its_replies() -> (
     None
 ):
-    consumer = FakeConsumer(two_partitions())
+    member = FakeMember(two_partitions())
     seen_at_publish: list[int] = []
-    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
+    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(member.committed)))
     store = FakeStore()
-    runner = make_runner(consumer, publisher, store_factory(store))
+    runner = make_runner(member, publisher, store_factory(store))
 
-    await run_until(runner, lambda: bool(consumer.committed))
+    await run_until(runner, lambda: bool(member.committed))
 
-    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert member.committed == [{P0: 8, P1: 11}]
     assert seen_at_publish == [0]
     assert len(store.tasks) == 4
-    replies = replies_in(publisher)
-    assert [r["kind"] for r in replies] == ["task.created"] * 4
+    assert [r["kind"] for r in replies_in(publisher)] == ["task.created"] * 4
     assert runner.processed == 4
 
 
 async def test_partitions_settle_in_concurrent_lanes_and_one_commit_follows_every_lane(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runner_module, "LANE_MIN_RECORDS", 2)  # 4 records: two lanes
-    consumer = FakeConsumer(two_partitions())
+    monkeypatch.setattr(settle_module, "LANE_MIN_RECORDS", 2)  # 4 records: two lanes
+    member = FakeMember(two_partitions())
     seen_at_publish: list[int] = []
-    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(consumer.committed)))
+    publisher = FakePublisher(on_attempt=lambda: seen_at_publish.append(len(member.committed)))
     store = FakeStore()
-    runner = make_runner(
-        consumer, publisher, store_factory(store), SETTINGS.with_(**{"consumer_lanes": 2})
-    )
+    runner = make_runner(member, publisher, store_factory(store), SETTINGS.with_(consumer_lanes=2))
 
-    await run_until(runner, lambda: bool(consumer.committed))
+    await run_until(runner, lambda: bool(member.committed))
 
     assert seen_at_publish == [0, 0]  # one publish per lane (one partition each), both first
-    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert member.committed == [{P0: 8, P1: 11}]
     assert len(store.tasks) == 4
 
 
 async def test_a_batch_smaller_than_two_lanes_worth_settles_in_one() -> None:
     """A lane costs a transaction and a publish: the small batches of a steady flow take one."""
-    consumer = FakeConsumer(two_partitions())
+    member = FakeMember(two_partitions())
     publisher = FakePublisher()
-    settings = SETTINGS.with_(**{"consumer_lanes": 2})
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
-    await run_until(runner, lambda: bool(consumer.committed))
+    runner = make_runner(
+        member, publisher, store_factory(FakeStore()), SETTINGS.with_(consumer_lanes=2)
+    )
+    await run_until(runner, lambda: bool(member.committed))
     assert len(publisher.published) == 1
     assert len(publisher.published[0]) == 4
 
@@ -145,20 +153,20 @@ async def test_a_batch_smaller_than_two_lanes_worth_settles_in_one() -> None:
 async def test_retriable_publish_failures_are_retried_and_nothing_is_committed_until_success() -> (
     None
 ):
-    consumer = FakeConsumer(two_partitions())
+    member = FakeMember(two_partitions())
     failures = [BrokerUnavailableError("not enough replicas", retriable=True) for _ in range(3)]
     commits_at_attempt: list[int] = []
     publisher = FakePublisher(
-        failures, on_attempt=lambda: commits_at_attempt.append(len(consumer.committed))
+        failures, on_attempt=lambda: commits_at_attempt.append(len(member.committed))
     )
     store = FakeStore()
-    runner = make_runner(consumer, publisher, store_factory(store))
+    runner = make_runner(member, publisher, store_factory(store))
 
-    await run_until(runner, lambda: bool(consumer.committed))
+    await run_until(runner, lambda: bool(member.committed))
 
     assert publisher.attempts == 4
     assert commits_at_attempt == [0, 0, 0, 0]
-    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert member.committed == [{P0: 8, P1: 11}]
     assert len(publisher.published) == 1
     # Each retry ran the service again: the identities kept their first task ids.
     assert len(store.tasks) == 4
@@ -167,138 +175,204 @@ async def test_retriable_publish_failures_are_retried_and_nothing_is_committed_u
 
 
 async def test_a_non_retriable_publish_failure_propagates_and_commits_nothing() -> None:
-    consumer = FakeConsumer(two_partitions())
-    publisher = FakePublisher([BrokerUnavailableError("record too large", retriable=False)])
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+    member = FakeMember(two_partitions())
+    publisher = FakePublisher([BrokerUnavailableError("producer closed", retriable=False)])
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
 
-    with pytest.raises(BrokerUnavailableError, match="record too large"):
+    with pytest.raises(BrokerUnavailableError, match="producer closed"):
         async with asyncio.timeout(5):
             await runner.run(asyncio.Event())
 
     assert publisher.attempts == 1
-    assert consumer.committed == []
+    assert member.committed == []
 
 
 async def test_an_unreachable_database_is_retried_without_publishing_or_committing() -> None:
-    consumer = FakeConsumer(two_partitions())
+    member = FakeMember(two_partitions())
     publisher = FakePublisher()
     store = FakeStore()
     database = FlakyDatabase(store, outages=3)
-    runner = make_runner(consumer, publisher, database)
+    runner = make_runner(member, publisher, database)
 
-    await run_until(runner, lambda: bool(consumer.committed))
+    await run_until(runner, lambda: bool(member.committed))
 
     assert database.calls == 4
     assert publisher.attempts == 1
-    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert member.committed == [{P0: 8, P1: 11}]
     assert len(store.tasks) == 4
 
 
 async def test_stopping_while_retrying_abandons_the_batch_uncommitted_for_redelivery() -> None:
-    consumer = FakeConsumer(two_partitions())
+    member = FakeMember(two_partitions())
     publisher = FakePublisher(
         [BrokerUnavailableError("broker down", retriable=True) for _ in range(1000)]
     )
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
 
     await run_until(runner, lambda: publisher.attempts >= 3)
 
-    assert consumer.committed == []
+    assert member.committed == []
     assert publisher.published == []
     assert runner.processed == 0
 
 
 async def test_every_record_of_a_mixed_batch_is_answered_before_the_batch_is_committed() -> None:
     garbage = FakeRecord(REQUESTS, 1, 11, b"k", b"\xff not an event", (("x-h", b"v"),))
-    batch = {P0: [event(0, 0), event(0, 1, body=b'{"state_id": "x"}')], P1: [garbage]}
-    consumer = FakeConsumer(batch)
+    batch: Batch = {P0: [event(0, 0), event(0, 1, body=b'{"state_id": "x"}')], P1: [garbage]}
+    member = FakeMember(batch)
     publisher = FakePublisher()
     store = FakeStore()
-    runner = make_runner(consumer, publisher, store_factory(store))
+    runner = make_runner(member, publisher, store_factory(store))
 
-    await run_until(runner, lambda: bool(consumer.committed))
+    await run_until(runner, lambda: bool(member.committed))
 
     (records,) = publisher.published
     assert [r.topic for r in records] == ["created", "rejected", "dlq"]
     assert (records[2].key, records[2].value) == (b"k", b"\xff not an event")
-    assert consumer.committed == [{P0: 2, P1: 12}]
-    assert set(store.rejections) == {EventIdentity("urn:test", "evt-0-1")}
+    assert member.committed == [{P0: 2, P1: 12}]
+    assert len(store.rejections) == 1
 
 
 async def test_consecutive_batches_are_committed_in_order_each_after_its_own_replies() -> None:
-    consumer = FakeConsumer({P0: [event(0, 0)]}, {P0: [event(0, 1)], P1: [event(1, 0)]})
+    member = FakeMember({P0: [event(0, 0)]}, {P0: [event(0, 1)], P1: [event(1, 0)]})
     publisher = FakePublisher()
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
 
-    await run_until(runner, lambda: len(consumer.committed) == 2)
+    await run_until(runner, lambda: len(member.committed) == 2)
 
-    assert consumer.committed == [{P0: 1}, {P0: 2, P1: 1}]
+    assert member.committed == [{P0: 1}, {P0: 2, P1: 1}]
     assert [len(call) for call in publisher.published] == [1, 2]
 
 
-class RebalancedAfterFirstCommit(FakeConsumer):
-    """A member whose partitions are assigned anew right after its first commit, while the
-    next batch, fetched before that rebalance, is in hand."""
+async def test_the_fetch_wait_is_short_while_records_come_and_long_once_a_poll_finds_none() -> None:
+    member = FakeMember({P0: [event(0, 0)]})
+    settings = SETTINGS.with_(fetch_busy_wait_ms=10, fetch_max_wait_ms=50)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len(member.fetch_waits) >= 2)
+    assert member.fetch_waits[:2] == [10, 50]
 
-    def __init__(self, *batches: Batch) -> None:
-        super().__init__(*batches)
-        self.listener: SettleOnRevoke | None = None
+
+# --- the commit rules ------------------------------------------------------------------------
+
+
+class RebalancingPublisher(FakePublisher):
+    """Publishes after a pause, as a broker round trip does; its first publish starts a
+    rebalance of `member` beside the loop (as aiokafka's coordinator would)."""
+
+    def __init__(self, member: FakeMember, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]  # FakePublisher's own options
+        self.member = member
         self.rebalance: asyncio.Task[None] | None = None
 
-    async def commit(self, offsets: dict[FakePartition, int]) -> None:
-        await super().commit(offsets)
-        if len(self.committed) == 1 and self.listener is not None:
-            self.rebalance = asyncio.create_task(self._rebalance(self.listener))
-            await asyncio.sleep(0)  # the revoke now waits for the batch in flight (this one)
-
-    async def _rebalance(self, listener: SettleOnRevoke) -> None:
-        """As aiokafka's coordinator does, beside the loop: revoke (waits for the batch in
-        flight), then assign."""
-        await listener.on_partitions_revoked(self.assignment())
-        await listener.on_partitions_assigned(self.assignment())
+    async def publish(self, records: Sequence[OutRecord]) -> list[Undelivered]:
+        if self.rebalance is None:
+            self.rebalance = asyncio.create_task(self.member.rebalance())
+        await asyncio.sleep(0.01)
+        return await super().publish(records)
 
 
-class YieldingPublisher(FakePublisher):
-    """Publishes after a pause, as a broker round trip does (the prefetch runs meanwhile)."""
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        await asyncio.sleep(0.001)
-        await super().publish(records)
-
-
-async def test_a_batch_fetched_before_a_rebalance_is_answered_but_not_committed() -> None:
-    """Its offsets may name records of a log the broker no longer has (a restarted memory-only
-    broker numbers its new log from 0 again) and the new assignment already took its positions
-    from the group: committing them would skip records. Left uncommitted, it is redelivered."""
-    consumer = RebalancedAfterFirstCommit({P0: [event(0, 0)]}, {P0: [event(0, 1)]})
-    publisher = YieldingPublisher()
-    settings = SETTINGS.with_(**{"batch_max_records": 1})  # full batches: prefetch
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()), settings)
-    consumer.listener = SettleOnRevoke(runner)
-    await run_until(runner, lambda: len(publisher.published) == 2)
-    await asyncio.sleep(0.01)  # where the second commit would follow its replies
-    assert consumer.committed == [{P0: 1}]
-    assert runner.assignments == 1
+async def test_a_rebalance_waits_for_the_batch_in_flight_to_commit_under_the_old_membership() -> (
+    None
+):
+    member = FakeMember(two_partitions())
+    publisher = RebalancingPublisher(member)
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: member.rebalances == 1)
+    assert member.committed == [{P0: 8, P1: 11}]
 
 
-class Recording(FakeConsumer):
+async def test_a_batch_fetched_before_a_rebalance_began_is_dropped_unanswered_and_uncommitted() -> (
+    None
+):
+    """Prefetched under the old membership, it is not settled once a rebalance began: the new
+    assignment takes its positions from the group's committed offsets, so its records come
+    again (here: queued again), and are answered and committed under the new membership."""
+    first, prefetched = {P0: [event(0, 0)]}, {P0: [event(0, 1)]}
+    member = FakeMember(first, prefetched)
+    publisher = RebalancingPublisher(member)
+    settings = SETTINGS.with_(batch_max_records=1)  # full batches: the next one is prefetched
+    runner = make_runner(member, publisher, store_factory(FakeStore()), settings)
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(runner.run(stopping))
+    async with asyncio.timeout(5):
+        while member.rebalances == 0 or member.batches:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # where the prefetched batch would be settled
+        assert [len(call) for call in publisher.published] == [1]
+        assert member.committed == [{P0: 1}]
+        member.batches.append(prefetched)  # fetched again from the committed offset
+        while len(member.committed) < 2:
+            await asyncio.sleep(0.001)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
+    assert member.committed == [{P0: 1}, {P0: 2}]
+    assert [len(call) for call in publisher.published] == [1, 1]
+
+
+async def test_a_batch_that_outlasts_the_revoke_wait_is_answered_but_not_committed() -> None:
+    member = FakeMember(two_partitions())
+    publisher = RebalancingPublisher(member)
+    runner = make_runner(member, publisher, store_factory(FakeStore()), revoke_wait_s=0.001)
+    await run_until(runner, lambda: bool(publisher.published) and member.commit_attempts == 0)
+    await asyncio.sleep(0.01)
+    assert member.rebalances == 1
+    assert member.committed == []
+    assert member.commit_attempts == 0, "a commit under a membership known to be gone was sent"
+
+
+async def test_a_commit_failing_for_a_retriable_reason_is_retried_under_the_same_membership() -> (
+    None
+):
+    failures = [BrokerUnavailableError("coordinator moved", retriable=True) for _ in range(2)]
+    member = FakeMember(two_partitions(), commit_failures=failures)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(member.committed))
+    assert member.commit_attempts == 3
+    assert member.committed == [{P0: 8, P1: 11}]
+    assert member.rebalances == 0
+
+
+async def test_a_commit_refused_because_the_group_moved_on_is_dropped_not_retried() -> None:
+    member = FakeMember(two_partitions(), {P0: [event(0, 8)]}, commit_failures=[
+        MembershipLostError("unknown member")])  # fmt: skip
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()))
+    await run_until(runner, lambda: member.commit_attempts == 2)
+    assert member.committed == [{P0: 9}]
+
+
+async def test_a_stop_during_a_batch_still_commits_it_even_after_a_failed_commit_attempt() -> None:
+    stopping = asyncio.Event()
+    failures = [BrokerUnavailableError("request timed out", retriable=True)]
+    member = FakeMember(two_partitions(), commit_failures=failures)
+    publisher = FakePublisher(on_attempt=stopping.set)  # SIGTERM while the replies go out
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    async with asyncio.timeout(5):
+        await runner.run(stopping)
+    assert member.committed == [{P0: 8, P1: 11}]
+    assert member.commit_attempts == 2
+
+
+# --- pausing and prefetching -----------------------------------------------------------------
+
+
+class Recording(FakeMember):
     """Logs every pause, resume and poll in `calls`, each poll with what was paused then."""
 
     def __init__(self, *batches: Batch) -> None:
         super().__init__(*batches)
         self.calls: list[tuple[str, float, int]] = []
 
-    def pause(self, *partitions: FakePartition) -> None:
+    def pause(self, *partitions: tuple[str, int]) -> None:
         super().pause(*partitions)
         self.calls.append(("pause", asyncio.get_running_loop().time(), len(partitions)))
 
-    def resume(self, *partitions: FakePartition) -> None:
+    def resume(self, *partitions: tuple[str, int]) -> None:
         super().resume(*partitions)
         self.calls.append(("resume", asyncio.get_running_loop().time(), len(partitions)))
 
-    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Batch:
+    async def poll(self, timeout_ms: int, max_records: int) -> object:  # type: ignore[override]  # the same Polled
         self.calls.append(("poll", asyncio.get_running_loop().time(), len(self.paused())))
-        return await super().getmany(timeout_ms, max_records)
+        return await super().poll(timeout_ms, max_records)
 
 
 async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_linger_passed() -> (
@@ -306,54 +380,97 @@ async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_li
 ):
     """A fetch made while a small batch settles would bring back the few records there at that
     moment; paused, the next poll gathers everything that came during the batch's linger."""
-    consumer = Recording(two_partitions())
-    settings = SETTINGS.with_(**{"batch_max_records": 100, "batch_linger_ms": 30})
-    runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
-    await run_until(runner, lambda: len([c for c in consumer.calls if c[0] == "poll"]) >= 2)
-    kinds = [kind for kind, _, _ in consumer.calls]
+    member = Recording(two_partitions())
+    settings = SETTINGS.with_(batch_max_records=100, batch_linger_ms=30)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len([c for c in member.calls if c[0] == "poll"]) >= 2)
+    kinds = [kind for kind, _, _ in member.calls]
     assert kinds[:4] == ["poll", "pause", "resume", "poll"], kinds
-    assert consumer.calls[1][2] == 2, "both partitions of the assignment paused"
-    assert all(paused == 0 for kind, _, paused in consumer.calls if kind == "poll")
-    assert consumer.calls[3][1] - consumer.calls[0][1] >= 0.03 * 0.9, "polled before the linger"
-    assert consumer.committed == [{P0: 8, P1: 11}]
+    assert member.calls[1][2] == 2, "both partitions of the assignment paused"
+    assert all(paused == 0 for kind, _, paused in member.calls if kind == "poll")
+    assert member.calls[3][1] - member.calls[0][1] >= 0.03 * 0.9, "polled before the linger"
+    assert member.committed == [{P0: 8, P1: 11}]
 
 
 async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> None:
-    consumer = Recording(two_partitions(), {P0: [event(0, 8)]})
-    settings = SETTINGS.with_(**{"batch_max_records": 4, "batch_linger_ms": 100})
-    runner = make_runner(consumer, FakePublisher(), store_factory(FakeStore()), settings)
-    await run_until(runner, lambda: len(consumer.committed) == 2)
-    kinds = [kind for kind, _, _ in consumer.calls]
+    member = Recording(two_partitions(), {P0: [event(0, 8)]})
+    settings = SETTINGS.with_(batch_max_records=4, batch_linger_ms=100)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len(member.committed) == 2)
+    kinds = [kind for kind, _, _ in member.calls]
     assert kinds[:3] == ["poll", "poll", "pause"], kinds  # the prefetch took the partial batch
 
 
-class RejoiningCoordinator:
-    """A group coordinator that was lost: finding it again takes a while, during which the
-    member re-joins the group under a new member id (as after a broker restart)."""
-
-    def __init__(self) -> None:
-        self.generation = 3
-        self.member_id = "member-a"
-
-    async def ensure_coordinator_known(self) -> None:
-        await asyncio.sleep(0)
-        self.generation, self.member_id = 1, "member-b"
+# --- records that cannot be answered as they are -----------------------------------------------
 
 
-class LostCoordinator(FakeConsumer):
-    def __init__(self, *batches: Batch) -> None:
-        super().__init__(*batches)
-        self._coordinator = RejoiningCoordinator()
-
-
-async def test_a_batch_is_not_committed_under_a_membership_it_was_not_fetched_under() -> None:
-    """aiokafka would wait for the coordinator inside its commit, then send the offsets under
-    the new membership: after a restart of the memory-only broker that stored the old log's
-    offsets in the new one, and the new log's first records were skipped."""
-    consumer = LostCoordinator(two_partitions())
+async def test_a_record_the_client_cannot_parse_is_dead_lettered_and_the_partition_moves_on() -> (
+    None
+):
+    poison = UnparseableRecord(REQUESTS, 0, 1, b"k", b"v", ((b"\xff", b"1"),), "not UTF-8")
+    member = FakeMember({P0: [event(0, 0), poison, event(0, 2)]})
     publisher = FakePublisher()
-    runner = make_runner(consumer, publisher, store_factory(FakeStore()))
-    await run_until(runner, lambda: bool(publisher.published))
-    await asyncio.sleep(0.01)  # where the commit would follow
-    assert consumer.committed == []
-    assert len(publisher.published[0]) == 4  # answered all the same
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(member.committed))
+    (records,) = publisher.published
+    assert [r.topic for r in records] == ["created", "dlq", "created"]
+    assert (records[1].key, records[1].value) == (b"k", b"v")
+    assert member.committed == [{P0: 3}]
+
+
+async def test_a_reply_the_broker_refuses_is_replaced_by_a_dead_letter_and_the_batch_commits() -> (
+    None
+):
+    def refuse(record: OutRecord) -> str | None:
+        too_large = record.topic == "created" and b"evt-0-6" in (record.value or b"")
+        return "MessageSizeTooLargeError" if too_large else None
+
+    member = FakeMember(two_partitions())
+    publisher = FakePublisher(refuse=refuse)
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: bool(member.committed))
+    first, instead = publisher.published
+    assert len(first) == 3
+    (dead,) = instead
+    assert (dead.topic, dead.value) == ("dlq", event(0, 6).value)
+    assert member.committed == [{P0: 8, P1: 11}]
+
+
+async def test_a_dead_letter_topic_refusing_even_headers_only_holds_the_batch_uncommitted() -> None:
+    member = FakeMember({P0: [FakeRecord(REQUESTS, 0, 0, b"k", b"garbage")]})
+    publisher = FakePublisher(refuse=lambda r: "TopicAuthorizationFailedError")
+    runner = make_runner(member, publisher, store_factory(FakeStore()))
+    await run_until(runner, lambda: publisher.attempts >= 9)  # 3 rounds: letter, last resort
+    assert member.committed == []
+    assert runner.processed == 0
+
+
+class BuggyOnOneEvent(FakeUnitOfWork):
+    """A unit of work whose repository fails (a bug, not an outage) on one event id."""
+
+    async def __aenter__(self) -> BuggyOnOneEvent:
+        await super().__aenter__()
+        add_or_get = self.tasks.add_or_get
+
+        async def failing(commands: Sequence[StartCommand]) -> object:
+            if any(c.identity.id == "evt-0-6" for c in commands):
+                raise KeyError("a bug one record sets off")
+            return await add_or_get(commands)
+
+        self.tasks.add_or_get = failing  # type: ignore[method-assign, assignment]  # the fault
+        return self
+
+
+async def test_a_service_failure_on_one_record_dead_letters_it_alone_and_the_batch_commits() -> (
+    None
+):
+    member = FakeMember(two_partitions())
+    publisher = FakePublisher()
+    store = FakeStore()
+    runner = make_runner(member, publisher, lambda: BuggyOnOneEvent(store))
+    await run_until(runner, lambda: bool(member.committed))
+    records = [r for call in publisher.published for r in call]
+    assert [r.topic for r in records] == ["created", "dlq", "created", "created"]
+    assert b"KeyError" in dict(records[1].headers)[wire.DLQ_ERROR]
+    assert len(store.tasks) == 3
+    assert member.committed == [{P0: 8, P1: 11}]

@@ -1,9 +1,17 @@
-"""The service layer's rules, over fakes of its ports."""
+"""The service layer's rules, over fakes of its ports: one outcome per command, in order."""
 
 from __future__ import annotations
 
-from consumer.domain import EventIdentity, Position, Rejection, StartCommand
-from consumer.service import start_tasks
+from consumer.domain import (
+    EventIdentity,
+    Position,
+    Rejection,
+    StartCommand,
+    Task,
+    Undecodable,
+)
+from consumer.ports import UnitOfWorkFactory
+from consumer.service import handle
 from tests.fakes import FakeStore, FakeUnitOfWork
 
 
@@ -17,59 +25,100 @@ def command(event_id: str, service_id: int = 21456878, **attached: object) -> St
     )
 
 
-def factory(store: FakeStore):  # type: ignore[no-untyped-def]
+def refusal(event_id: str, offset: int = 1) -> Rejection:
+    return Rejection(
+        EventIdentity("test", event_id), 7, 400, "invalid_field", {}, Position("r", 0, offset)
+    )
+
+
+def factory(store: FakeStore) -> UnitOfWorkFactory:
     return lambda: FakeUnitOfWork(store)
 
 
+def task_ids(outcomes: list[object]) -> list[int | None]:
+    return [o.task_id if isinstance(o, Task) else None for o in outcomes]
+
+
 async def test_new_events_get_increasing_ids_in_batch_order() -> None:
-    store = FakeStore()
-    outcome = await start_tasks([command("a"), command("b")], [], factory(store))
-    ids = [outcome.tasks[EventIdentity("test", x)].task_id for x in "ab"]
-    assert ids == [1, 2]
-    assert outcome.created == {EventIdentity("test", "a"), EventIdentity("test", "b")}
+    outcomes = await handle([command("a"), command("b")], factory(FakeStore()))
+    assert task_ids(list(outcomes)) == [1, 2]
 
 
 async def test_a_known_identity_gets_its_task_again_and_takes_no_id() -> None:
     store = FakeStore()
-    await start_tasks([command("a")], [], factory(store))
-    outcome = await start_tasks([command("a")], [], factory(store))
-    assert outcome.tasks[EventIdentity("test", "a")].task_id == 1
-    assert not outcome.created
+    await handle([command("a")], factory(store))
+    outcomes = await handle([command("a")], factory(store))
+    assert task_ids(list(outcomes)) == [1]
     assert store.next_id == 2
 
 
 async def test_duplicates_within_one_batch_share_one_task() -> None:
     store = FakeStore()
-    outcome = await start_tasks([command("a"), command("a"), command("b")], [], factory(store))
+    outcomes = await handle([command("a"), command("a"), command("b")], factory(store))
+    assert task_ids(list(outcomes)) == [1, 1, 2]
     assert len(store.tasks) == 2
-    assert outcome.tasks[EventIdentity("test", "b")].task_id == 2
+
+
+async def test_every_command_gets_one_outcome_in_its_own_place() -> None:
+    dead = Undecodable(Position("r", 0, 3), "no identity")
+    refused = refusal("bad")
+    outcomes = await handle([dead, command("a"), refused, command("b")], factory(FakeStore()))
+    assert outcomes[0] is dead
+    assert task_ids([outcomes[1], outcomes[3]]) == [1, 2]
+    assert outcomes[2] is refused
+
+
+async def test_a_batch_of_dead_letters_only_opens_no_transaction() -> None:
+    store = FakeStore()
+    dead = Undecodable(Position("r", 0, 3), "no identity")
+    assert await handle([dead], factory(store)) == [dead]
+    assert store.commits == 0
 
 
 async def test_rejections_are_recorded_in_the_same_commit() -> None:
     store = FakeStore()
-    rejection = Rejection(
-        EventIdentity("test", "bad"), None, 400, "invalid_field", {}, Position("r", 0, 1)
-    )
-    outcome = await start_tasks([command("a")], [rejection], factory(store))
+    refused = refusal("bad")
+    outcomes = await handle([command("a"), refused], factory(store))
     assert store.commits == 1
     assert EventIdentity("test", "bad") in store.rejections
-    assert outcome.rejections[EventIdentity("test", "bad")] is rejection
+    assert outcomes[1] is refused
+
+
+async def test_a_stored_identity_answers_its_task_whatever_invalid_body_it_comes_back_with() -> (
+    None
+):
+    store = FakeStore()
+    (created,) = await handle([command("same-1")], factory(store))
+    (again,) = await handle([refusal("same-1")], factory(store))
+    assert again == created
+    assert EventIdentity("test", "same-1") not in store.rejections
+
+
+async def test_an_invalid_body_beside_a_valid_one_with_the_same_identity_answers_its_task() -> None:
+    store = FakeStore()
+    outcomes = await handle([refusal("same-2"), command("same-2")], factory(store))
+    assert task_ids(list(outcomes)) == [1, 1]
+    assert not store.rejections
 
 
 async def test_an_exhausted_id_space_rejects_new_events_but_answers_known_ones() -> None:
     store = FakeStore(next_id=2**31 - 1)
-    await start_tasks([command("last")], [], factory(store))
-    outcome = await start_tasks([command("last"), command("one-too-many")], [], factory(store))
-    assert outcome.tasks[EventIdentity("test", "last")].task_id == 2**31 - 1
-    refused = outcome.rejections[EventIdentity("test", "one-too-many")]
+    await handle([command("last")], factory(store))
+    outcomes = await handle([command("last"), command("one-too-many")], factory(store))
+    assert task_ids([outcomes[0]]) == [2**31 - 1]
+    refused = outcomes[1]
+    assert isinstance(refused, Rejection)
     assert refused.code == "id_space_exhausted"
     assert "exhausted" in refused.body["message"]
+    assert EventIdentity("test", "one-too-many") in store.rejections
 
 
 async def test_an_unstorable_event_is_rejected_alone_and_the_rest_are_stored() -> None:
     store = FakeStore()
     store.unstorable.add(EventIdentity("test", "poison"))
-    outcome = await start_tasks([command("a"), command("poison"), command("b")], [], factory(store))
+    outcomes = await handle([command("a"), command("poison"), command("b")], factory(store))
     assert set(store.tasks) == {EventIdentity("test", "a"), EventIdentity("test", "b")}
-    assert outcome.rejections[EventIdentity("test", "poison")].status == 400
+    poison = outcomes[1]
+    assert isinstance(poison, Rejection)
+    assert poison.status == 400
     assert EventIdentity("test", "poison") in store.rejections

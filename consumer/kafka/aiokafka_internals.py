@@ -1,0 +1,273 @@
+"""Every aiokafka internal this consumer relies on, in one place, each checked once at start.
+
+aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for four things we need:
+
+- **which group membership** (generation, member id) the member holds, to tell whether a batch's
+  offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`);
+- **committing under an explicit membership**: `AIOKafkaConsumer.commit()` waits for a lost
+  coordinator, then sends under whatever membership holds after a re-join, and retries likewise,
+  so a batch read from an old log could commit into a new one; we send one request built from the
+  membership checked just before (`GroupCoordinator._do_commit_offsets`, no await in between);
+- **the fetch wait per fetch** (`Fetcher._fetch_max_wait_ms`, read each time a fetch is built);
+- **reading past a record the client cannot parse**: the fetcher builds `MemoryRecords` and
+  `PartitionRecords` from module globals; ours keep each batch's bytes and, only when the fast
+  (C) reader fails on a batch, read that batch in Python (`consumer.kafka.record_format`): the
+  unreadable record becomes an `UnparseableRecord` in its place, the rest flow as usual.
+
+Each attribute is checked when first needed (`install_tolerant_records()` before any consumer
+starts, `GroupInternals(consumer)` once it has): a missing one stops the process with a message
+naming it and the pinned version, instead of quietly falling back to the behaviour we avoid.
+`tests/integration/test_aiokafka_internals.py` holds this module to the real client and broker.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import aiokafka
+import aiokafka.codec as codecs
+from aiokafka.consumer import fetcher as _fetcher
+from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.record.legacy_records import LegacyRecordBatch
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from consumer.kafka import record_format
+from consumer.ports import MembershipLostError, UnparseableRecord
+
+PINNED = "aiokafka 0.14"
+NO_GENERATION = -1
+"""The generation aiokafka sets when the broker no longer knows the member."""
+
+
+class InternalsError(RuntimeError):
+    """aiokafka lacks an internal this module relies on (another version than the pinned one)."""
+
+
+def _require(owner: Any, name: str, where: str) -> Any:
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        raise InternalsError(
+            f"aiokafka {aiokafka.__version__} has no {where}.{name}: this consumer relies on it"
+            f" and is pinned to {PINNED} (see consumer/kafka/aiokafka_internals.py)"
+        ) from None
+
+
+# --- group membership, commits and the fetch wait ---------------------------------------------
+
+
+Membership = tuple[int, str]
+"""(generation, member id)."""
+
+
+class GroupInternals:
+    """The private parts of one *started* AIOKafkaConsumer that the group member uses."""
+
+    def __init__(self, consumer: Any) -> None:
+        coordinator = _require(consumer, "_coordinator", "AIOKafkaConsumer")
+        if coordinator is None:
+            raise InternalsError("AIOKafkaConsumer._coordinator is None: start the consumer first")
+        for name in ("generation", "member_id", "ensure_coordinator_known", "_do_commit_offsets"):
+            _require(coordinator, name, "GroupCoordinator")
+        subscription = _require(consumer, "_subscription", "AIOKafkaConsumer")
+        subscribed = _require(subscription, "subscription", "SubscriptionState")
+        if subscribed is None:
+            raise InternalsError("the consumer has no subscription: subscribe before starting it")
+        _require(subscribed, "assignment", "Subscription")
+        fetcher = _require(consumer, "_fetcher", "AIOKafkaConsumer")
+        if not isinstance(_require(fetcher, "_fetch_max_wait_ms", "Fetcher"), int):
+            raise InternalsError(f"Fetcher._fetch_max_wait_ms is not an int ({PINNED})")
+        self._coordinator = coordinator
+        self._subscription = subscription
+        self._fetcher = fetcher
+
+    def membership(self) -> Membership:
+        """The member's generation and member id now (generation -1: not a member)."""
+        return (self._coordinator.generation, self._coordinator.member_id)
+
+    async def commit(
+        self, offsets: Mapping[tuple[str, int], int], is_current: Callable[[], bool]
+    ) -> None:
+        """One offset commit under the membership of this moment, if `is_current()` still holds
+        once the coordinator is known; MembershipLostError if not (or if not a member at all).
+
+        Waits for a lost coordinator first, as aiokafka's own commit would, but then checks the
+        membership again instead of sending under whatever holds after a re-join. Errors from
+        the broker propagate as aiokafka raises them.
+        """
+        coordinator = self._coordinator
+        await coordinator.ensure_coordinator_known()
+        # No await from this check to the request being built (inside _do_commit_offsets).
+        if coordinator.generation == NO_GENERATION or not is_current():
+            raise MembershipLostError("the batch's group membership is no longer current")
+        assignment = self._subscription.subscription.assignment
+        request = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "")
+            for (topic, partition), offset in offsets.items()
+        }
+        await coordinator._do_commit_offsets(assignment, request)  # private: see above
+
+    def fetch_wait(self) -> int:
+        """The wait the next fetch will ask the broker for, in milliseconds."""
+        wait: int = self._fetcher._fetch_max_wait_ms  # private: see the module docstring
+        return wait
+
+    def set_fetch_wait(self, wait_ms: int) -> None:
+        self._fetcher._fetch_max_wait_ms = wait_ms  # private: read per fetch request
+
+
+# --- tolerant record reading ------------------------------------------------------------------
+
+_FAST_PATH_ERRORS = (UnicodeDecodeError, CorruptRecordException, UnsupportedCodecError)
+"""What aiokafka's C reader raises on a record it cannot read (a non-UTF-8 header name is a bare
+UnicodeDecodeError there; a CorruptRecordException in its Python reader)."""
+_LOG_OVERHEAD = 12  # baseOffset (int64) + batchLength (int32)
+_MAGIC_OFFSET = 16
+_DECOMPRESS = {1: codecs.gzip_decode, 2: codecs.snappy_decode, 3: codecs.lz4_decode,
+               4: codecs.zstd_decode}  # fmt: skip
+
+
+def _decompress(codec: int, body: bytes) -> bytes:
+    decode = _DECOMPRESS.get(codec)
+    if decode is None:
+        raise UnsupportedCodecError(f"unknown compression codec {codec}")
+    return bytes(decode(body))
+
+
+class _Readable:
+    """A record read by `record_format`, shaped as aiokafka's own for PartitionRecords."""
+
+    __slots__ = ("headers", "key", "offset", "timestamp", "timestamp_type", "value")
+    checksum = None
+
+    def __init__(self, raw: record_format.RawRecord, headers: list[tuple[str, bytes | None]]):
+        self.offset, self.timestamp, self.timestamp_type = (
+            raw.offset, raw.timestamp, raw.timestamp_type)  # fmt: skip
+        self.key, self.value, self.headers = raw.key, raw.value, headers
+
+
+class _Unreadable:
+    """A record the client cannot hand over as a ConsumerRecord: becomes an UnparseableRecord."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: record_format.RawRecord) -> None:
+        self.raw = raw
+
+    @property
+    def offset(self) -> int:
+        return self.raw.offset
+
+
+def _tolerant(raw_batch: bytes) -> Iterator[_Readable | _Unreadable]:
+    for found in record_format.read_batch(raw_batch, _decompress):
+        if found.problem is not None:
+            yield _Unreadable(found)
+            continue
+        try:
+            names = [(name.decode("utf-8"), value) for name, value in found.headers]
+        except UnicodeDecodeError:
+            yield _Unreadable(found._replace(problem="a header name is not UTF-8"))
+            continue
+        yield _Readable(found, names)
+
+
+class _TolerantBatch:
+    """aiokafka's (C) batch; reading it falls back to `record_format` if the fast path fails.
+
+    A batch whose checksum fails is not read at all: none of its records can be trusted, so it
+    is handed over as one unreadable piece (its bytes dead-lettered) and the partition moves on.
+    """
+
+    __slots__ = ("_batch", "_crc_ok", "_raw")
+
+    def __init__(self, batch: Any, raw: memoryview) -> None:
+        self._batch, self._raw, self._crc_ok = batch, raw, True
+
+    def __getattr__(self, name: str) -> Any:  # base_offset, next_offset, is_control_batch ...
+        return getattr(self._batch, name)
+
+    def __next__(self) -> Any:  # read by aiokafka only on control batches
+        return next(self._batch)
+
+    def validate_crc(self) -> bool:
+        self._crc_ok = bool(self._batch.validate_crc())
+        return True  # a failed check raises in aiokafka and stops the partition: we go on
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self._crc_ok:
+            raw = bytes(self._raw)
+            header = record_format.batch_header(raw)
+            return iter([_Unreadable(record_format.whole_batch(raw, header, "checksum mismatch"))])
+        try:
+            return iter(list(self._batch))  # the fast path: the whole batch in C
+        except _FAST_PATH_ERRORS:
+            return _tolerant(bytes(self._raw))
+
+
+class TolerantMemoryRecords:
+    """The framing of aiokafka's MemoryRecords (batch after batch), keeping each batch's bytes."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._buffer = memoryview(data or b"")
+        self._pos = 0
+
+    def size_in_bytes(self) -> int:
+        return len(self._buffer)
+
+    def _next_end(self) -> int | None:
+        if len(self._buffer) - self._pos < _LOG_OVERHEAD:
+            return None
+        (length,) = struct.unpack_from(">i", self._buffer, self._pos + 8)
+        end = self._pos + _LOG_OVERHEAD + length
+        return end if end <= len(self._buffer) else None  # a partial batch at the end: next fetch
+
+    def has_next(self) -> bool:
+        return self._next_end() is not None
+
+    def next_batch(self) -> Any:
+        end = self._next_end()
+        if end is None:
+            return None
+        raw = self._buffer[self._pos : end]
+        self._pos = end
+        if len(raw) <= _MAGIC_OFFSET:
+            raise CorruptRecordException("a record batch shorter than its header")
+        if raw[_MAGIC_OFFSET] < 2:
+            return LegacyRecordBatch(raw, raw[_MAGIC_OFFSET])
+        return _TolerantBatch(DefaultRecordBatch(raw), raw)
+
+
+def _unparseable(tp: Any, record: _Unreadable) -> UnparseableRecord:
+    raw = record.raw
+    return UnparseableRecord(
+        tp.topic, tp.partition, raw.offset, raw.key, raw.value, tuple(raw.headers),
+        raw.problem or "unreadable", raw.raw,
+    )  # fmt: skip
+
+
+def _tolerant_partition_records(base: type) -> type:
+    """aiokafka's PartitionRecords, handing an unreadable record over as an UnparseableRecord."""
+
+    def _consumer_record(self: Any, tp: Any, record: Any) -> Any:
+        if type(record) is _Unreadable:
+            return _unparseable(tp, record)
+        return base._consumer_record(self, tp, record)  # type: ignore[attr-defined]  # checked
+
+    return type("TolerantPartitionRecords", (base,), {"_consumer_record": _consumer_record})
+
+
+def install_tolerant_records() -> None:
+    """Make every consumer of this process read past unparseable records (before any starts)."""
+    if _fetcher.MemoryRecords is TolerantMemoryRecords:
+        return  # installed (and checked) already
+    _require(_fetcher, "MemoryRecords", "aiokafka.consumer.fetcher")
+    base = _require(_fetcher, "PartitionRecords", "aiokafka.consumer.fetcher")
+    _require(base, "_consumer_record", "PartitionRecords")
+    for name in ("validate_crc", "base_offset", "next_offset", "is_control_batch"):
+        _require(DefaultRecordBatch, name, "DefaultRecordBatch")
+    _fetcher.PartitionRecords = _tolerant_partition_records(base)
+    _fetcher.MemoryRecords = TolerantMemoryRecords

@@ -1,0 +1,75 @@
+"""Offset commits: each settled batch is committed under the group membership it was fetched
+under, retried while that membership holds, and dropped once it is gone.
+
+Why under its own membership: at each rebalance aiokafka resets every position to the group's
+committed offset, so a batch whose membership ended is fetched again (by this member or the
+partition's new owner) and replays are idempotent; committing it under a later membership could
+instead store offsets of a log the broker no longer has (a restarted memory-only broker numbers
+its new log from 0 again) and skip the new log's first records.
+
+Why retried: a commit lost to a transient failure while the membership holds is not redelivered
+until the next rebalance or restart; work settled in between would be answered again then, and a
+graceful stop would leave it behind. A stop still commits what was settled, for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Hashable, Mapping
+
+from consumer.kafka.backoff import backoff_s
+from consumer.ports import GroupMember, MembershipLostError, Partition
+from schemas.errors import ServiceError
+from schemas.settings import RetrySettings
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_S = 5.0
+"""The longest one commit attempt may take (a lost coordinator is looked for meanwhile)."""
+STOPPING_S = 5.0
+"""How long a stopping consumer keeps trying to commit what it settled."""
+
+
+class Committer:
+    """Commits settled batches for one group member."""
+
+    def __init__(self, member: GroupMember, retry: RetrySettings) -> None:
+        self._member = member
+        self._retry = retry
+
+    async def commit(
+        self, offsets: Mapping[Partition, int], membership: Hashable, stopping: asyncio.Event
+    ) -> bool:
+        """Commit `offsets` under `membership`; False if it was dropped (redelivered later)."""
+        attempt = 0
+        give_up_at: float | None = None
+        while True:
+            if not self._member.is_current(membership):
+                log.warning("batch settled after its group membership ended: not committed"
+                            " (its records are fetched again; replays are idempotent)")  # fmt: skip
+                return False
+            try:
+                async with asyncio.timeout(ATTEMPT_S):
+                    await self._member.commit(offsets, membership)
+            except MembershipLostError as exc:
+                log.warning("offset commit refused, the group moved on (records are fetched"
+                            " again; replays are idempotent): %s", exc)  # fmt: skip
+                return False
+            except (ServiceError, TimeoutError) as exc:
+                if isinstance(exc, ServiceError) and not exc.retriable:
+                    raise
+                if stopping.is_set():
+                    give_up_at = give_up_at or time.monotonic() + STOPPING_S
+                    if time.monotonic() >= give_up_at:
+                        log.warning("stopping: offset commit still failing, given up"
+                                    " (redelivered at the next start): %r", exc)  # fmt: skip
+                        return False
+                delay = backoff_s(self._retry, attempt)
+                attempt += 1
+                log.warning("offset commit failed (attempt %d), retrying in %.2fs under the same"
+                            " membership: %r", attempt, delay, exc)  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            return True

@@ -1,0 +1,166 @@
+"""consumer/kafka/aiokafka_internals.py held to the real client (the pinned aiokafka) and a real
+broker: membership, commits under an explicit membership, the fetch wait, tolerant reading, and
+a loud failure naming what is missing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.consumer import fetcher
+
+from consumer.kafka.aiokafka_internals import (
+    PINNED,
+    GroupInternals,
+    InternalsError,
+    install_tolerant_records,
+)
+from consumer.ports import MembershipLostError, UnparseableRecord
+from tests import kafka_poison, servers
+from tests.servers import StackSettings, create_topics
+
+
+@pytest.fixture
+async def topic_settings(kafka_bootstrap: str) -> StackSettings:
+    settings = servers.make_settings(kafka_bootstrap, "postgresql://unused@127.0.0.1/unused")
+    await create_topics(settings, partitions=1)
+    return settings
+
+
+@pytest.fixture
+async def producer(topic_settings: StackSettings) -> AsyncIterator[AIOKafkaProducer]:
+    started = AIOKafkaProducer(**topic_settings.kafka.client_options(), enable_idempotence=False)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+def member(settings: StackSettings) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        **settings.kafka.client_options(),
+        group_id=f"internals-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+    )
+    consumer.subscribe([settings.topics.requests])
+    return consumer
+
+
+async def read_all(consumer: AIOKafkaConsumer, count: int) -> list[object]:
+    records: list[object] = []
+    for _ in range(50):
+        batch = await consumer.getmany(timeout_ms=200)
+        records += [r for part in batch.values() for r in part]
+        if len(records) >= count:
+            break
+    return records
+
+
+async def test_a_commit_goes_out_under_the_current_membership_and_never_under_another(
+    topic_settings: StackSettings, producer: AIOKafkaProducer
+) -> None:
+    topic = topic_settings.topics.requests
+    for n in range(3):
+        await producer.send_and_wait(topic, b"v%d" % n, partition=0)
+    consumer = member(topic_settings)
+    await consumer.start()
+    try:
+        internals = GroupInternals(consumer)
+        assert len(await read_all(consumer, 3)) == 3
+        generation, member_id = internals.membership()
+        assert generation >= 0
+        assert member_id
+        tp = TopicPartition(topic, 0)
+
+        await internals.commit({(topic, 0): 2}, lambda: True)
+        assert await consumer.committed(tp) == 2
+
+        with pytest.raises(MembershipLostError):
+            await internals.commit({(topic, 0): 3}, lambda: False)
+        assert await consumer.committed(tp) == 2
+
+        internals.set_fetch_wait(7)
+        assert internals.fetch_wait() == 7
+    finally:
+        await consumer.stop()
+    assert internals.membership()[0] == -1  # no longer a member: nothing may be committed
+    with pytest.raises(MembershipLostError):
+        await internals.commit({(topic, 0): 3}, lambda: True)
+
+
+async def test_records_the_client_cannot_parse_arrive_in_their_place_and_the_rest_flow(
+    topic_settings: StackSettings, producer: AIOKafkaProducer
+) -> None:
+    install_tolerant_records()
+    topic = topic_settings.topics.requests
+    poison_name = b"\xff\xfe-not-utf-8"
+    one = kafka_poison.batch([
+        kafka_poison.record(0, b"k", b"good-0", [(b"h", b"1")]),
+        kafka_poison.record(1, b"k", b"bad-name", [(b"ok", b"x"), (poison_name, b"2")]),
+        kafka_poison.record(2, None, b"good-1", [(b"h", None)]),
+        kafka_poison.record(3, b"k", b"bad-count", [(b"h", b"1")], header_count=-5),
+        kafka_poison.record(4, b"k", b"good-2"),
+    ])  # fmt: skip
+    crc = kafka_poison.batch([kafka_poison.record(0, b"k", b"crc-0")], bad_checksum=True)
+    tail = kafka_poison.batch([kafka_poison.record(0, b"k", b"good-3")])
+    base = await kafka_poison.write(producer, topic, 0, one)
+    crc_at = await kafka_poison.write(producer, topic, 0, crc)
+    await kafka_poison.write(producer, topic, 0, tail)
+
+    consumer = member(topic_settings)
+    await consumer.start()
+    try:
+        records = await read_all(consumer, 7)
+    finally:
+        await consumer.stop()
+
+    seen = [
+        (r.offset - base, "unparseable" if isinstance(r, UnparseableRecord) else r.value)
+        for r in records
+    ]
+    assert seen == [
+        (0, b"good-0"),
+        (1, "unparseable"),
+        (2, b"good-1"),
+        (3, "unparseable"),
+        (4, b"good-2"),
+        (crc_at - base, "unparseable"),
+        (crc_at - base + 1, b"good-3"),
+    ]
+    bad_name, bad_count, bad_crc = (r for r in records if isinstance(r, UnparseableRecord))
+    assert bad_name.raw_headers == ((b"ok", b"x"), (poison_name, b"2"))
+    assert (bad_name.key, bad_name.value, bad_name.raw) == (b"k", b"bad-name", b"")
+    assert "UTF-8" in bad_name.problem
+    assert "negative header count" in bad_count.problem
+    assert b"bad-count" in bad_count.raw
+    assert "checksum" in bad_crc.problem
+    assert bad_crc.raw[8:] == crc[8:]  # as written, but for the base offset the broker set
+    assert records[2].headers == (("h", None),)  # read by the fallback reader, as aiokafka does
+
+
+def test_a_missing_internal_fails_loudly_naming_it_and_the_pinned_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fetcher, "MemoryRecords", object)  # as before any install
+    monkeypatch.setattr(fetcher, "PartitionRecords", type("PartitionRecords", (), {}))
+    with pytest.raises(InternalsError, match=r"PartitionRecords\._consumer_record") as caught:
+        install_tolerant_records()
+    assert PINNED in str(caught.value)
+
+
+async def test_a_started_consumer_without_an_internal_fails_loudly(
+    topic_settings: StackSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = member(topic_settings)
+    await consumer.start()
+    try:
+        monkeypatch.delattr(consumer._fetcher, "_fetch_max_wait_ms")  # what a rename would do
+        with pytest.raises(InternalsError, match=r"Fetcher\._fetch_max_wait_ms.*aiokafka 0\.14"):
+            GroupInternals(consumer)
+    finally:
+        monkeypatch.undo()
+        await consumer.stop()
