@@ -21,14 +21,15 @@ from consumer.readside import TaskReader
 from observability import logs, tracing
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
-from producer_tools.bridge.kafka import KafkaLink, PendingRequests
+from producer_tools.bridge.kafka import KafkaLink
+from producer_tools.bridge.messages import PendingRequests, check_tenant_sources
 from producer_tools.bridge.metrics import BridgeMetrics, RequestMetrics
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.protocol import Bounds, protocol_class
 from producer_tools.bridge.routes import install_routes
+from producer_tools.bridge.sender import RequestSender
 from producer_tools.bridge.settings import BridgeConfig, BridgeSettings
-from producer_tools.bridge.starter import TaskStarter
 from producer_tools.bridge.state import Bridge
 from producer_tools.bridge.uvicorn_check import check_uvicorn
 from schemas.errors import BrokerUnavailableError
@@ -39,9 +40,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: BridgeConfig) -> FastAPI:
     """A bridge app for these settings (its clients are built when its lifespan starts).
 
-    Raises ValueError at once when UCS_BRIDGE_AUTH_TOKENS holds an unusable token.
+    Raises ValueError at once when UCS_BRIDGE_AUTH_TOKENS holds an unusable token, or
+    UCS_TENANTS a tenant too long to name in an event's source.
     """
     auth = BridgeAuth.from_settings(settings)
+    tenancy = settings.contract.tenancy
+    check_tenant_sources(tenancy)
     metrics = BridgeMetrics()
 
     @asynccontextmanager
@@ -62,9 +66,10 @@ def create_app(settings: BridgeConfig) -> FastAPI:
             app.state.bridge = Bridge(
                 settings=settings,
                 limits=settings.contract.limits,
+                tenancy=tenancy,
                 pending=pending,
                 link=link,
-                starter=TaskStarter(link, pending, settings.bridge.reply_timeout_ms),
+                sender=RequestSender(link, pending, settings.bridge.reply_timeout_ms),
                 reader=reader,
                 auth=auth,
                 metrics=metrics,
@@ -89,7 +94,7 @@ def create_app(settings: BridgeConfig) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     install_routes(app, legacy_paths=settings.bridge.legacy_paths)
-    install_openapi(app, secured=auth.enabled)
+    install_openapi(app, secured=auth.enabled, tenants=tenancy.multi)
     return app
 
 

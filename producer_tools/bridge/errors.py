@@ -84,7 +84,8 @@ class UnauthorizedError(BridgeError):
 
 
 class IdempotencyKeyReusedError(BridgeError):
-    """422: the Idempotency-Key already identifies a request to another service."""
+    """422: the Idempotency-Key already identifies another request (another service's, or
+    another kind, task or extension)."""
 
     status = 422
 
@@ -95,6 +96,16 @@ class IdempotencyKeyReusedError(BridgeError):
             f"Idempotency-Key {key!r} was already used for a request to service {owner}, "
             f"not {asked}: use a new key for a new request.",
             [FieldError(field="Idempotency-Key", problem=f"already used for service {owner}")],
+        )
+
+    @classmethod
+    def for_request(cls, key: str, other: str) -> IdempotencyKeyReusedError:
+        """The key was first used for another request of the same service (`other` says
+        which: another kind, another task, another extension)."""
+        return cls(
+            f"Idempotency-Key {key!r} was already used for {other}: use a new key for a new "
+            "request.",
+            [FieldError(field="Idempotency-Key", problem=f"already used for {other}")],
         )
 
 

@@ -1,7 +1,8 @@
-"""Cheap checks of an HTTP start request, before anything is published (no I/O here).
+"""Cheap checks of an HTTP request, before anything is published (no I/O here).
 
-The body rules are the shared ones (`schemas.task_start`): the bridge refuses what the consumer
-would refuse, with the same messages, and publishes only what it accepted, byte for byte.
+The request rules are the shared ones (`schemas.validation.validate_event`, for starts, ends
+and extension updates alike): the bridge refuses what the consumer would refuse, with the same
+messages, and publishes only what it accepted, byte for byte.
 
 Decisions (docs/http-api.md repeats them):
 - Content types: `application/json` and `application/<anything>+json`, with or without
@@ -16,10 +17,12 @@ Decisions (docs/http-api.md repeats them):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from urllib.parse import unquote_to_bytes
 
 from producer_tools.bridge.errors import BadRequestError
 from schemas.replies import ErrorCode, FieldError
-from schemas.task_start import Limits, TaskStartValidationError, parse_service_id, parse_task_start
+from schemas.task_start import Limits, TaskStartValidationError
+from schemas.validation import EventKind, validate_event
 from schemas.wire import MAX_ID_LENGTH
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -43,8 +46,8 @@ def check_content_type(value: str | None) -> None:
     media_type = media_type.lower()
     if media_type in _CLOUDEVENTS_TYPES:
         raise _unsupported(
-            f"{media_type} (a structured CloudEvent) is not accepted: send the Task Start Event "
-            "itself as application/json"
+            f"{media_type} (a structured CloudEvent) is not accepted: send the event's data "
+            "itself (the Task Start or End Event, the extension value) as application/json"
         )
     is_json = media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -61,16 +64,26 @@ def check_content_type(value: str | None) -> None:
             raise _unsupported(f"JSON is UTF-8, got charset={charset[:40]}")
 
 
-def _too_large(detail: str, limits: Limits) -> TaskStartValidationError:
+WHAT: dict[EventKind, str] = {
+    EventKind.START: "task-start event",
+    EventKind.END: "task-end event",
+    EventKind.EXTENSION: "extension value",
+}
+"""What a request's body is called in its messages (as `schemas` calls it)."""
+
+
+def _too_large(detail: str, limits: Limits, kind: EventKind) -> TaskStartValidationError:
     message = (
-        f"The task-start event is too large: {detail}, the limit is {limits.max_body_bytes} bytes."
+        f"The {WHAT[kind]} is too large: {detail}, the limit is {limits.max_body_bytes} bytes."
     )
     return TaskStartValidationError(
         ErrorCode.TOO_LARGE, [FieldError(field="", problem=message)], message
     )
 
 
-def check_declared_length(value: str | None, limits: Limits) -> None:
+def check_declared_length(
+    value: str | None, limits: Limits, kind: EventKind = EventKind.START
+) -> None:
     """Refuse (413) a body whose Content-Length is over the limit, before reading any of it."""
     if value is None:
         return
@@ -79,17 +92,19 @@ def check_declared_length(value: str | None, limits: Limits) -> None:
     except ValueError:
         raise BadRequestError.field("Content-Length", "must be a decimal integer") from None
     if length > limits.max_body_bytes:
-        raise _too_large(f"Content-Length is {length} bytes", limits)
+        raise _too_large(f"Content-Length is {length} bytes", limits, kind)
 
 
-async def read_body(chunks: AsyncIterator[bytes], limits: Limits) -> bytes:
+async def read_body(
+    chunks: AsyncIterator[bytes], limits: Limits, kind: EventKind = EventKind.START
+) -> bytes:
     """The whole body, refused (413) as soon as it grows past the limit: never read unbounded."""
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limits.max_body_bytes:
-            raise _too_large(f"more than {limits.max_body_bytes} bytes were sent", limits)
+            raise _too_large(f"more than {limits.max_body_bytes} bytes were sent", limits, kind)
         parts.append(chunk)
     return b"".join(parts)
 
@@ -127,22 +142,15 @@ def check_event_id(event_id: str) -> None:
         raise BadRequestError.field("event_id", problem)
 
 
+def check_utf8_path(raw_path: bytes, field: str) -> None:
+    """Refuse (400 naming `field`, the path's one free-text part) a path whose percent-encodings
+    are not UTF-8: the router decodes them to U+FFFD, which names something else than was sent."""
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError.field(field, "must be UTF-8 once percent-decoded") from None
+
+
 def validate_start(service_id: str, body: bytes, limits: Limits) -> int:
     """The service id, once it and the body pass the shared rules; else every problem at once."""
-    problems: list[TaskStartValidationError] = []
-    checked: int | None = None
-    try:
-        checked = parse_service_id(service_id)
-    except TaskStartValidationError as exc:
-        problems.append(exc)
-    try:
-        parse_task_start(body, limits)
-    except TaskStartValidationError as exc:
-        problems.append(exc)
-    if checked is not None and not problems:
-        return checked
-    if len(problems) == 1:
-        raise problems[0]
-    main = max(problems, key=lambda p: p.status)  # 413 outranks 400, as on the consumer's side
-    errors = [e for p in problems for e in p.errors]
-    raise TaskStartValidationError(main.code, errors, " ".join(p.message for p in problems))
+    return validate_event(EventKind.START, service_id, body, limits).service_id

@@ -21,42 +21,26 @@ import logging
 import re
 import socket
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ValidationError
 
 from consumer.admin import create_topics
 from observability import tracing
-from producer_tools.bridge.errors import BadReplyError
-from producer_tools.bridge.pending import PendingReplies
+from producer_tools.bridge.messages import (
+    Outgoing,
+    PendingRequests,
+    dispatch_reply,
+    request_record,
+)
 from producer_tools.bridge.settings import BridgeConfig
-from schemas import wire
 from schemas.errors import BrokerUnavailableError
-from schemas.replies import EventRef, TaskRejected
+from schemas.replies import EventRef
 
 log = logging.getLogger(__name__)
 
 
-class CreatedReply(BaseModel):
-    """What the bridge answers with from a task-created reply (`schemas.replies.TaskCreated`).
-
-    The stored task the reply also carries (the whole event, attached data included) is
-    skipped, not validated: reading it doubled the CPU time of decoding a reply.
-    """
-
-    kind: Literal["task.created"] = "task.created"
-    task_id: int
-    service_id: int
-    location: str
-    event: EventRef
-
-
-Reply = CreatedReply | TaskRejected
-PendingRequests = PendingReplies[Reply, EventRef]
-"""Requests waiting for a reply, each expecting one that answers its event's identity."""
 REPLY_TOPIC_PREFIX = "ucs.tasks.replies."
 REPLY_RETENTION_MS = 3_600_000
 """Replies matter for seconds: the reply topic keeps them an hour."""
@@ -88,35 +72,8 @@ def _describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
 
 
-UNREADABLE_REPLY = "The task service sent a reply the bridge cannot read."
-
-
-def decode_reply(headers: wire.Headers, value: bytes | None) -> Reply:
-    """A task-created or task-rejected reply, or BadReplyError (its cause says what is wrong)."""
-    kind = wire.reply_type(headers)
-    model: type[Reply]
-    if kind == wire.TYPE_TASK_CREATED:
-        model = CreatedReply
-    elif kind == wire.TYPE_TASK_REJECTED:
-        model = TaskRejected
-    else:
-        raise BadReplyError(UNREADABLE_REPLY) from ValueError(f"unknown reply type {kind!r}")
-    try:
-        return model.model_validate_json(value or b"")
-    except ValidationError as exc:
-        raise BadReplyError(UNREADABLE_REPLY) from exc
-
-
-def answered_event(value: bytes | None) -> EventRef | None:
-    """The identity a reply says it answers, read leniently (for replies that are not valid)."""
-    try:
-        return EventRef.model_validate(orjson.loads(value or b"")["event"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
-        return None
-
-
 class KafkaLink:
-    """Publishes task-start requests and resolves `pending` from the replies to them."""
+    """Publishes task requests and resolves `pending` from the replies to them."""
 
     def __init__(
         self, settings: BridgeConfig, pending: PendingRequests, topic: str | None = None
@@ -177,15 +134,14 @@ class KafkaLink:
 
     async def publish(
         self,
+        request: Outgoing,
+        identity: EventRef,
         *,
-        service_id: int,
-        body: bytes,
-        event_id: str,
-        source: str,
         correlation_id: str,
         trace: Mapping[str, str] | None = None,
     ) -> None:
-        """Send one binary-mode request (the body untouched) and wait for its acknowledgement.
+        """Send one request as a binary-mode record (`messages.request_record`: the body
+        untouched) under `identity`, and wait for the broker's acknowledgement.
 
         `trace` (W3C `traceparent` / `tracestate`) goes along as headers of those names, which
         the consumer copies onto the reply; with spans exported, a `publish` span is its parent.
@@ -199,13 +155,8 @@ class KafkaLink:
         producer = self._producer
         if not self._ready or producer is None:
             raise BrokerUnavailableError(f"The Kafka broker is unavailable: {self._down_reason}.")
-        key, value, headers = wire.encode_request_binary(
-            service_id=service_id,
-            body=body,
-            event_id=event_id,
-            source=source,
-            reply_to=self.reply_topic,
-            correlation_id=correlation_id,
+        key, value, headers = request_record(
+            request, identity, reply_to=self.reply_topic, correlation_id=correlation_id
         )
         with tracing.span(
             "publish", kind="producer", parent=trace, **{"messaging.system": "kafka"}
@@ -395,48 +346,7 @@ class KafkaLink:
             batch = await listener.getmany(timeout_ms=1000)
             for records in batch.values():
                 for record in records:
-                    self._dispatch(record.headers, record.value)
-
-    def _dispatch(self, headers: wire.Headers, value: bytes | None) -> None:
-        """Resolve the request this reply answers: the one waiting under its correlation id,
-        if the reply answers that request's event (source and id); else drop it."""
-        correlation_id = wire.reply_correlation(headers)
-        expected = self._pending.identity_of(correlation_id)
-        if correlation_id is None or expected is None:
-            log.debug("reply %s: nobody waits for it (late or foreign), dropped", correlation_id)
-            return
-        try:
-            reply: Reply = decode_reply(headers, value)
-        except BadReplyError as exc:
-            answers = answered_event(value)
-            if self._pending.fail(correlation_id, exc, answers):
-                log.exception(
-                    "unreadable reply to %s (correlation id %s): %s: %r",
-                    _event(expected),
-                    correlation_id,
-                    exc.__cause__,
-                    (value or b"")[:200],
-                )
-                return
-            answers_text = "no event" if answers is None else _event(answers)
-            log.warning(
-                "an unreadable reply with correlation id %s answers %s, not %s: dropped",
-                correlation_id,
-                answers_text,
-                _event(expected),
-            )
-            return
-        if not self._pending.resolve(correlation_id, reply, reply.event):
-            log.warning(
-                "a reply with correlation id %s answers %s, not %s: dropped",
-                correlation_id,
-                _event(reply.event),
-                _event(expected),
-            )
-
-
-def _event(identity: EventRef) -> str:
-    return f"event {identity.id!r} of {identity.source!r}"
+                    dispatch_reply(self._pending, record.headers, record.value)
 
 
 def _relay(waiter: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:

@@ -8,11 +8,13 @@ from fastapi import Request
 
 from consumer.readside import TaskReader
 from producer_tools.bridge.auth import BridgeAuth
-from producer_tools.bridge.kafka import KafkaLink, PendingRequests
+from producer_tools.bridge.kafka import KafkaLink
+from producer_tools.bridge.messages import PendingRequests
 from producer_tools.bridge.metrics import BridgeMetrics
+from producer_tools.bridge.sender import RequestSender
 from producer_tools.bridge.settings import BridgeConfig
-from producer_tools.bridge.starter import TaskStarter
 from schemas.task_start import Limits
+from schemas.tenants import Tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,11 @@ class Bridge:
 
     settings: BridgeConfig
     limits: Limits
+    tenancy: Tenancy
+    """The configured tenants (`UCS_TENANTS`): multi-tenant mode when any."""
     pending: PendingRequests
     link: KafkaLink
-    starter: TaskStarter
+    sender: RequestSender
     reader: TaskReader
     auth: BridgeAuth
     metrics: BridgeMetrics

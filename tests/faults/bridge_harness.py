@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import orjson
 
-from producer_tools.bridge.starter import BRIDGE_SOURCE
+from producer_tools.bridge.messages import BRIDGE_SOURCE
 from producer_tools.devstack.embedded import free_port
 from tests.processes import ROOT, ChildProcess, settings_env
 from tests.servers import StackSettings

@@ -4,9 +4,10 @@ A Hypothesis property posts arbitrary bytes, JSON and header values to the start
 corpus sends the nasty inputs one by one: deep nesting, huge numbers, wrong types, NaN, duplicate
 keys, bad UTF-8, a BOM, oversized bodies, huge and numerous headers (431) and long request
 targets (414) at the default bounds, HTTP framing tricks, SQL and HTML metacharacters (which
-must round-trip verbatim), odd service ids, status ids and timestamps. Every answer is 201, 202
-or a clear 4xx (503 if a server is away), never another 5xx; every error the bridge writes has
-the contract's body; the process stays up and its memory bounded.
+must round-trip verbatim), odd service ids, status ids and timestamps, hostile end and extension
+requests (refused before they are published) and Query Tasks parameters. Every answer is 200,
+201, 202 or a clear 4xx (503 if a server is away), never another 5xx; every error the bridge
+writes has the contract's body; the process stays up and its memory bounded.
 (Schemathesis covers the OpenAPI document: tests/integration/test_bridge_openapi.py.)
 """
 
@@ -46,7 +47,7 @@ from tests.servers import StackSettings, create_topics
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 EXAMPLES = 400
-ALLOWED = {201, 202, 400, 404, 405, 413, 414, 415, 422, 431, 503}
+ALLOWED = {200, 201, 202, 400, 404, 405, 413, 414, 415, 422, 431, 503}
 RSS_GROWTH_LIMIT = 100 * 1024 * 1024
 MAX_BODY = 1_048_576
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -299,6 +300,17 @@ def _status(raw: str) -> Case:
     return _case(None, 400, method="GET", path=path, check=_field_named("event_id"))
 
 
+TASKS = f"/genesys/1/cs/services/{SERVICE_ID}/tasks"
+
+
+def _change(path: str, field_name: str, method: str = "POST") -> Case:
+    return _case({}, method=method, path=path, check=_field_named(field_name))
+
+
+def _query(query: str, *expect: int) -> Case:
+    return _case(None, *expect, method="GET", path=f"{TASKS}/completed?{query}")
+
+
 def _nested(levels: int, open_: bytes, close: bytes, inner: bytes = b"1") -> bytes:
     return b'{"deep": ' + open_ * levels + inner + close * levels + b"}"
 
@@ -348,7 +360,10 @@ CORPUS: dict[str, Case] = {
     "2^64-1 attached": _case(b'{"n": 18446744073709551615}', 201),
     "float for integer": _case({"state_id": 1.0}, check=_field_named("state_id")),
     "boolean for integer": _case({"resource_id": True}, check=_field_named("resource_id")),
-    "string for integer": _case({"application_id": "7"}, check=_field_named("application_id")),
+    # UCS_FIELD_MODE=genesys (the default) takes decimal text for an integer and an integer for
+    # a string, as Context Services does; other types are refused as ever.
+    "decimal string for integer": _case({"application_id": "7"}, 201),
+    "text for integer": _case({"application_id": "7a"}, check=_field_named("application_id")),
     "null for a field": _case({"state_id": None}, check=_field_named("state_id")),
     "array for integer": _case({"est_duration": [1]}, check=_field_named("est_duration")),
     "2^31 state": _case({"state_id": 2**31}, check=_field_named("state_id")),
@@ -357,7 +372,8 @@ CORPUS: dict[str, Case] = {
     "2^63 task type": _case({"task_type": 2**63}, check=_field_named("task_type")),
     "empty task type": _case({"task_type": ""}, check=_field_named("task_type")),
     "float media type": _case({"media_type": 1.5}, check=_field_named("media_type")),
-    "number for string": _case({"session_id": 42}, check=_field_named("session_id")),
+    "integer for string": _case({"session_id": 42}, 201),
+    "float for string": _case({"session_id": 4.2}, check=_field_named("session_id")),
     "string over the cap": _case({"session_id": "s" * 1025}, check=_field_named("session_id")),
     "string at the cap": _case({"session_id": "s" * 1024}, 201),
     "NaN": _case(b'{"x": NaN}'),
@@ -527,6 +543,40 @@ CORPUS: dict[str, Case] = {
     "unknown task id 2^100": _case(
         None, 404, method="GET", path=f"/genesys/1/cs/service/{SERVICE_ID}/tasks/{2**100}"
     ),
+    # Complete Task, Update Task Extension: refused before anything is published
+    "end NaN": _case(b'{"x": NaN}', path=f"{TASKS}/1/end"),
+    "end task id 2^100": _change(f"{TASKS}/{2**100}/end", "task_id"),
+    "end task id NUL": _change(f"{TASKS}/%00/end", "task_id"),
+    "end task id -1": _change(f"{TASKS}/-1/end", "task_id"),
+    "end long disposition_desc": _case(
+        {"disposition_desc": "d" * 65},
+        path=f"{TASKS}/1/end",
+        check=_field_named("disposition_desc"),
+    ),
+    "end 2 MB": _case(b"{" + b" " * 2_000_000 + b"}", 413, path=f"{TASKS}/1/end"),
+    "extension name NUL": _change(f"{TASKS}/1/extensions/%00", "extension_name", "PUT"),
+    "extension name invalid UTF-8": _change(f"{TASKS}/1/extensions/%FF", "extension_name", "PUT"),
+    "extension name 300": _change(f"{TASKS}/1/extensions/{'n' * 300}", "extension_name", "PUT"),
+    "extension name reserved": _change(f"{TASKS}/1/extensions/started", "extension_name", "PUT"),
+    "extension value NUL key": _case(
+        b'{"a\\u0000": 1}', method="PUT", path=f"{TASKS}/1/extensions/x"
+    ),
+    "extension value 200 levels": _case(
+        _nested(200, b'{"a":', b"}"), method="PUT", path=f"{TASKS}/1/extensions/x"
+    ),
+    "extension value string": _case(b'"x"', method="PUT", path=f"{TASKS}/1/extensions/x"),
+    # Query Tasks: every parameter bound, never an outage
+    "query type NUL": _query("task_types=a%00b", 400),
+    "query type SQL": _query(f"task_types={quote(chr(39) + ' OR 1=1; --')}", 200),
+    "query type 1,000 tokens": _query("task_types=" + ",".join(map(str, range(1000))), 400),
+    "query type 100 tokens": _query("task_types=" + ",".join(map(str, range(100))), 200),
+    "query limit 400 digits": _query("limit=" + "9" * 400, 400),
+    "query limit float": _query("limit=1e3", 400),
+    "query after -1": _query("after=-1", 400),
+    "query state_id 2^100": _query(f"state_id={2**100}", 400),
+    "query state_id unicode digits": _query("state_id=%D9%A3", 400),  # ARABIC-INDIC THREE
+    "query extensions NUL": _query("extensions=%00", 200),
+    "query repeated 500 times": _query("&".join(["state_id=1"] * 500), 200),
 }
 
 

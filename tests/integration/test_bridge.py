@@ -26,13 +26,22 @@ from consumer.db.engine import build_engine
 from producer_tools.bridge.app import create_app
 from producer_tools.bridge.errors import BROKER_UNAVAILABLE, DATABASE_UNAVAILABLE
 from producer_tools.bridge.kafka import KafkaLink
+from producer_tools.bridge.messages import BRIDGE_SOURCE, Outgoing
 from producer_tools.bridge.pending import PendingReplies
-from producer_tools.bridge.routes import DATABASE_NOT_READY, START_PATH, STATUS_PATH, TASK_PATHS
-from producer_tools.bridge.starter import BRIDGE_SOURCE
+from producer_tools.bridge.routes import (
+    DATABASE_NOT_READY,
+    END_PATH,
+    EXTENSION_PATH,
+    QUERY_PATHS,
+    START_PATH,
+    STATUS_PATH,
+    TASK_PATHS,
+)
 from producer_tools.bridge.state import Bridge
 from producer_tools.devstack.embedded import EmbeddedBroker, free_port
 from schemas import wire
 from schemas.replies import EXCEPTION_CLASS, EventRef
+from schemas.validation import EventKind
 from tests.reference import (
     REFERENCE_ATTACHED,
     REFERENCE_BODY,
@@ -733,7 +742,9 @@ async def test_an_unexpected_failure_still_answers_a_json_500() -> None:
 async def test_the_kafka_link_refuses_use_before_start(settings: StackSettings) -> None:
     link = KafkaLink(bridge_settings(settings), PendingReplies())
     with pytest.raises(RuntimeError, match="before start"):
-        await link.publish(service_id=1, body=b"{}", event_id="e", source="s", correlation_id="c")
+        await link.publish(
+            Outgoing(EventKind.START, 1, b"{}"), EventRef(source="s", id="e"), correlation_id="c"
+        )
     await link.stop()  # idempotent, even unstarted
 
 
@@ -754,9 +765,31 @@ def test_the_openapi_document_declares_every_status_the_bridge_answers() -> None
     for path in TASK_PATHS:
         read = paths[path.replace(":int", "")]["get"]
         assert {"200", "400", "404", "503"} <= set(read["responses"])
+    end = paths[END_PATH]["post"]
+    assert {"202", "204", "400", "404", "409", "413", "415", "422", "503", "504"} <= set(
+        end["responses"]
+    )
+    assert end["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/TaskEndEvent"
+    )
+    update = paths[EXTENSION_PATH.replace(":path", "")]["put"]
+    assert {"200", "202", "400", "404", "413", "415", "422", "503", "504"} <= set(
+        update["responses"]
+    )
+    assert update["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/TaskExtensionValue"
+    )
+    for path in QUERY_PATHS.values():
+        query = paths[path]["get"]
+        assert {"200", "400", "503"} <= set(query["responses"])
+        named = {p["name"] for p in query["parameters"]}
+        assert {"state_id", "task_types", "extensions", "limit", "after"} <= named
+    for operations in (paths[p] for p in paths if p.startswith("/genesys/1/cs/")):
+        for operation in operations.values():  # every task operation names the tenant headers
+            assert {"ContactCenterId", "GroupId"} <= {p["name"] for p in operation["parameters"]}
     assert {"200", "503"} <= set(paths["/readyz"]["get"]["responses"])
     served = [path for path in paths if path.startswith("/genesys/1/cs/")]
-    assert len(served) == 4
+    assert len(served) == 9
     for path in served:  # each in its 8.0/8.1 form too, documented alike
         legacy = paths[path.removeprefix("/genesys/1/cs")]
         assert legacy.keys() == paths[path].keys()

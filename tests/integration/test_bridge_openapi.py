@@ -17,6 +17,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck
 from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from producer_tools.bridge.app import create_app
@@ -29,6 +30,13 @@ EXAMPLES = 300
 # schemathesis's own strategies draw from `random`, which Hypothesis deprecates: not our code.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]
+"""What schemathesis takes for a refusal of invalid data by default."""
+CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": [*REJECTIONS, "413"]}}}
+)
+"""A request with invalid parameters and a body over the limit is refused with a 413 (the size
+is checked first, before the body is read): a refusal too."""
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     openapi_checks.status_code_conformance,
@@ -61,7 +69,7 @@ async def serving(settings: StackSettings) -> AsyncIterator[tuple[str, dict[str,
 
 def run_schemathesis(base_url: str, document: dict[str, Any]) -> None:
     """Hypothesis-driven cases over every operation (runs in a thread: it blocks)."""
-    schema = schemathesis.openapi.from_dict(document)
+    schema = schemathesis.openapi.from_dict(document, config=CONFIG)
     cases = schema.as_strategy(GenerationMode.POSITIVE) | schema.as_strategy(
         GenerationMode.NEGATIVE
     )

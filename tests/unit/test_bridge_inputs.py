@@ -191,3 +191,11 @@ def test_extensions_select_attached_data_verbatim_and_in_stored_order() -> None:
     chosen = orjson.loads(render_task(task, Extensions.parse(["c,a", "unknown"])))
     assert list(chosen)[-2:] == ["a", "c"]
     assert "b" not in chosen
+
+
+def test_a_path_with_percent_encodings_that_are_not_utf8_is_a_400_naming_the_field() -> None:
+    inputs.check_utf8_path(b"/x/extensions/caf%C3%A9%20cr%C3%A8me", "extension_name")
+    for raw in (b"/x/extensions/%FF", b"/x/extensions/caf%C3", b"/x/extensions/%C0%AF"):
+        with pytest.raises(BadRequestError) as caught:
+            inputs.check_utf8_path(raw, "extension_name")
+        assert [e.field for e in caught.value.errors] == ["extension_name"]

@@ -1,8 +1,8 @@
-"""Start a task over Kafka request-reply: publish the request, wait for the correlated reply.
+"""Send a request over Kafka request-reply: publish it, wait for the correlated reply.
 
-The event identity is (`BRIDGE_SOURCE`, event id): the `Idempotency-Key` when the caller sent
-one, so every bridge instance maps the same key to the same identity and the consumer answers a
-retry with the same task; a fresh uuid4 otherwise. Each attempt has its own correlation id.
+Each attempt has its own correlation id; the reply must carry it AND answer the request's
+identity (`pending`). The identity itself (`messages.identity_for`) is the caller's business:
+the same Idempotency-Key gives the same identity on every bridge instance.
 """
 
 from __future__ import annotations
@@ -10,30 +10,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer_tools.bridge.kafka import PendingRequests, Reply
+from producer_tools.bridge.messages import Outgoing, PendingRequests, Reply
 from schemas.replies import EventRef
-
-BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
-"""The CloudEvents source of every event the bridge publishes (all instances alike)."""
 
 
 class RequestPublisher(Protocol):
-    """What the starter needs from the Kafka side (`KafkaLink`)."""
+    """What the sender needs from the Kafka side (`KafkaLink`)."""
 
     async def publish(
         self,
+        request: Outgoing,
+        identity: EventRef,
         *,
-        service_id: int,
-        body: bytes,
-        event_id: str,
-        source: str,
         correlation_id: str,
-        trace: Mapping[str, str],
+        trace: Mapping[str, str] | None = None,
     ) -> None: ...
 
 
@@ -44,13 +38,8 @@ class NoReplyYet:
     identity: EventRef
 
 
-def identity_for(idempotency_key: str | None) -> EventRef:
-    """The event identity of a start request."""
-    return EventRef(source=BRIDGE_SOURCE, id=idempotency_key or uuid.uuid4().hex)
-
-
-class TaskStarter:
-    """Publishes validated start requests and waits for their replies."""
+class RequestSender:
+    """Publishes validated requests (start, end, extension) and waits for their replies."""
 
     def __init__(
         self,
@@ -61,15 +50,14 @@ class TaskStarter:
         self._publisher = publisher
         self._pending = pending
         self._reply_timeout_s = reply_timeout_ms / 1000
-        # Correlation ids: a random prefix per starter (replies left on the reply topic by an
+        # Correlation ids: a random prefix per sender (replies left on the reply topic by an
         # earlier process never match) and a counter: a sixth of the CPU time of a uuid4.
         self._correlation_prefix = secrets.token_hex(8)
         self._attempts = itertools.count()
 
-    async def start(
+    async def send(
         self,
-        service_id: int,
-        body: bytes,
+        request: Outgoing,
         identity: EventRef,
         trace: Mapping[str, str] | None = None,
     ) -> Reply | NoReplyYet:
@@ -83,12 +71,7 @@ class TaskStarter:
         correlation_id = f"{self._correlation_prefix}-{next(self._attempts):x}"
         with self._pending.expecting(correlation_id, identity) as reply:
             await self._publisher.publish(
-                service_id=service_id,
-                body=body,
-                event_id=identity.id,
-                source=identity.source,
-                correlation_id=correlation_id,
-                trace=trace or {},
+                request, identity, correlation_id=correlation_id, trace=trace
             )
             try:
                 async with asyncio.timeout(self._reply_timeout_s):

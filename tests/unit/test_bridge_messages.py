@@ -1,0 +1,206 @@
+"""What the bridge publishes (records of every kind, read back by the consumer's own decoder),
+the identities it gives them, and the replies it reads: no broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from producer_tools.bridge.errors import BadReplyError
+from producer_tools.bridge.messages import (
+    BRIDGE_SOURCE,
+    CompletedReply,
+    CreatedReply,
+    ExtensionReply,
+    Outgoing,
+    PendingRequests,
+    check_tenant_sources,
+    decode_reply,
+    dispatch_reply,
+    identity_for,
+    request_record,
+    source_for,
+)
+from schemas import wire
+from schemas.replies import EventRef, TaskRejected
+from schemas.tenants import Tenancy
+from schemas.validation import EventKind
+
+IDENTITY = EventRef(source=BRIDGE_SOURCE, id="order-7")
+TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+
+def _decoded(request: Outgoing) -> wire.Envelope:
+    key, value, headers = request_record(
+        request, IDENTITY, reply_to="replies", correlation_id="c-1", trace=TRACE
+    )
+    assert key == str(request.service_id).encode()
+    assert value is request.body  # published untouched
+    assert ("traceparent", TRACE["traceparent"].encode()) in headers
+    return wire.decode_request(value, headers)
+
+
+def test_a_start_request_is_a_start_event_without_task_or_extension() -> None:
+    envelope = _decoded(Outgoing(EventKind.START, 21456878, b'{"state_id": 1}'))
+    assert envelope.type == wire.TYPE_TASK_START
+    assert (envelope.id, envelope.source) == ("order-7", BRIDGE_SOURCE)
+    assert (envelope.service_id, envelope.reply_to, envelope.correlation_id) == (
+        "21456878",
+        "replies",
+        "c-1",
+    )
+    assert (envelope.task_id, envelope.extension, envelope.tenant, envelope.group) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_an_end_request_names_its_task_tenant_and_group() -> None:
+    request = Outgoing(EventKind.END, 5, b"{}", task_id=42, tenant="acme", group="sales")
+    envelope = _decoded(request)
+    assert envelope.type == wire.TYPE_TASK_END
+    assert (envelope.task_id, envelope.tenant, envelope.group) == ("42", "acme", "sales")
+    assert envelope.extension is None
+
+
+def test_an_extension_request_names_its_task_and_extension() -> None:
+    request = Outgoing(EventKind.EXTENSION, 5, b'[{"a": 1}]', task_id=42, extension="Proposal")
+    envelope = _decoded(request)
+    assert envelope.type == wire.TYPE_TASK_EXTENSION
+    assert (envelope.task_id, envelope.extension) == ("42", "Proposal")
+
+
+def test_identities_are_the_key_under_the_tenant_s_own_source() -> None:
+    assert identity_for("k") == EventRef(source=BRIDGE_SOURCE, id="k")
+    assert identity_for("k", "acme") == EventRef(source=BRIDGE_SOURCE + ":tenant:acme", id="k")
+    assert identity_for("k", "a b/c") == identity_for("k", "a b/c")
+    assert len({source_for(t) for t in (None, "acme", "globex", "a:b", "a%3Ab")}) == 5
+    fresh = identity_for(None, "acme")
+    assert fresh.source == source_for("acme")
+    assert len(fresh.id) == 32
+    assert fresh != identity_for(None, "acme")
+
+
+def test_a_tenant_too_long_for_an_event_source_is_refused_at_start() -> None:
+    check_tenant_sources(Tenancy.parse("acme," + "t" * 200))
+    with pytest.raises(ValueError, match="UCS_TENANTS"):
+        check_tenant_sources(Tenancy.parse("acme," + "t" * 240))
+
+
+def _reply(reply_type: str, body: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
+    _, value, headers = wire.encode_reply(
+        reply_type=reply_type,
+        payload=body,
+        service_id=5,
+        request_source=IDENTITY.source,
+        request_id=IDENTITY.id,
+        correlation_id="c-1",
+        time="2026-01-01T00:00:00.000Z",
+    )
+    return headers, value
+
+
+TASK_REPLY = {
+    "task_id": 42,
+    "service_id": 5,
+    "location": "http://x/service/5/tasks/42",
+    "event": IDENTITY.model_dump(),
+    "task": {"whatever": "is not read"},
+}
+
+
+def test_every_reply_type_decodes_to_its_model() -> None:
+    created = decode_reply(*_reply(wire.TYPE_TASK_CREATED, TASK_REPLY | {"kind": "task.created"}))
+    assert isinstance(created, CreatedReply)
+    completed = decode_reply(
+        *_reply(wire.TYPE_TASK_COMPLETED, TASK_REPLY | {"kind": "task.completed"})
+    )
+    assert isinstance(completed, CompletedReply)
+    assert (completed.task_id, completed.event) == (42, IDENTITY)
+    value = [{"z": 1, "a": {"y": None, "b": 2}}]
+    updated = decode_reply(
+        *_reply(
+            wire.TYPE_TASK_EXTENSION_UPDATED,
+            TASK_REPLY | {"kind": "task.extension.updated", "extension": "P", "value": value},
+        )
+    )
+    assert isinstance(updated, ExtensionReply)
+    assert updated.extension == "P"
+    assert orjson.dumps(updated.value) == orjson.dumps(value)  # key order kept
+    rejected = decode_reply(
+        *_reply(
+            wire.TYPE_TASK_REJECTED,
+            {
+                "service_id": 5,
+                "task_id": 42,
+                "status": 409,
+                "code": "task_completed",
+                "event": IDENTITY.model_dump(),
+                "error": {"message": "completed", "exception": "x", "errors": []},
+            },
+        )
+    )
+    assert isinstance(rejected, TaskRejected)
+    assert (rejected.status, rejected.task_id) == (409, 42)
+
+
+@pytest.mark.parametrize(
+    ("reply_type", "body"),
+    [
+        pytest.param("com.example.other", TASK_REPLY, id="an unknown type"),
+        pytest.param(wire.TYPE_TASK_COMPLETED, {"task_id": "x"}, id="a broken completion"),
+        pytest.param(
+            wire.TYPE_TASK_EXTENSION_UPDATED,
+            TASK_REPLY | {"extension": "P", "value": 7},
+            id="an extension value that is no object",
+        ),
+        pytest.param(
+            wire.TYPE_TASK_COMPLETED,
+            TASK_REPLY | {"kind": "task.created"},
+            id="a kind that contradicts the type",
+        ),
+    ],
+)
+def test_a_reply_the_bridge_cannot_read_is_a_bad_reply(
+    reply_type: str, body: dict[str, Any]
+) -> None:
+    with pytest.raises(BadReplyError):
+        decode_reply(*_reply(reply_type, body))
+
+
+def _with_correlation(
+    headers: list[tuple[str, bytes]], correlation_id: str
+) -> list[tuple[str, bytes]]:
+    return [(n, v) for n, v in headers if n != "ce_correlationid"] + [
+        ("ce_correlationid", correlation_id.encode())
+    ]
+
+
+async def test_a_reply_resolves_only_the_request_waiting_for_its_identity() -> None:
+    pending = PendingRequests()
+    headers, value = _reply(wire.TYPE_TASK_COMPLETED, TASK_REPLY | {"kind": "task.completed"})
+    other = EventRef(source=BRIDGE_SOURCE, id="another")
+    with pending.expecting("c-1", other) as waiting:
+        assert not dispatch_reply(pending, headers, value)  # answers order-7, not another
+        assert not waiting.done()
+    with pending.expecting("c-1", IDENTITY) as waiting:
+        assert not dispatch_reply(pending, _with_correlation(headers, "c-2"), value)  # foreign
+        assert dispatch_reply(pending, headers, value)
+        assert isinstance(waiting.result(), CompletedReply)
+    assert not dispatch_reply(pending, headers, value)  # late: nobody waits any more
+
+
+async def test_an_unreadable_reply_fails_its_own_request_and_is_dropped_for_another() -> None:
+    pending = PendingRequests()
+    headers, value = _reply(wire.TYPE_TASK_COMPLETED, {"event": IDENTITY.model_dump()})
+    with pending.expecting("c-1", EventRef(source=BRIDGE_SOURCE, id="another")) as waiting:
+        assert not dispatch_reply(pending, headers, value)
+        assert not waiting.done()
+    with pending.expecting("c-1", IDENTITY) as waiting:
+        assert dispatch_reply(pending, headers, value)
+        with pytest.raises(BadReplyError):
+            waiting.result()
