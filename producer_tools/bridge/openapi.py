@@ -240,7 +240,7 @@ EXTENSION_OPENAPI_EXTRA = _body_extra(
 BODY_SCHEMAS: tuple[type[BaseModel], ...] = (TaskStartEvent, TaskEndEvent, TaskExtensionValue)
 """The request bodies' models, in components/schemas under their own names."""
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/asyncapi.json"})
 """Answered without authentication (routes.py puts AUTHENTICATED on every other route)."""
 
 SECURITY_SCHEMES: dict[str, Any] = {

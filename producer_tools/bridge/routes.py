@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,6 +33,7 @@ from producer_tools.bridge.errors import (
     error_response,
     internal_detail,
 )
+from schemas import asyncapi
 from schemas.errors import ServiceError
 from schemas.replies import ErrorBody, FieldError
 
@@ -66,6 +68,20 @@ async def healthz() -> AliveBody:
 async def metrics(bridge: BridgeDep) -> Response:
     """Requests by route and status, latency, pending replies, 202s, refusals, the Kafka link."""
     return Response(generate_latest(bridge.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@health.get(
+    "/asyncapi.json",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "AsyncAPI 3.0.0"}},
+    summary="The AsyncAPI document of the Kafka side (requests, task events, rejections)",
+)
+async def asyncapi_document() -> Response:
+    """The same document as schemas/asyncapi.json: every channel, message and schema."""
+    return Response(_ASYNCAPI, media_type="application/json")
+
+
+_ASYNCAPI = orjson.dumps(asyncapi.document())
 
 
 @health.get("/readyz", response_model=None, responses=openapi.READY_RESPONSES, summary="Readiness")

@@ -119,3 +119,16 @@ async def test_a_traceparent_on_the_http_request_travels_on_the_kafka_request(
     assert traced["traceparent"] == TRACEPARENT.encode()
     assert traced["tracestate"] == b"vendor=a1"
     assert "traceparent" not in plain, "a malformed traceparent is not passed on"
+
+
+async def test_the_bridge_serves_the_asyncapi_document_beside_openapi(
+    settings: StackSettings,
+) -> None:
+    from schemas import asyncapi
+
+    async with bridge_client(settings) as client:
+        served = await client.get("/asyncapi.json")
+        openapi = await client.get("/openapi.json")
+    assert served.status_code == 200
+    assert served.json() == asyncapi.document()
+    assert "/asyncapi.json" in openapi.json()["paths"]
