@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes
 from producer_tools.bridge.errors import BadRequestError
 from schemas.replies import ErrorCode, FieldError
 from schemas.task_start import Limits, TaskStartValidationError
-from schemas.validation import EventKind, validate_event
+from schemas.validation import EventKind
 from schemas.wire import MAX_ID_LENGTH
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -149,8 +149,3 @@ def check_utf8_path(raw_path: bytes, field: str) -> None:
         unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequestError.field(field, "must be UTF-8 once percent-decoded") from None
-
-
-def validate_start(service_id: str, body: bytes, limits: Limits) -> int:
-    """The service id, once it and the body pass the shared rules; else every problem at once."""
-    return validate_event(EventKind.START, service_id, body, limits).service_id

@@ -20,9 +20,7 @@ from pydantic import ValidationError
 
 from producer_tools.tools._events import (
     HEADERS_ATTRIBUTE,
-    KIND_OF_TYPE,
     SINGLE_TENANT,
-    TYPE_OF_KIND,
     InvalidInputError,
     Prepared,
     pack_headers,
@@ -31,6 +29,7 @@ from producer_tools.tools._events import (
 from schemas import wire
 from schemas.limits import Limits
 from schemas.replies import EventRef, StoredTask
+from schemas.requests import KIND_OF_TYPE, TYPE_OF_KIND
 from schemas.task_start import STANDARD_FIELDS, TaskStartEvent
 from schemas.tenants import Tenancy
 from schemas.validation import EventKind

@@ -12,7 +12,7 @@ from producer_tools.bridge.errors import BadRequestError
 from producer_tools.bridge.representation import Extensions, render_task
 from schemas.replies import ErrorCode, StoredTask
 from schemas.task_start import Limits, TaskStartValidationError
-from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY
+from tests.reference import REFERENCE_ATTACHED
 
 LIMITS = Limits(max_body_bytes=2048, max_string_length=64)
 
@@ -144,17 +144,6 @@ def test_every_id_a_bridge_request_can_have_is_a_valid_status_id() -> None:
         " ~!\"#$%&'()*+,-./:;<=>?@[\\]",
     ):
         inputs.check_event_id(event_id)
-
-
-def test_a_bad_service_id_and_a_bad_body_are_reported_together() -> None:
-    with pytest.raises(TaskStartValidationError) as caught:
-        inputs.validate_start("0", b'{"state_id": "x"}', LIMITS)
-    assert caught.value.status == 400
-    assert [e.field for e in caught.value.errors] == ["service_id", "state_id"]
-
-
-def test_a_valid_request_gives_its_service_id() -> None:
-    assert inputs.validate_start("21456878", REFERENCE_BODY, Limits()) == 21456878
 
 
 def _task(attached: bytes) -> StoredTask:
