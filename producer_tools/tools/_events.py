@@ -111,6 +111,31 @@ def validated(
     return event
 
 
+def decode_record(value: bytes | None, headers: wire.Headers) -> wire.Envelope:
+    """The request a record holds (`wire.decode_request`), or InvalidInputError saying why not."""
+    try:
+        return wire.decode_request(value, headers)
+    except wire.UndecodableRecordError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def validated_envelope(
+    envelope: wire.Envelope, limits: Limits, tenancy: Tenancy = SINGLE_TENANT
+) -> ValidEvent:
+    """A decoded request checked by its type as the consumer checks it (see `validated`)."""
+    return validated(
+        KIND_OF_TYPE[envelope.type],
+        envelope.service_id,
+        envelope.data,
+        limits,
+        task_id=envelope.task_id,
+        extension=envelope.extension,
+        tenant=envelope.tenant,
+        group=envelope.group,
+        tenancy=tenancy,
+    )
+
+
 def _out_of_range(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value if not _INT_LOW <= value <= _INT_HIGH else None
@@ -322,22 +347,8 @@ class LinePreparer:
         return Prepared(PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
 
     def _structured(self, line: bytes, obj: dict[str, Any]) -> Prepared:
-        try:
-            envelope = wire.decode_request(line, STRUCTURED_HEADERS)
-        except wire.UndecodableRecordError as exc:
-            raise InvalidInputError(str(exc)) from None
-        kind = KIND_OF_TYPE[envelope.type]
-        valid = validated(
-            kind,
-            envelope.service_id,
-            envelope.data,
-            self._limits,
-            task_id=envelope.task_id,
-            extension=envelope.extension,
-            tenant=envelope.tenant,
-            group=envelope.group,
-            tenancy=self._tenancy,
-        )
+        envelope = decode_record(line, STRUCTURED_HEADERS)
+        valid = validated_envelope(envelope, self._limits, self._tenancy)
         headers = list(STRUCTURED_HEADERS)
         edited = False
         if HEADERS_ATTRIBUTE in obj:
@@ -354,5 +365,5 @@ class LinePreparer:
         value = orjson.dumps(obj) if edited else line
         record_key = key.encode() if key is not None else str(valid.service_id).encode()
         return Prepared(
-            envelope.source, obj["id"], valid.service_id, record_key, value, headers, kind
+            envelope.source, obj["id"], valid.service_id, record_key, value, headers, valid.kind
         )
