@@ -1,7 +1,8 @@
-"""What the bridge publishes and what it reads back: requests, their identities, the replies.
+"""What the bridge publishes and what it reads back: the identities of requests, the replies.
 
-No Kafka client here (`kafka` sends and listens; this module only shapes and reads records), so
-the layout of every request and the reading of every reply are unit-tested without a broker.
+No Kafka client here (`kafka` sends and listens; this module only reads records; a request's
+record is `schemas.requests.TaskRequest.record`), so the identities and the reading of every
+reply are unit-tested without a broker.
 
 Identity: (source, event id). The event id is the `Idempotency-Key` when the caller sent one, so
 every bridge instance maps the same key to the same identity and the consumer answers a retry
