@@ -8,7 +8,7 @@ in time: 202 and a status resource (or 504 in strict mode), whatever the operati
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Request, Response
 
@@ -111,15 +111,12 @@ async def _publish(
     )
 
 
-@tasks.post(
-    START,
-    status_code=201,
-    response_model=None,
-    responses=openapi.START_RESPONSES,
-    openapi_extra=openapi.START_OPENAPI_EXTRA,
-    summary="Start a task (CV.WS.SRV.8)",
-    dependencies=AUTHENTICATED,
-)
+def _write(kind: EventKind) -> dict[str, Any]:
+    """What every write route declares besides its status and summary."""
+    return {"response_model": None, "dependencies": AUTHENTICATED, **openapi.WRITES[kind]}
+
+
+@tasks.post(START, status_code=201, summary="Start a task (CV.WS.SRV.8)", **_write(EventKind.START))
 async def start_task(
     service_id: ServiceId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
@@ -127,15 +124,7 @@ async def start_task(
     return await _publish(request, bridge, caller, EventKind.START, service_id)
 
 
-@tasks.post(
-    END,
-    status_code=204,
-    response_model=None,
-    responses=openapi.END_RESPONSES,
-    openapi_extra=openapi.END_OPENAPI_EXTRA,
-    summary="Complete a task (CV.WS.SRV.9)",
-    dependencies=AUTHENTICATED,
-)
+@tasks.post(END, status_code=204, summary="Complete a task (CV.WS.SRV.9)", **_write(EventKind.END))
 async def complete_task(
     service_id: ServiceId, task_id: TaskId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
@@ -144,12 +133,7 @@ async def complete_task(
 
 
 @tasks.put(
-    EXTENSION,
-    response_model=None,
-    responses=openapi.EXTENSION_RESPONSES,
-    openapi_extra=openapi.EXTENSION_OPENAPI_EXTRA,
-    summary="Update a task's extension (CV.WS.SRV.18)",
-    dependencies=AUTHENTICATED,
+    EXTENSION, summary="Update a task's extension (CV.WS.SRV.18)", **_write(EventKind.EXTENSION)
 )
 async def update_extension(  # keyword-only: FastAPI passes every parameter by name
     *,
