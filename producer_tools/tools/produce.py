@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import os
 import stat
@@ -32,8 +33,9 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
+    ToolRun,
     Tracker,
-    run_until_interrupted,
+    run_summarised,
 )
 from producer_tools.tools._ranges import topic_named
 from producer_tools.tools._sending import (
@@ -130,8 +132,10 @@ async def _chunks(source: _Input) -> AsyncIterator[list[bytes]]:
         yield [rest]
 
 
-class _Run:
+class _Run(ToolRun[ProduceOptions]):
     """One produce run: validates lines, dedupes identities, sends, counts."""
+
+    tool = "produce"
 
     def __init__(
         self,
@@ -140,12 +144,8 @@ class _Run:
         reporter: Reporter,
         stopping: asyncio.Event | None,
     ) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.stopping = stopping or asyncio.Event()
+        super().__init__(settings, options, reporter, stopping)
         self.topic = topic_named(settings, options.topic, settings.topics.requests)
-        self.summary = Summary("produce", dry_run=options.dry_run)
         self.summary.counts["topic"] = self.topic
         self.sender: BatchSender | None = None
         self.limiter = RateLimiter(options.rate)
@@ -267,8 +267,4 @@ def run(
     settings: ToolsConfig, paths: Sequence[str], options: ProduceOptions, reporter: Reporter
 ) -> int:
     """The command: produce, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await produce(settings, paths, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(produce, settings, paths, options, reporter), reporter)

@@ -28,6 +28,7 @@ non-empty database or partial log, 3 broker unreachable, 4 database unreachable 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +48,12 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
-    run_until_interrupted,
+    ToolRun,
+    run_summarised,
 )
 from producer_tools.tools._ranges import (
     PartitionRange,
     RangeSpec,
-    close_reader,
     open_range,
     position_of,
     read_ranges,
@@ -185,7 +186,11 @@ class _Writer:
             self.changes += 1
 
 
-class _Run:
+class _Run(ToolRun[RebuildOptions]):
+    """One rebuild: checks the database and the log, restores every task in one transaction."""
+
+    tool = "rebuild"
+
     def __init__(
         self,
         settings: ToolsConfig,
@@ -193,11 +198,7 @@ class _Run:
         reporter: Reporter,
         stopping: asyncio.Event | None,
     ) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.stopping = stopping
-        self.summary = Summary("rebuild", dry_run=options.dry_run)
+        super().__init__(settings, options, reporter, stopping)
         self.log = TaskLog()
         self.replies: dict[Identity, str] = {}
         """Where the reply to each request identity was first read."""
@@ -243,7 +244,7 @@ class _Run:
                 for record in chunk:
                     await self._one(record, writer)
                 bar.advance(len(chunk), f"tasks {len(self.log.by_id):,}")
-        if self.stopping is not None and self.stopping.is_set():
+        if self.stopping.is_set():
             raise _InterruptedError
         await writer.flush()
         return writer
@@ -290,12 +291,10 @@ class _Run:
                 self.check_empty(await restorer.task_count())
                 topic = self.options.topic or self.settings.topics.created
                 self.summary.counts["topic"] = topic
-                reader, ranges = await open_range(self.settings, RangeSpec(topic=topic), topic)
-                try:
+                log_range = open_range(self.settings, RangeSpec(topic=topic), topic)
+                async with log_range as (reader, ranges):
                     await self.check_log_start(reader, ranges, topic)
                     await self._restore_all(restorer, reader, ranges)
-                finally:
-                    await close_reader(reader)
         except _InterruptedError:
             self.summary.fail("interrupted: nothing was written", EXIT_INTERRUPTED)
         except ToolError as exc:
@@ -319,8 +318,4 @@ async def rebuild(
 
 def run(settings: ToolsConfig, options: RebuildOptions, reporter: Reporter) -> int:
     """The command: rebuild, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await rebuild(settings, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(rebuild, settings, options, reporter), reporter)

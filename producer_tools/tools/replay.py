@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,11 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
-    run_until_interrupted,
+    ToolRun,
+    run_summarised,
 )
 from producer_tools.tools._ranges import (
     RangeSpec,
-    close_reader,
     open_range,
     position_of,
     read_ranges,
@@ -72,14 +73,19 @@ async def _sender(settings: ToolsConfig, target: str) -> tuple[AIOKafkaProducer,
     return producer, BatchSender(producer, target, partitions)
 
 
-class _Run:
+class _Run(ToolRun[ReplayOptions]):
     """One replay: reads the range, validates and dedupes, sends (or counts, in a dry run)."""
 
-    def __init__(self, settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.summary = Summary("replay", dry_run=options.dry_run)
+    tool = "replay"
+
+    def __init__(
+        self,
+        settings: ToolsConfig,
+        options: ReplayOptions,
+        reporter: Reporter,
+        stopping: asyncio.Event | None,
+    ) -> None:
+        super().__init__(settings, options, reporter, stopping)
         self.target = topic_named(settings, options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
         self.limits = settings.contract.limits
@@ -87,7 +93,6 @@ class _Run:
         self.limiter = RateLimiter(options.rate)
         self.first_seen: dict[tuple[str, str], str] = {}
         self.sender: BatchSender | None = None
-        self.stopping = asyncio.Event()
 
     async def _one(self, record: Any) -> None:
         self.summary.read += 1
@@ -118,14 +123,12 @@ class _Run:
         verb = "would send" if self.sender is None else "acked"
         return f"{verb} {done:,}  invalid {self.summary.invalid_count:,}"
 
-    async def run(self, stopping: asyncio.Event | None) -> Summary:
-        self.stopping = stopping or self.stopping
+    async def run(self) -> Summary:
         producer: AIOKafkaProducer | None = None
         try:
-            reader, ranges = await open_range(
+            async with open_range(
                 self.settings, self.options.range, self.settings.topics.requests
-            )
-            try:
+            ) as (reader, ranges):
                 self.summary.counts["source"] = ranges[0].partition.topic if ranges else ""
                 if not self.options.dry_run:
                     producer, self.sender = await _sender(self.settings, self.target)
@@ -141,8 +144,6 @@ class _Run:
                     bar.advance(0, self._status())
                 if self.stopping.is_set():
                     self.summary.fail("interrupted", EXIT_INTERRUPTED)
-            finally:
-                await close_reader(reader)
         except ToolError as exc:
             self.summary.fail(str(exc), exc.exit_code)
         finally:
@@ -162,18 +163,14 @@ async def replay(
 ) -> Summary:
     """Replay the range into the target topic (see the module docstring); returns the summary."""
     try:
-        one_run = _Run(settings, options, reporter or Reporter(json_mode=True))
+        one_run = _Run(settings, options, reporter or Reporter(json_mode=True), stopping)
     except ToolError as exc:
         summary = Summary("replay", dry_run=options.dry_run)
         summary.fail(str(exc), exc.exit_code)
         return summary
-    return await one_run.run(stopping)
+    return await one_run.run()
 
 
 def run(settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> int:
     """The command: replay, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await replay(settings, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(replay, settings, options, reporter), reporter)
