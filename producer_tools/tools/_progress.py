@@ -296,21 +296,44 @@ class RunOptions(Protocol):
 OptionsT = TypeVar("OptionsT", bound=RunOptions)
 
 
+@dataclass
 class ToolRun(Generic[OptionsT]):
     """One run of a tool (`tool` names it in its summary): its settings and options, the
-    reporter it talks through, the event that stops it early (Ctrl-C), its summary."""
+    reporter it talks through, the event that stops it early (Ctrl-C), its summary. A tool's
+    run adds the state it keeps as fields of its own."""
 
     tool: ClassVar[str]
 
-    def __init__(
-        self,
+    settings: ToolsConfig
+    options: OptionsT
+    reporter: Reporter
+    stopping: asyncio.Event
+    summary: Summary = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = Summary(self.tool, dry_run=self.options.dry_run)
+
+    async def run(self) -> Summary:
+        """Do the work; the summary says what was done (and why the run stopped early)."""
+        raise NotImplementedError
+
+    @classmethod
+    async def summarise(
+        cls,
         settings: ToolsConfig,
         options: OptionsT,
-        reporter: Reporter,
+        reporter: Reporter | None = None,
         stopping: asyncio.Event | None = None,
-    ) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.stopping = stopping or asyncio.Event()
-        self.summary = Summary(self.tool, dry_run=options.dry_run)
+        **state: Any,
+    ) -> Summary:
+        """One run (with the run's own `state`, by field name): its summary, or the summary of
+        why it could not start (ToolError: its options cannot be used). Without a reporter it
+        reports in machine mode; without `stopping` nothing stops it early."""
+        reporter = reporter or Reporter(json_mode=True)
+        try:
+            one_run = cls(settings, options, reporter, stopping or asyncio.Event(), **state)
+        except ToolError as exc:
+            summary = Summary(cls.tool, dry_run=options.dry_run)
+            summary.fail(str(exc), exc.exit_code)
+            return summary
+        return await one_run.run()

@@ -23,8 +23,8 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import BinaryIO, ClassVar
 
 from producer_tools.tools._events import InvalidInputError, LinePreparer, Prepared
 from producer_tools.tools._progress import (
@@ -132,25 +132,25 @@ async def _chunks(source: _Input) -> AsyncIterator[list[bytes]]:
         yield [rest]
 
 
+@dataclass
 class _Run(ToolRun[ProduceOptions]):
     """One produce run: validates lines, dedupes identities, sends, counts."""
 
-    tool = "produce"
+    tool: ClassVar[str] = "produce"
 
-    def __init__(
-        self,
-        settings: ToolsConfig,
-        options: ProduceOptions,
-        reporter: Reporter,
-        stopping: asyncio.Event | None,
-    ) -> None:
-        super().__init__(settings, options, reporter, stopping)
-        self.topic = topic_named(settings, options.topic, settings.topics.requests)
+    paths: Sequence[str] = ()
+    """The inputs, in order (`-` is stdin)."""
+    sender: BatchSender | None = None
+    first_seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    services: set[int] = field(default_factory=set)
+    topic: str = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.topic = topic_named(self.settings, self.options.topic, self.settings.topics.requests)
         self.summary.counts["topic"] = self.topic
-        self.sender: BatchSender | None = None
-        self.limiter = RateLimiter(options.rate)
-        self.first_seen: dict[tuple[str, str], str] = {}
-        self.services: set[int] = set()
+        self.limiter = RateLimiter(self.options.rate)
 
     def _status(self) -> str:
         s = self.summary
@@ -211,11 +211,11 @@ class _Run(ToolRun[ProduceOptions]):
                 await self.sender.submit_all()  # the next read may wait on a slow writer
         bar.advance(unreported, self._status())
 
-    async def run(self, paths: Sequence[str]) -> Summary:
+    async def run(self) -> Summary:
         inputs: list[_Input] = []
         producer = None
         try:
-            inputs = _open_inputs(paths)
+            inputs = _open_inputs(self.paths)
             total = _count_lines(inputs)
             if not self.options.dry_run:
                 producer = build_producer(self.settings)
@@ -254,13 +254,7 @@ async def produce(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Publish the events of `paths` (see the module docstring); returns the summary."""
-    try:
-        one_run = _Run(settings, options, reporter or Reporter(json_mode=True), stopping)
-    except ToolError as exc:
-        summary = Summary("produce", dry_run=options.dry_run)
-        summary.fail(str(exc), exc.exit_code)
-        return summary
-    return await one_run.run(paths)
+    return await _Run.summarise(settings, options, reporter, stopping, paths=paths)
 
 
 def run(

@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -186,24 +186,17 @@ class _Writer:
             self.changes += 1
 
 
+@dataclass
 class _Run(ToolRun[RebuildOptions]):
     """One rebuild: checks the database and the log, restores every task in one transaction."""
 
-    tool = "rebuild"
+    tool: ClassVar[str] = "rebuild"
 
-    def __init__(
-        self,
-        settings: ToolsConfig,
-        options: RebuildOptions,
-        reporter: Reporter,
-        stopping: asyncio.Event | None,
-    ) -> None:
-        super().__init__(settings, options, reporter, stopping)
-        self.log = TaskLog()
-        self.replies: dict[Identity, str] = {}
-        """Where the reply to each request identity was first read."""
-        self.superseded = 0
-        self.stale = 0
+    log: TaskLog = field(default_factory=TaskLog)
+    replies: dict[Identity, str] = field(default_factory=dict)
+    """Where the reply to each request identity was first read."""
+    superseded: int = 0
+    stale: int = 0
 
     def check_empty(self, count: int) -> None:
         if count and not self.options.force:
@@ -313,7 +306,7 @@ async def rebuild(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Restore every task from the task events log; returns the summary."""
-    return await _Run(settings, options, reporter or Reporter(json_mode=True), stopping).run()
+    return await _Run.summarise(settings, options, reporter, stopping)
 
 
 def run(settings: ToolsConfig, options: RebuildOptions, reporter: Reporter) -> int:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -46,6 +46,8 @@ from producer_tools.tools._sending import (
     topic_partitions,
 )
 from producer_tools.tools.settings import ToolsConfig
+from schemas.limits import Limits
+from schemas.tenants import Tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +75,27 @@ async def _sender(settings: ToolsConfig, target: str) -> tuple[AIOKafkaProducer,
     return producer, BatchSender(producer, target, partitions)
 
 
+@dataclass
 class _Run(ToolRun[ReplayOptions]):
     """One replay: reads the range, validates and dedupes, sends (or counts, in a dry run)."""
 
-    tool = "replay"
+    tool: ClassVar[str] = "replay"
 
-    def __init__(
-        self,
-        settings: ToolsConfig,
-        options: ReplayOptions,
-        reporter: Reporter,
-        stopping: asyncio.Event | None,
-    ) -> None:
-        super().__init__(settings, options, reporter, stopping)
-        self.target = topic_named(settings, options.target, settings.topics.requests)
+    first_seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    sender: BatchSender | None = None
+    target: str = field(init=False)
+    limits: Limits = field(init=False)
+    tenancy: Tenancy = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settings = self.settings
+        self.target = topic_named(settings, self.options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
         self.limits = settings.contract.limits
         self.tenancy = settings.contract.tenancy
-        self.limiter = RateLimiter(options.rate)
-        self.first_seen: dict[tuple[str, str], str] = {}
-        self.sender: BatchSender | None = None
+        self.limiter = RateLimiter(self.options.rate)
 
     async def _one(self, record: Any) -> None:
         self.summary.read += 1
@@ -162,13 +165,7 @@ async def replay(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Replay the range into the target topic (see the module docstring); returns the summary."""
-    try:
-        one_run = _Run(settings, options, reporter or Reporter(json_mode=True), stopping)
-    except ToolError as exc:
-        summary = Summary("replay", dry_run=options.dry_run)
-        summary.fail(str(exc), exc.exit_code)
-        return summary
-    return await one_run.run()
+    return await _Run.summarise(settings, options, reporter, stopping)
 
 
 def run(settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> int:
