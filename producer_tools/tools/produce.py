@@ -38,13 +38,7 @@ from producer_tools.tools._progress import (
     run_summarised,
 )
 from producer_tools.tools._ranges import topic_named
-from producer_tools.tools._sending import (
-    BatchSender,
-    RateLimiter,
-    build_producer,
-    start_client,
-    topic_partitions,
-)
+from producer_tools.tools._sending import BatchSender, RateLimiter, open_sender
 from producer_tools.tools.settings import ToolsConfig
 
 STDIN = "-"
@@ -218,10 +212,7 @@ class _Run(ToolRun[ProduceOptions]):
             inputs = _open_inputs(self.paths)
             total = _count_lines(inputs)
             if not self.options.dry_run:
-                producer = build_producer(self.settings)
-                await start_client(producer, "producer", self.settings.kafka.bootstrap_servers)
-                partitions = await topic_partitions(producer, self.topic)
-                self.sender = BatchSender(producer, self.topic, partitions)
+                producer, self.sender = await open_sender(self.settings, self.topic)
             verb = "validating" if self.options.dry_run else "producing"
             with self.reporter.track(verb, total) as bar:
                 for source in inputs:

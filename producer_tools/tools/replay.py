@@ -38,13 +38,7 @@ from producer_tools.tools._ranges import (
     read_ranges,
     topic_named,
 )
-from producer_tools.tools._sending import (
-    BatchSender,
-    RateLimiter,
-    build_producer,
-    start_client,
-    topic_partitions,
-)
+from producer_tools.tools._sending import BatchSender, RateLimiter, open_sender
 from producer_tools.tools.settings import ToolsConfig
 from schemas.limits import Limits
 from schemas.tenants import Tenancy
@@ -62,17 +56,6 @@ class ReplayOptions:
     rate: float | None = None
     drop_reply_to: bool = False
     """Remove `replyto` from requests (their requester is gone)."""
-
-
-async def _sender(settings: ToolsConfig, target: str) -> tuple[AIOKafkaProducer, BatchSender]:
-    producer = build_producer(settings)
-    await start_client(producer, "producer", settings.kafka.bootstrap_servers)
-    try:
-        partitions = await topic_partitions(producer, target)
-    except BaseException:
-        await producer.stop()
-        raise
-    return producer, BatchSender(producer, target, partitions)
 
 
 @dataclass
@@ -134,7 +117,7 @@ class _Run(ToolRun[ReplayOptions]):
             ) as (reader, ranges):
                 self.summary.counts["source"] = ranges[0].partition.topic if ranges else ""
                 if not self.options.dry_run:
-                    producer, self.sender = await _sender(self.settings, self.target)
+                    producer, self.sender = await open_sender(self.settings, self.target)
                 with self.reporter.track("replaying", sum(r.size for r in ranges)) as bar:
                     async for chunk in read_ranges(reader, ranges, self.stopping):
                         for record in chunk:
