@@ -12,6 +12,7 @@ from producer_tools.bridge.errors import BadRequestError
 from producer_tools.bridge.representation import Extensions, render_task
 from schemas.replies import ErrorCode, StoredTask
 from schemas.task_start import Limits, TaskStartValidationError
+from schemas.validation import BODY_NAMES, EventKind, validate_event
 from tests.reference import REFERENCE_ATTACHED
 
 LIMITS = Limits(max_body_bytes=2048, max_string_length=64)
@@ -67,6 +68,21 @@ def test_a_declared_length_over_the_limit_is_a_413_before_reading() -> None:
     assert caught.value.status == 413
     with pytest.raises(BadRequestError):
         inputs.check_declared_length("many", LIMITS)
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_an_early_413_names_the_body_and_reads_as_the_shared_validation_s(kind: EventKind) -> None:
+    names = {
+        "task_id": None if kind is EventKind.START else 7,
+        "extension": "Note" if kind is EventKind.EXTENSION else None,
+    }
+    with pytest.raises(TaskStartValidationError) as early:
+        inputs.check_declared_length("2049", LIMITS, kind)
+    with pytest.raises(TaskStartValidationError) as late:
+        validate_event(kind, "1", b" " * 2049, LIMITS, **names)
+    assert early.value.code is late.value.code is ErrorCode.TOO_LARGE
+    assert early.value.message.startswith(f"The {BODY_NAMES[kind]} is too large: Content-Length")
+    assert early.value.message == late.value.message.replace(": 2049", ": Content-Length is 2049")
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
