@@ -198,12 +198,12 @@ def invalid(what: str, problems: list[Problem], order: dict[Any, int]) -> EventV
     return EventValidationError(ErrorCode.INVALID_FIELD, errors[:MAX_REPORTED_ERRORS], message)
 
 
-def too_large(what: str, size: int, limits: Limits, detail: str = "") -> EventValidationError:
-    """The 413 for a body of `size` bytes over `limits.max_body_bytes`."""
+def too_large(what: str, how_large: str, limits: Limits) -> EventValidationError:
+    """The 413 for a body over `limits.max_body_bytes`: `The <what> is too large: <how_large>,
+    the limit is N bytes.`"""
     return whole_body(
         ErrorCode.TOO_LARGE,
-        f"The {what} is too large: {size} bytes{detail}, "
-        f"the limit is {limits.max_body_bytes} bytes.",
+        f"The {what} is too large: {how_large}, the limit is {limits.max_body_bytes} bytes.",
     )
 
 
@@ -224,7 +224,7 @@ def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
         if len(raw) > limits.max_body_bytes:
-            raise too_large(what, len(raw), limits)
+            raise too_large(what, f"{len(raw)} bytes", limits)
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -241,7 +241,7 @@ def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
     except TypeError:  # not JSON-serialisable: the walk names what and where
         return Decoded(data, serialisable=False)
     if size > limits.max_body_bytes:
-        raise too_large(what, size, limits, " as JSON")
+        raise too_large(what, f"{size} bytes as JSON", limits)
     return Decoded(data)
 
 

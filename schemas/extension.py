@@ -29,7 +29,8 @@ from schemas.replies import ErrorCode
 MAX_EXTENSION_NAME_LENGTH: Final = 256
 """Longest extension name accepted."""
 
-_WHAT = "extension value"
+WHAT: Final = "extension value"
+"""How messages name the body of an extension update."""
 ExtensionValue = dict[str, Any] | list[dict[str, Any]]
 
 
@@ -78,12 +79,12 @@ def parse_extension_name(name: object) -> str:
 
 
 def _value(data: bytes | Any, limits: Limits) -> ExtensionValue:
-    decoded = decode_body(data, limits, _WHAT)
+    decoded = decode_body(data, limits, WHAT)
     value = decoded.value
     if not isinstance(value, dict | list):
         raise whole_body(
             ErrorCode.NOT_AN_OBJECT,
-            f"The {_WHAT} must be a JSON object or an array of JSON objects, "
+            f"The {WHAT} must be a JSON object or an array of JSON objects, "
             f"got {json_type(value)}.",
         )
     problems: list[Problem] = []
@@ -98,7 +99,7 @@ def _value(data: bytes | Any, limits: Limits) -> ExtensionValue:
     if not problems and not decoded.early:
         return value
     keys = value if isinstance(value, dict) else range(len(value))
-    raise invalid(_WHAT, with_early(decoded, problems), {k: i for i, k in enumerate(keys)})
+    raise invalid(WHAT, with_early(decoded, problems), {k: i for i, k in enumerate(keys)})
 
 
 def parse_extension_update(

@@ -3,7 +3,8 @@
 Each group is a pydantic-settings model that reads its own `UCS_*` environment variables. A
 process's root settings nest the groups it uses, beside its own, which live in its package:
 `consumer.settings.ConsumerConfig`, `producer_tools.bridge.settings.BridgeConfig`,
-`producer_tools.tools.settings.ToolsConfig`, `producer_tools.devstack.settings.DevConfig`.
+`producer_tools.tools.settings.ToolsConfig`, `producer_tools.devstack.settings.DevConfig`; a root
+that reads all three shared groups derives from `SharedConfig`.
 Read once at start, passed down explicitly; nothing reads the environment later.
 
 These three groups sit beside the wire contract because both deployables must agree on them:
@@ -15,7 +16,15 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import wire
@@ -100,12 +109,9 @@ class TopicSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> Self:
-        if self.min_insync_replicas > self.replication_factor:
-            raise ValueError(
-                f"UCS_TOPIC_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) must not be above "
-                f"UCS_TOPIC_REPLICATION_FACTOR ({self.replication_factor}): every write would "
-                "be refused"
-            )
+        not_above(
+            self, "min_insync_replicas", "replication_factor", ": every write would be refused"
+        )
         return self
 
     def service_topics(self) -> tuple[str, ...]:
@@ -211,11 +217,7 @@ class RetrySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _initial_within_cap(self) -> Self:
-        if self.initial_ms > self.max_ms:
-            raise ValueError(
-                f"UCS_RETRY_BACKOFF_INITIAL_MS ({self.initial_ms}) must not be above "
-                f"UCS_RETRY_BACKOFF_MAX_MS ({self.max_ms})"
-            )
+        not_above(self, "initial_ms", "max_ms")
         return self
 
     def delay_s(self, attempt: int) -> float:
@@ -223,9 +225,31 @@ class RetrySettings(BaseSettings):
         return float(min(self.max_ms, self.initial_ms * 2 ** min(attempt, 30))) / 1000
 
 
+class SharedConfig(BaseModel):
+    """The groups every process reads (the broker, the topics, the contract): the base of a
+    process's root settings, which adds its own groups after them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    contract: ContractSettings = Field(default_factory=ContractSettings)
+
+
 def env_name(group: type[BaseSettings], field: str) -> str:
     """The environment variable of one field of a settings group (`UCS_KAFKA_BOOTSTRAP_SERVERS`)."""
     return f"{group.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def not_above(group: BaseSettings, low: str, high: str, consequence: str = "") -> None:
+    """A group's cross-field check: ValueError, in one line naming both variables and values
+    (and `consequence` after them), when its field `low` is above its field `high`."""
+    low_value, high_value = getattr(group, low), getattr(group, high)
+    if low_value > high_value:
+        raise ValueError(
+            f"{env_name(type(group), low)} ({low_value}) must not be above "
+            f"{env_name(type(group), high)} ({high_value}){consequence}"
+        )
 
 
 def to_env(*groups: BaseSettings) -> dict[str, str]:

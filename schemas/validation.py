@@ -9,18 +9,22 @@ same content get the same answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
-from schemas.errors import Problems
+from schemas import extension
+from schemas._events import too_large
+from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
 from schemas.ids import parse_service_id, parse_task_id
 from schemas.limits import DEFAULT_LIMITS, Limits
 from schemas.task_end import TaskEndEvent, parse_task_end
 from schemas.task_start import TaskStartEvent, parse_task_start
 
-__all__ = ["EventKind", "ValidEvent", "validate_event"]
+__all__ = ["BODY_NAMES", "EventKind", "ValidEvent", "body_too_large", "validate_event"]
 
 
 class EventKind(StrEnum):
@@ -32,6 +36,25 @@ class EventKind(StrEnum):
     """Complete Task: a Task End Event for one task."""
     EXTENSION = "extension"
     """Update Task Extension: the new value of one extension of one task."""
+
+
+BODY_NAMES: Final[Mapping[EventKind, str]] = MappingProxyType(
+    {
+        EventKind.START: TaskStartEvent.event_rules.what,
+        EventKind.END: TaskEndEvent.event_rules.what,
+        EventKind.EXTENSION: extension.WHAT,
+    }
+)
+"""How messages name the body of each kind of request (`task-start event`, ...)."""
+
+
+def body_too_large(
+    kind: EventKind, how_large: str, limits: Limits = DEFAULT_LIMITS
+) -> EventValidationError:
+    """The 413 `validate_event` gives a body over the limit, for an edge that finds it so before
+    it holds the whole body (the bridge: from Content-Length, or from the bytes sent so far);
+    `how_large` says how it knows: `Content-Length is 2000000 bytes`."""
+    return too_large(BODY_NAMES[kind], how_large, limits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ Served by `ucs-tasks bridge` (and `ucs-tasks dev`). Modules:
   authentication, the caller's tenant);
 - `inputs`, `query_params`: cheap checks of the HTTP request before anything is published or
   asked (no I/O);
-- `messages`: requests, their identities and record layout, the replies read back; `sender`:
-  publish a request and wait for its correlated reply; `answers`: a reply as the HTTP answer;
+- `messages`: the identities of requests (their records: `schemas.requests`), the replies read
+  back; `sender`: publish a request and wait for its correlated reply; `answers`: a reply as the
+  HTTP answer;
 - `kafka`: the request publisher and the reply listener; `pending`: correlation id -> future;
 - `representation`: a stored task as the Context Services API renders it; `bodies` and
   `openapi`: the documented HTTP surface;

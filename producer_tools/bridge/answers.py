@@ -21,14 +21,9 @@ import orjson
 from fastapi import Response
 
 from producer_tools.bridge.errors import JSON, IdempotencyKeyReusedError, error_response
-from producer_tools.bridge.messages import (
-    CompletedReply,
-    CreatedReply,
-    ExtensionReply,
-    Outgoing,
-    Reply,
-)
+from producer_tools.bridge.messages import CompletedReply, CreatedReply, ExtensionReply, Reply
 from schemas.replies import TaskRejected
+from schemas.requests import TaskRequest
 from schemas.validation import EventKind
 
 
@@ -42,7 +37,7 @@ def _extension(name: str) -> str:
     return repr(shown)
 
 
-def _other_request(request: Outgoing, reply: Reply) -> str | None:
+def _other_request(request: TaskRequest, reply: Reply) -> str | None:
     """What the reply answers when that is not `request` (the key named another request)."""
     if isinstance(reply, TaskRejected):
         # A rejection naming no task, or this one, is this request's (or one the bridge cannot
@@ -65,7 +60,7 @@ def _other_request(request: Outgoing, reply: Reply) -> str | None:
     return None if same else other
 
 
-def check_same_request(key: str, request: Outgoing, reply: Reply) -> None:
+def check_same_request(key: str, request: TaskRequest, reply: Reply) -> None:
     """Raise IdempotencyKeyReusedError (422) when the reply answers another request than
     `request` under the same key (`key`: the event id)."""
     if reply.service_id is not None and reply.service_id != request.service_id:
@@ -75,7 +70,7 @@ def check_same_request(key: str, request: Outgoing, reply: Reply) -> None:
         raise IdempotencyKeyReusedError.for_request(key, other)
 
 
-def reply_response(key: str, request: Outgoing, reply: Reply) -> Response:
+def reply_response(key: str, request: TaskRequest, reply: Reply) -> Response:
     """The answer to `request` from the reply that answers its identity (`key`: its event id)."""
     check_same_request(key, request, reply)
     if isinstance(reply, TaskRejected):

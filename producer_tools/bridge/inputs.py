@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes
 from producer_tools.bridge.errors import BadRequestError
 from schemas.replies import ErrorCode, FieldError
 from schemas.task_start import Limits, TaskStartValidationError
-from schemas.validation import EventKind, validate_event
+from schemas.validation import EventKind, body_too_large
 from schemas.wire import MAX_ID_LENGTH
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -64,23 +64,6 @@ def check_content_type(value: str | None) -> None:
             raise _unsupported(f"JSON is UTF-8, got charset={charset[:40]}")
 
 
-WHAT: dict[EventKind, str] = {
-    EventKind.START: "task-start event",
-    EventKind.END: "task-end event",
-    EventKind.EXTENSION: "extension value",
-}
-"""What a request's body is called in its messages (as `schemas` calls it)."""
-
-
-def _too_large(detail: str, limits: Limits, kind: EventKind) -> TaskStartValidationError:
-    message = (
-        f"The {WHAT[kind]} is too large: {detail}, the limit is {limits.max_body_bytes} bytes."
-    )
-    return TaskStartValidationError(
-        ErrorCode.TOO_LARGE, [FieldError(field="", problem=message)], message
-    )
-
-
 def check_declared_length(
     value: str | None, limits: Limits, kind: EventKind = EventKind.START
 ) -> None:
@@ -92,7 +75,7 @@ def check_declared_length(
     except ValueError:
         raise BadRequestError.field("Content-Length", "must be a decimal integer") from None
     if length > limits.max_body_bytes:
-        raise _too_large(f"Content-Length is {length} bytes", limits, kind)
+        raise body_too_large(kind, f"Content-Length is {length} bytes", limits)
 
 
 async def read_body(
@@ -104,7 +87,7 @@ async def read_body(
     async for chunk in chunks:
         size += len(chunk)
         if size > limits.max_body_bytes:
-            raise _too_large(f"more than {limits.max_body_bytes} bytes were sent", limits, kind)
+            raise body_too_large(kind, f"more than {limits.max_body_bytes} bytes were sent", limits)
         parts.append(chunk)
     return b"".join(parts)
 
@@ -149,8 +132,3 @@ def check_utf8_path(raw_path: bytes, field: str) -> None:
         unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequestError.field(field, "must be UTF-8 once percent-decoded") from None
-
-
-def validate_start(service_id: str, body: bytes, limits: Limits) -> int:
-    """The service id, once it and the body pass the shared rules; else every problem at once."""
-    return validate_event(EventKind.START, service_id, body, limits).service_id

@@ -28,15 +28,11 @@ from aiokafka.errors import KafkaError
 
 from consumer.admin import create_topics
 from observability import tracing
-from producer_tools.bridge.messages import (
-    Outgoing,
-    PendingRequests,
-    dispatch_reply,
-    request_record,
-)
+from producer_tools.bridge.messages import PendingRequests, dispatch_reply
 from producer_tools.bridge.settings import BridgeConfig
 from schemas.errors import BrokerUnavailableError
 from schemas.replies import EventRef
+from schemas.requests import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +130,13 @@ class KafkaLink:
 
     async def publish(
         self,
-        request: Outgoing,
+        request: TaskRequest,
         identity: EventRef,
         *,
         correlation_id: str,
         trace: Mapping[str, str] | None = None,
     ) -> None:
-        """Send one request as a binary-mode record (`messages.request_record`: the body
+        """Send one request as a binary-mode record (`TaskRequest.record`: the body
         untouched) under `identity`, and wait for the broker's acknowledgement.
 
         `trace` (W3C `traceparent` / `tracestate`) goes along as headers of those names, which
@@ -155,8 +151,11 @@ class KafkaLink:
         producer = self._producer
         if not self._ready or producer is None:
             raise BrokerUnavailableError(f"The Kafka broker is unavailable: {self._down_reason}.")
-        key, value, headers = request_record(
-            request, identity, reply_to=self.reply_topic, correlation_id=correlation_id
+        key, value, headers = request.record(
+            event_id=identity.id,
+            source=identity.source,
+            reply_to=self.reply_topic,
+            correlation_id=correlation_id,
         )
         with tracing.span(
             "publish", kind="producer", parent=trace, **{"messaging.system": "kafka"}

@@ -1,7 +1,8 @@
-"""What the bridge publishes and what it reads back: requests, their identities, the replies.
+"""What the bridge publishes and what it reads back: the identities of requests, the replies.
 
-No Kafka client here (`kafka` sends and listens; this module only shapes and reads records), so
-the layout of every request and the reading of every reply are unit-tested without a broker.
+No Kafka client here (`kafka` sends and listens; this module only reads records; a request's
+record is `schemas.requests.TaskRequest.record`), so the identities and the reading of every
+reply are unit-tested without a broker.
 
 Identity: (source, event id). The event id is the `Idempotency-Key` when the caller sent one, so
 every bridge instance maps the same key to the same identity and the consumer answers a retry
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -27,7 +27,6 @@ from producer_tools.bridge.pending import PendingReplies
 from schemas import wire
 from schemas.replies import EventRef, TaskRejected
 from schemas.tenants import Tenancy
-from schemas.validation import EventKind
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,6 @@ BRIDGE_SOURCE = "urn:ucs-tasks:bridge"
 TENANT_SOURCE_PREFIX = BRIDGE_SOURCE + ":tenant:"
 """Followed by the percent-encoded tenant: the source of a tenant's events."""
 UNREADABLE_REPLY = "The task service sent a reply the bridge cannot read."
-
-EVENT_TYPES: Mapping[EventKind, str] = {
-    EventKind.START: wire.TYPE_TASK_START,
-    EventKind.END: wire.TYPE_TASK_END,
-    EventKind.EXTENSION: wire.TYPE_TASK_EXTENSION,
-}
 
 
 def source_for(tenant: str | None) -> str:
@@ -64,48 +57,6 @@ def check_tenant_sources(tenancy: Tenancy) -> None:
 def identity_for(idempotency_key: str | None, tenant: str | None = None) -> EventRef:
     """The event identity of a request: its key (else a fresh uuid4) under the tenant's source."""
     return EventRef(source=source_for(tenant), id=idempotency_key or uuid.uuid4().hex)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One validated request, ready to publish: what it asks, about what, for whom.
-
-    `body` is the HTTP body, published untouched as the event's data; `task_id` is set for END
-    and EXTENSION, `extension` for EXTENSION; `tenant` and `group` in multi-tenant mode only.
-    """
-
-    kind: EventKind
-    service_id: int
-    body: bytes
-    task_id: int | None = None
-    extension: str | None = None
-    tenant: str | None = None
-    group: str | None = None
-
-
-def request_record(
-    request: Outgoing,
-    identity: EventRef,
-    *,
-    reply_to: str,
-    correlation_id: str,
-    trace: Mapping[str, str] | None = None,
-) -> wire.Record:
-    """The binary-mode record of a request (the body untouched), keyed by its service id."""
-    return wire.encode_request_binary(
-        service_id=request.service_id,
-        body=request.body,
-        event_id=identity.id,
-        source=identity.source,
-        reply_to=reply_to,
-        correlation_id=correlation_id,
-        event_type=EVENT_TYPES[request.kind],
-        task_id=request.task_id,
-        extension=request.extension,
-        tenant=request.tenant,
-        group=request.group,
-        trace=trace,
-    )
 
 
 # --- replies: only what the answer needs. The whole task every reply also carries is skipped,

@@ -8,6 +8,7 @@ the 404/405 every path can give are documented once, as shared components.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from schemas.replies import ErrorBody
 from schemas.task_end import TaskEndEvent
 from schemas.task_start import INT32_MAX, INT32_MIN, INT64_MAX, TaskStartEvent
 from schemas.tenants import GROUP_HEADER, TENANT_HEADER
+from schemas.validation import EventKind
 from schemas.wire import MAX_ID_LENGTH
 
 # --- responses
@@ -88,14 +90,14 @@ def _bridged(effect: str) -> Responses:
     }
 
 
-START_RESPONSES: Responses = {
+_START_RESPONSES: Responses = {
     201: {"model": TaskIdBody, "description": "Task created.", "headers": LOCATION_TASK},
     400: _error(f"{_BAD_BODY} {_BAD_SERVICE} {_BAD_TENANT}"),
     **_bridged("the task may still be created"),
     507: _error("The task id space (1 .. 2147483647) is exhausted."),
 }
 
-END_RESPONSES: Responses = {
+_END_RESPONSES: Responses = {
     204: {"description": "Task completed (or completed before by this very request)."},
     400: _error(
         f"{_BAD_BODY} An invalid `task_id`. The end `timestamp` is before the task's start. "
@@ -109,7 +111,7 @@ END_RESPONSES: Responses = {
     **_bridged("the task may still be completed"),
 }
 
-EXTENSION_RESPONSES: Responses = {
+_EXTENSION_RESPONSES: Responses = {
     200: {
         "model": TaskExtensionValue,
         "description": "The extension's value, as now stored (the whole value replaced).",
@@ -226,17 +228,29 @@ def _body_extra(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-START_OPENAPI_EXTRA = _body_extra(
-    "The Task Start Event, published untouched as the event's data.", "TaskStartEvent"
-)
-END_OPENAPI_EXTRA = _body_extra(
-    "The Task End Event, published untouched as the event's data.", "TaskEndEvent"
-)
-EXTENSION_OPENAPI_EXTRA = _body_extra(
-    "The extension's new whole value (an object, or an array of objects), published "
-    "untouched as the event's data.",
-    "TaskExtensionValue",
-)
+WRITES: Mapping[EventKind, dict[str, Any]] = {
+    EventKind.START: {
+        "responses": _START_RESPONSES,
+        "openapi_extra": _body_extra(
+            "The Task Start Event, published untouched as the event's data.", "TaskStartEvent"
+        ),
+    },
+    EventKind.END: {
+        "responses": _END_RESPONSES,
+        "openapi_extra": _body_extra(
+            "The Task End Event, published untouched as the event's data.", "TaskEndEvent"
+        ),
+    },
+    EventKind.EXTENSION: {
+        "responses": _EXTENSION_RESPONSES,
+        "openapi_extra": _body_extra(
+            "The extension's new whole value (an object, or an array of objects), published "
+            "untouched as the event's data.",
+            "TaskExtensionValue",
+        ),
+    },
+}
+"""Each write route's documented answers and body, as arguments of its route decorator."""
 BODY_SCHEMAS: tuple[type[BaseModel], ...] = (TaskStartEvent, TaskEndEvent, TaskExtensionValue)
 """The request bodies' models, in components/schemas under their own names."""
 

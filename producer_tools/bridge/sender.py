@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer_tools.bridge.messages import Outgoing, PendingRequests, Reply
+from producer_tools.bridge.messages import PendingRequests, Reply
 from schemas.replies import EventRef
+from schemas.requests import TaskRequest
 
 
 class RequestPublisher(Protocol):
@@ -23,7 +24,7 @@ class RequestPublisher(Protocol):
 
     async def publish(
         self,
-        request: Outgoing,
+        request: TaskRequest,
         identity: EventRef,
         *,
         correlation_id: str,
@@ -57,7 +58,7 @@ class RequestSender:
 
     async def send(
         self,
-        request: Outgoing,
+        request: TaskRequest,
         identity: EventRef,
         trace: Mapping[str, str] | None = None,
     ) -> Reply | NoReplyYet:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer.readside import DatabaseSettings
 from observability.settings import LogSettings
-from schemas.settings import ContractSettings, KafkaSettings, RetrySettings, TopicSettings
+from schemas.settings import RetrySettings, SharedConfig
 
 
 class BridgeSettings(BaseSettings):
@@ -85,14 +85,9 @@ class BridgeSettings(BaseSettings):
     )
 
 
-class BridgeConfig(BaseModel):
+class BridgeConfig(SharedConfig):
     """Everything the bridge process reads from its environment."""
 
-    model_config = ConfigDict(frozen=True)
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    contract: ContractSettings = Field(default_factory=ContractSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

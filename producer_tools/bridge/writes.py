@@ -8,7 +8,7 @@ in time: 202 and a status resource (or 504 in strict mode), whatever the operati
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Request, Response
 
@@ -31,11 +31,12 @@ from producer_tools.bridge.errors import (
     ReplyTimeoutError,
     error_response,
 )
-from producer_tools.bridge.messages import Outgoing, identity_for
+from producer_tools.bridge.messages import identity_for
 from producer_tools.bridge.sender import NoReplyYet
 from producer_tools.bridge.state import Bridge
 from schemas.ids import parse_service_id
 from schemas.replies import EventRef, StoredTask, TaskRejected
+from schemas.requests import TaskRequest
 from schemas.validation import EventKind, validate_event
 
 START = "/services/{service_id}/tasks/start"
@@ -70,91 +71,69 @@ def _pending(bridge: Bridge, service_id: int, identity: EventRef, message: str) 
     return Response(body.model_dump_json(exclude_none=True), 202, headers, media_type=JSON)
 
 
-async def _read(request: Request, bridge: Bridge, kind: EventKind) -> tuple[str | None, bytes]:
-    """The Idempotency-Key and the body, once their headers pass (415, 413, 400)."""
+async def _publish(
+    request: Request,
+    bridge: Bridge,
+    caller: Caller,
+    kind: EventKind,
+    service_id: str,
+    *,
+    task_id: str | None = None,
+    extension: str | None = None,
+) -> Response:
+    """Check the request (415, 413, 400: its headers, then its ids and body together), publish
+    it (the body untouched) under its identity and answer with its reply (or its absence)."""
     headers = request.headers
     inputs.check_content_type(headers.get("content-type"))
     inputs.check_declared_length(headers.get("content-length"), bridge.limits, kind)
     key = inputs.idempotency_key(headers.getlist(inputs.IDEMPOTENCY_KEY))
-    return key, await inputs.read_body(request.stream(), bridge.limits, kind)
-
-
-async def _send(
-    bridge: Bridge, outgoing: Outgoing, key: str | None, caller: Caller, request: Request
-) -> Response:
-    """Publish the request under its identity and answer with its reply (or its absence)."""
+    body = await inputs.read_body(request.stream(), bridge.limits, kind)
+    valid = validate_event(
+        kind, service_id, body, bridge.limits, task_id=task_id, extension=extension
+    )
+    outgoing = TaskRequest.of(valid, body, tenant=caller.tenant, group=caller.group)
     identity = identity_for(key, caller.tenant)
-    trace = tracing.trace_context(request.headers)
-    reply = await bridge.sender.send(outgoing, identity, trace)
+    reply = await bridge.sender.send(outgoing, identity, tracing.trace_context(headers))
     if not isinstance(reply, NoReplyYet):
         return reply_response(identity.id, outgoing, reply)
     waited = bridge.settings.bridge.reply_timeout_ms
     if not bridge.settings.bridge.accept_on_timeout:
         raise ReplyTimeoutError(
-            f"No reply from the task service within {waited} ms; {_STILL[outgoing.kind]}."
+            f"No reply from the task service within {waited} ms; {_STILL[kind]}."
         )
     bridge.metrics.accepted_without_reply.inc()
     return _pending(
         bridge,
-        outgoing.service_id,
+        valid.service_id,
         identity,
         f"No reply within {waited} ms: the request was published and will be processed. "
         "Follow Location for its outcome.",
     )
 
 
-@tasks.post(
-    START,
-    status_code=201,
-    response_model=None,
-    responses=openapi.START_RESPONSES,
-    openapi_extra=openapi.START_OPENAPI_EXTRA,
-    summary="Start a task (CV.WS.SRV.8)",
-    dependencies=AUTHENTICATED,
-)
+def _write(kind: EventKind) -> dict[str, Any]:
+    """What every write route declares besides its status and summary."""
+    return {"response_model": None, "dependencies": AUTHENTICATED, **openapi.WRITES[kind]}
+
+
+@tasks.post(START, status_code=201, summary="Start a task (CV.WS.SRV.8)", **_write(EventKind.START))
 async def start_task(
     service_id: ServiceId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
     """Publish a task-start event (the body, untouched) and answer with its reply."""
-    key, body = await _read(request, bridge, EventKind.START)
-    checked = inputs.validate_start(service_id, body, bridge.limits)
-    outgoing = Outgoing(EventKind.START, checked, body, tenant=caller.tenant, group=caller.group)
-    return await _send(bridge, outgoing, key, caller, request)
+    return await _publish(request, bridge, caller, EventKind.START, service_id)
 
 
-@tasks.post(
-    END,
-    status_code=204,
-    response_model=None,
-    responses=openapi.END_RESPONSES,
-    openapi_extra=openapi.END_OPENAPI_EXTRA,
-    summary="Complete a task (CV.WS.SRV.9)",
-    dependencies=AUTHENTICATED,
-)
+@tasks.post(END, status_code=204, summary="Complete a task (CV.WS.SRV.9)", **_write(EventKind.END))
 async def complete_task(
     service_id: ServiceId, task_id: TaskId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
     """Publish a task-end event (the body, untouched): 204 once the task is completed."""
-    key, body = await _read(request, bridge, EventKind.END)
-    valid = validate_event(EventKind.END, service_id, body, bridge.limits, task_id=task_id)
-    outgoing = Outgoing(
-        EventKind.END,
-        valid.service_id,
-        body,
-        task_id=valid.task_id,
-        tenant=caller.tenant,
-        group=caller.group,
-    )
-    return await _send(bridge, outgoing, key, caller, request)
+    return await _publish(request, bridge, caller, EventKind.END, service_id, task_id=task_id)
 
 
 @tasks.put(
-    EXTENSION,
-    response_model=None,
-    responses=openapi.EXTENSION_RESPONSES,
-    openapi_extra=openapi.EXTENSION_OPENAPI_EXTRA,
-    summary="Update a task's extension (CV.WS.SRV.18)",
-    dependencies=AUTHENTICATED,
+    EXTENSION, summary="Update a task's extension (CV.WS.SRV.18)", **_write(EventKind.EXTENSION)
 )
 async def update_extension(  # keyword-only: FastAPI passes every parameter by name
     *,
@@ -170,25 +149,15 @@ async def update_extension(  # keyword-only: FastAPI passes every parameter by n
     """Publish an extension update (the body, untouched: the new whole value); 200 with the
     value once replaced."""
     inputs.check_utf8_path(request.scope.get("raw_path", b""), "extension_name")
-    key, body = await _read(request, bridge, EventKind.EXTENSION)
-    valid = validate_event(
+    return await _publish(
+        request,
+        bridge,
+        caller,
         EventKind.EXTENSION,
         service_id,
-        body,
-        bridge.limits,
         task_id=task_id,
         extension=extension_name,
     )
-    outgoing = Outgoing(
-        EventKind.EXTENSION,
-        valid.service_id,
-        body,
-        task_id=valid.task_id,
-        extension=valid.extension,
-        tenant=caller.tenant,
-        group=caller.group,
-    )
-    return await _send(bridge, outgoing, key, caller, request)
 
 
 @tasks.get(

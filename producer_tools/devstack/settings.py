@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer.readside import DatabaseSettings
 from producer_tools.bridge.settings import BridgeSettings
-from schemas.settings import ContractSettings, KafkaSettings, TopicSettings
+from schemas.settings import SharedConfig
 
 
 class DevSettings(BaseSettings):
@@ -24,14 +24,9 @@ class DevSettings(BaseSettings):
     )
 
 
-class DevConfig(BaseModel):
+class DevConfig(SharedConfig):
     """What the dev stack reads: where its servers are (or go) and the bridge's address."""
 
-    model_config = ConfigDict(frozen=True)
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    contract: ContractSettings = Field(default_factory=ContractSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     dev: DevSettings = Field(default_factory=DevSettings)

@@ -33,6 +33,7 @@ import orjson
 from schemas import wire
 from schemas.errors import EventValidationError, Problems
 from schemas.limits import Limits
+from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
 from schemas.validation import EventKind, ValidEvent, validate_event
 
@@ -44,13 +45,6 @@ PARTITION_KEY: Final = "partitionkey"
 """CloudEvents partitioning extension: when present, the record key (the Kafka binding's rule)."""
 
 STRUCTURED_HEADERS: Final = ((wire.CONTENT_TYPE_HEADER, wire.STRUCTURED_CONTENT_TYPE.encode()),)
-KIND_OF_TYPE: Final = {
-    wire.TYPE_TASK_START: EventKind.START,
-    wire.TYPE_TASK_END: EventKind.END,
-    wire.TYPE_TASK_EXTENSION: EventKind.EXTENSION,
-}
-"""The request kind of each request CloudEvents type."""
-TYPE_OF_KIND: Final = {kind: event_type for event_type, kind in KIND_OF_TYPE.items()}
 
 _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * 19  # an integer this long may not fit in 64 bits
@@ -115,6 +109,31 @@ def validated(
         raise InvalidInputError(exc.message) from None
     assert event is not None  # noqa: S101 - no problem: set
     return event
+
+
+def decode_record(value: bytes | None, headers: wire.Headers) -> wire.Envelope:
+    """The request a record holds (`wire.decode_request`), or InvalidInputError saying why not."""
+    try:
+        return wire.decode_request(value, headers)
+    except wire.UndecodableRecordError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def validated_envelope(
+    envelope: wire.Envelope, limits: Limits, tenancy: Tenancy = SINGLE_TENANT
+) -> ValidEvent:
+    """A decoded request checked by its type as the consumer checks it (see `validated`)."""
+    return validated(
+        KIND_OF_TYPE[envelope.type],
+        envelope.service_id,
+        envelope.data,
+        limits,
+        task_id=envelope.task_id,
+        extension=envelope.extension,
+        tenant=envelope.tenant,
+        group=envelope.group,
+        tenancy=tenancy,
+    )
 
 
 def _out_of_range(value: Any) -> int | None:
@@ -224,35 +243,23 @@ def _label(obj: dict[str, Any], name: str) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class PlainRequest:
-    """What a plain line asks for, its ids canonical (the content its identity comes from)."""
-
-    kind: EventKind
-    service_id: int
-    body: bytes
-    """The compact JSON of its event, end event or extension value."""
-    task_id: int | None = None
-    extension: str | None = None
-    tenant: str | None = None
-    group: str | None = None
-
-    def canonical(self) -> bytes:
-        """The compact JSON of the line, keys in a fixed order: `service_id`, `tenant`,
-        `group`, `task_id`, then `event` / `end` / `extension` and `value` (absent ones left
-        out); byte for byte `{"service_id":<id>,"event":<event>}` for a plain start."""
-        parts = [b'{"service_id":%d' % self.service_id]
-        parts.extend(
-            b',"%s":%s' % (name, orjson.dumps(value))
-            for name, value in ((b"tenant", self.tenant), (b"group", self.group))
-            if value is not None
-        )
-        if self.task_id is not None:
-            parts.append(b',"task_id":%d' % self.task_id)
-        if self.kind is EventKind.EXTENSION:
-            parts.append(b',"extension":%s' % orjson.dumps(self.extension))
-        parts.append(b',"%s":%s}' % (_BODY_KEY[self.kind].encode(), self.body))
-        return b"".join(parts)
+def canonical(request: TaskRequest) -> bytes:
+    """The compact JSON of the plain line of `request` (its body the compact JSON of its event,
+    end event or extension value), keys in a fixed order: `service_id`, `tenant`, `group`,
+    `task_id`, then `event` / `end` / `extension` and `value` (absent ones left out); byte for
+    byte `{"service_id":<id>,"event":<event>}` for a plain start. Its identity comes from it."""
+    parts = [b'{"service_id":%d' % request.service_id]
+    parts.extend(
+        b',"%s":%s' % (name, orjson.dumps(value))
+        for name, value in ((b"tenant", request.tenant), (b"group", request.group))
+        if value is not None
+    )
+    if request.task_id is not None:
+        parts.append(b',"task_id":%d' % request.task_id)
+    if request.kind is EventKind.EXTENSION:
+        parts.append(b',"extension":%s' % orjson.dumps(request.extension))
+    parts.append(b',"%s":%s}' % (_BODY_KEY[request.kind].encode(), request.body))
+    return b"".join(parts)
 
 
 def _identity(content: bytes, occurrence: int) -> str:
@@ -275,13 +282,13 @@ def plain_identity(
     ids every time; lines added, removed or moved elsewhere leave the other lines' ids alone.
 
     The id is `sha256("<occurrence>\\n" + sha256(canonical))` in hex, where `canonical` is the
-    compact JSON of the line with its keys in a fixed order (`PlainRequest.canonical`; for a
+    compact JSON of the line with its keys in a fixed order (`canonical`; for a
     start, `{"service_id":<id>,"event":<event>}`): whitespace, the order of the line's own keys
     and the spelling of its ids do not matter; key order inside the event or value does, as
     attached data keeps it. `event` is the event, end event or extension value.
     """
-    request = PlainRequest(kind, service_id, orjson.dumps(event), task_id, extension, tenant, group)
-    return _identity(hashlib.sha256(request.canonical()).digest(), occurrence)
+    request = TaskRequest(kind, service_id, orjson.dumps(event), task_id, extension, tenant, group)
+    return _identity(hashlib.sha256(canonical(request)).digest(), occurrence)
 
 
 class LinePreparer:
@@ -329,45 +336,19 @@ class LinePreparer:
             group=group,
             tenancy=self._tenancy,
         )
-        request = PlainRequest(
-            kind, valid.service_id, body, valid.task_id, valid.extension, tenant, group
-        )
+        request = TaskRequest.of(valid, body, tenant, group)
         if self._new_ids:
             event_id = uuid.uuid4().hex
         else:
-            content = hashlib.sha256(request.canonical()).digest()
+            content = hashlib.sha256(canonical(request)).digest()
             self._seen[content] += 1
             event_id = _identity(content, self._seen[content])
-        key, value, headers = wire.encode_request_binary(
-            service_id=request.service_id,
-            body=body,
-            event_id=event_id,
-            source=PRODUCE_SOURCE,
-            event_type=TYPE_OF_KIND[kind],
-            task_id=request.task_id,
-            extension=request.extension,
-            tenant=tenant,
-            group=group,
-        )
+        key, value, headers = request.record(event_id=event_id, source=PRODUCE_SOURCE)
         return Prepared(PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
 
     def _structured(self, line: bytes, obj: dict[str, Any]) -> Prepared:
-        try:
-            envelope = wire.decode_request(line, STRUCTURED_HEADERS)
-        except wire.UndecodableRecordError as exc:
-            raise InvalidInputError(str(exc)) from None
-        kind = KIND_OF_TYPE[envelope.type]
-        valid = validated(
-            kind,
-            envelope.service_id,
-            envelope.data,
-            self._limits,
-            task_id=envelope.task_id,
-            extension=envelope.extension,
-            tenant=envelope.tenant,
-            group=envelope.group,
-            tenancy=self._tenancy,
-        )
+        envelope = decode_record(line, STRUCTURED_HEADERS)
+        valid = validated_envelope(envelope, self._limits, self._tenancy)
         headers = list(STRUCTURED_HEADERS)
         edited = False
         if HEADERS_ATTRIBUTE in obj:
@@ -384,5 +365,5 @@ class LinePreparer:
         value = orjson.dumps(obj) if edited else line
         record_key = key.encode() if key is not None else str(valid.service_id).encode()
         return Prepared(
-            envelope.source, obj["id"], valid.service_id, record_key, value, headers, kind
+            envelope.source, obj["id"], valid.service_id, record_key, value, headers, valid.kind
         )

@@ -20,17 +20,17 @@ from pydantic import ValidationError
 
 from producer_tools.tools._events import (
     HEADERS_ATTRIBUTE,
-    KIND_OF_TYPE,
     SINGLE_TENANT,
-    TYPE_OF_KIND,
     InvalidInputError,
     Prepared,
+    decode_record,
     pack_headers,
-    validated,
+    validated_envelope,
 )
 from schemas import wire
 from schemas.limits import Limits
 from schemas.replies import EventRef, StoredTask
+from schemas.requests import TYPE_OF_KIND
 from schemas.task_start import STANDARD_FIELDS, TaskStartEvent
 from schemas.tenants import Tenancy
 from schemas.validation import EventKind
@@ -123,28 +123,29 @@ def request_from_log(entry: LogEntry) -> dict[str, Any]:
     """
     task = entry.task
     source, event_id = entry.event
-    if entry.kind is EventKind.START:
-        fields = task.model_dump(include=set(_START_FIELDS), exclude_none=True)
-        data = {name: fields[name] for name in _START_FIELDS if name in fields}
-        data.update(task.attached_data)
-        return wire.structured_request(
-            service_id=task.service_id,
-            data=data,
-            event_id=event_id,
-            source=source,
-            tenant=task.tenant,
-            group=task.group,
-        )
+    start = entry.kind is EventKind.START
     return wire.structured_request(
         service_id=task.service_id,
-        data=task.completed if entry.kind is EventKind.END else entry.value,
+        data=_request_data(entry),
         event_id=event_id,
         source=source,
         event_type=TYPE_OF_KIND[entry.kind],
-        task_id=task.task_id,
+        task_id=None if start else task.task_id,
         extension=entry.extension,
         tenant=task.tenant,
+        group=task.group if start else None,
     )
+
+
+def _request_data(entry: LogEntry) -> Any:
+    """The body of the request a log record answers (see `request_from_log`)."""
+    task = entry.task
+    if entry.kind is EventKind.END:
+        return task.completed
+    if entry.kind is EventKind.EXTENSION:
+        return entry.value
+    fields = task.model_dump(include=set(_START_FIELDS), exclude_none=True)
+    return {name: fields[name] for name in _START_FIELDS if name in fields} | task.attached_data
 
 
 def _extra_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -188,42 +189,13 @@ def replay_record(
     """A record of the requests topic or the task events log, as the request to publish again.
 
     Requests go out unchanged (key, value and headers, byte for byte) unless `drop_reply_to`;
-    log records become a structured request (`request_from_log`). Either is validated first.
+    log records become a structured request (`request_from_log`). Either is validated first,
+    as the consumer will validate it.
     """
     if log_kind(headers) is not None or wire.reply_type(headers) == wire.TYPE_TASK_REJECTED:
-        event = export_event(value, headers)
-        kind = KIND_OF_TYPE[event["type"]]
-        valid = validated(
-            kind,
-            event["serviceid"],
-            event["data"],
-            limits,
-            task_id=event.get("taskid"),
-            extension=event.get("extension"),
-            tenant=event.get("tenantid"),
-            group=event.get("groupid"),
-            tenancy=tenancy,
-        )
-        rkey, rvalue, rheaders = wire.encode_structured(event)
-        return Prepared(
-            event["source"], event["id"], valid.service_id, rkey, rvalue, rheaders, kind
-        )
-    try:
-        envelope = wire.decode_request(value, headers)
-    except wire.UndecodableRecordError as exc:
-        raise InvalidInputError(str(exc)) from None
-    kind = KIND_OF_TYPE[envelope.type]
-    valid = validated(
-        kind,
-        envelope.service_id,
-        envelope.data,
-        limits,
-        task_id=envelope.task_id,
-        extension=envelope.extension,
-        tenant=envelope.tenant,
-        group=envelope.group,
-        tenancy=tenancy,
-    )
+        key, value, headers = wire.encode_structured(export_event(value, headers))
+    envelope = decode_record(value, headers)
+    valid = validated_envelope(envelope, limits, tenancy)
     out_headers = list(headers)
     if drop_reply_to and envelope.reply_to is not None:
         if envelope.structured:
@@ -233,5 +205,5 @@ def replay_record(
         else:
             out_headers = [(n, v) for n, v in headers if n.lower() != "ce_replyto"]
     return Prepared(
-        envelope.source, envelope.id, valid.service_id, key, value or b"", out_headers, kind
+        envelope.source, envelope.id, valid.service_id, key, value or b"", out_headers, valid.kind
     )

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import orjson
 from rich.console import Console
@@ -32,6 +32,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from producer_tools.tools.settings import ToolsConfig
 
 EXIT_OK: Final = 0
 """Everything read was sent (or written)."""
@@ -270,3 +272,68 @@ def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[int]]) -> in
                 loop.remove_signal_handler(signal.SIGINT)
 
     return asyncio.run(runner())
+
+
+def run_summarised(tool: Callable[[asyncio.Event], Awaitable[Summary]], reporter: Reporter) -> int:
+    """A tool's command: run `tool(stopping)` until it ends or is interrupted (see
+    `run_until_interrupted`), print its summary and return the exit code."""
+
+    async def main(stopping: asyncio.Event) -> int:
+        return reporter.summary(await tool(stopping))
+
+    return run_until_interrupted(main)
+
+
+class RunOptions(Protocol):
+    """What every tool that can run dry has among its options."""
+
+    @property
+    def dry_run(self) -> bool:
+        """Read and check, count what would be done, do nothing."""
+        ...
+
+
+OptionsT = TypeVar("OptionsT", bound=RunOptions)
+
+
+@dataclass
+class ToolRun(Generic[OptionsT]):
+    """One run of a tool (`tool` names it in its summary): its settings and options, the
+    reporter it talks through, the event that stops it early (Ctrl-C), its summary. A tool's
+    run adds the state it keeps as fields of its own."""
+
+    tool: ClassVar[str]
+
+    settings: ToolsConfig
+    options: OptionsT
+    reporter: Reporter
+    stopping: asyncio.Event
+    summary: Summary = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = Summary(self.tool, dry_run=self.options.dry_run)
+
+    async def run(self) -> Summary:
+        """Do the work; the summary says what was done (and why the run stopped early)."""
+        raise NotImplementedError
+
+    @classmethod
+    async def summarise(
+        cls,
+        settings: ToolsConfig,
+        options: OptionsT,
+        reporter: Reporter | None = None,
+        stopping: asyncio.Event | None = None,
+        **state: Any,
+    ) -> Summary:
+        """One run (with the run's own `state`, by field name): its summary, or the summary of
+        why it could not start (ToolError: its options cannot be used). Without a reporter it
+        reports in machine mode; without `stopping` nothing stops it early."""
+        reporter = reporter or Reporter(json_mode=True)
+        try:
+            one_run = cls(settings, options, reporter, stopping or asyncio.Event(), **state)
+        except ToolError as exc:
+            summary = Summary(cls.tool, dry_run=options.dry_run)
+            summary.fail(str(exc), exc.exit_code)
+            return summary
+        return await one_run.run()

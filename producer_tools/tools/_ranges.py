@@ -284,17 +284,17 @@ class RangeSpec:
     end: str | None = None
 
 
+@contextlib.asynccontextmanager
 async def open_range(
     settings: ToolsConfig, spec: RangeSpec, default_topic: str
-) -> tuple[AIOKafkaConsumer, list[PartitionRange]]:
-    """A started reader and the ranges `spec` selects (the caller stops the reader)."""
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[PartitionRange]]]:
+    """A started reader and the ranges `spec` selects, for the block: `async with
+    open_range(...) as (reader, ranges)`; the reader is stopped when the block ends."""
     start = Bound.parse(spec.start, "--from")
     end = Bound.parse(spec.end, "--to")
     topic = topic_named(settings, spec.topic, default_topic)
     reader = await open_reader(settings)
     try:
-        ranges = await resolve(reader, topic, spec.partitions or None, start, end)
-    except BaseException:
+        yield reader, await resolve(reader, topic, spec.partitions or None, start, end)
+    finally:
         await close_reader(reader)
-        raise
-    return reader, ranges

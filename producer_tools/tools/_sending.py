@@ -72,6 +72,20 @@ async def topic_partitions(producer: AIOKafkaProducer, topic: str) -> list[int]:
     return sorted(partitions)
 
 
+async def open_sender(settings: ToolsConfig, topic: str) -> tuple[AIOKafkaProducer, BatchSender]:
+    """A started producer (the caller stops it) and a BatchSender to `topic`, which must exist;
+    or a ToolError saying why not (the producer then stopped)."""
+    producer = build_producer(settings)
+    try:
+        await start_client(producer, "producer", settings.kafka.bootstrap_servers)
+        partitions = await topic_partitions(producer, topic)
+    except BaseException:
+        with contextlib.suppress(Exception):  # already failing: stop quietly
+            await producer.stop()
+        raise
+    return producer, BatchSender(producer, topic, partitions)
+
+
 class BatchSender:
     """Publishes records to one topic in per-partition batches without awaiting each one.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -30,15 +31,9 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
-    run_until_interrupted,
+    run_summarised,
 )
-from producer_tools.tools._ranges import (
-    RangeSpec,
-    close_reader,
-    open_range,
-    position_of,
-    read_ranges,
-)
+from producer_tools.tools._ranges import RangeSpec, open_range, position_of, read_ranges
 from producer_tools.tools.settings import ToolsConfig
 
 STDOUT = "-"
@@ -74,8 +69,8 @@ async def export(
     summary = Summary("export")
     out: BinaryIO | None = None
     try:
-        reader, ranges = await open_range(settings, options.range, settings.topics.requests)
-        try:
+        the_range = open_range(settings, options.range, settings.topics.requests)
+        async with the_range as (reader, ranges):
             out = _open_output(options.output)
             summary.counts["topic"] = ranges[0].partition.topic if ranges else ""
             summary.counts["output"] = options.output
@@ -98,8 +93,6 @@ async def export(
             out.flush()
             if stopping is not None and stopping.is_set():
                 summary.fail("interrupted", EXIT_INTERRUPTED)
-        finally:
-            await close_reader(reader)
     except ToolError as exc:
         summary.fail(str(exc), exc.exit_code)
     except OSError as exc:
@@ -113,8 +106,4 @@ async def export(
 
 def run(settings: ToolsConfig, options: ExportOptions, reporter: Reporter) -> int:
     """The command: export, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await export(settings, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(export, settings, options, reporter), reporter)

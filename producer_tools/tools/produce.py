@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import BinaryIO, ClassVar
 
 from producer_tools.tools._events import InvalidInputError, LinePreparer, Prepared
 from producer_tools.tools._progress import (
@@ -32,17 +33,12 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
+    ToolRun,
     Tracker,
-    run_until_interrupted,
+    run_summarised,
 )
 from producer_tools.tools._ranges import topic_named
-from producer_tools.tools._sending import (
-    BatchSender,
-    RateLimiter,
-    build_producer,
-    start_client,
-    topic_partitions,
-)
+from producer_tools.tools._sending import BatchSender, RateLimiter, open_sender
 from producer_tools.tools.settings import ToolsConfig
 
 STDIN = "-"
@@ -130,27 +126,25 @@ async def _chunks(source: _Input) -> AsyncIterator[list[bytes]]:
         yield [rest]
 
 
-class _Run:
+@dataclass
+class _Run(ToolRun[ProduceOptions]):
     """One produce run: validates lines, dedupes identities, sends, counts."""
 
-    def __init__(
-        self,
-        settings: ToolsConfig,
-        options: ProduceOptions,
-        reporter: Reporter,
-        stopping: asyncio.Event | None,
-    ) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.stopping = stopping or asyncio.Event()
-        self.topic = topic_named(settings, options.topic, settings.topics.requests)
-        self.summary = Summary("produce", dry_run=options.dry_run)
+    tool: ClassVar[str] = "produce"
+
+    paths: Sequence[str] = ()
+    """The inputs, in order (`-` is stdin)."""
+    sender: BatchSender | None = None
+    first_seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    services: set[int] = field(default_factory=set)
+    topic: str = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.topic = topic_named(self.settings, self.options.topic, self.settings.topics.requests)
         self.summary.counts["topic"] = self.topic
-        self.sender: BatchSender | None = None
-        self.limiter = RateLimiter(options.rate)
-        self.first_seen: dict[tuple[str, str], str] = {}
-        self.services: set[int] = set()
+        self.limiter = RateLimiter(self.options.rate)
 
     def _status(self) -> str:
         s = self.summary
@@ -211,17 +205,14 @@ class _Run:
                 await self.sender.submit_all()  # the next read may wait on a slow writer
         bar.advance(unreported, self._status())
 
-    async def run(self, paths: Sequence[str]) -> Summary:
+    async def run(self) -> Summary:
         inputs: list[_Input] = []
         producer = None
         try:
-            inputs = _open_inputs(paths)
+            inputs = _open_inputs(self.paths)
             total = _count_lines(inputs)
             if not self.options.dry_run:
-                producer = build_producer(self.settings)
-                await start_client(producer, "producer", self.settings.kafka.bootstrap_servers)
-                partitions = await topic_partitions(producer, self.topic)
-                self.sender = BatchSender(producer, self.topic, partitions)
+                producer, self.sender = await open_sender(self.settings, self.topic)
             verb = "validating" if self.options.dry_run else "producing"
             with self.reporter.track(verb, total) as bar:
                 for source in inputs:
@@ -254,21 +245,11 @@ async def produce(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Publish the events of `paths` (see the module docstring); returns the summary."""
-    try:
-        one_run = _Run(settings, options, reporter or Reporter(json_mode=True), stopping)
-    except ToolError as exc:
-        summary = Summary("produce", dry_run=options.dry_run)
-        summary.fail(str(exc), exc.exit_code)
-        return summary
-    return await one_run.run(paths)
+    return await _Run.summarise(settings, options, reporter, stopping, paths=paths)
 
 
 def run(
     settings: ToolsConfig, paths: Sequence[str], options: ProduceOptions, reporter: Reporter
 ) -> int:
     """The command: produce, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await produce(settings, paths, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(produce, settings, paths, options, reporter), reporter)

@@ -28,9 +28,10 @@ non-empty database or partial log, 3 broker unreachable, 4 database unreachable 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -47,12 +48,12 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
-    run_until_interrupted,
+    ToolRun,
+    run_summarised,
 )
 from producer_tools.tools._ranges import (
     PartitionRange,
     RangeSpec,
-    close_reader,
     open_range,
     position_of,
     read_ranges,
@@ -185,24 +186,17 @@ class _Writer:
             self.changes += 1
 
 
-class _Run:
-    def __init__(
-        self,
-        settings: ToolsConfig,
-        options: RebuildOptions,
-        reporter: Reporter,
-        stopping: asyncio.Event | None,
-    ) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.stopping = stopping
-        self.summary = Summary("rebuild", dry_run=options.dry_run)
-        self.log = TaskLog()
-        self.replies: dict[Identity, str] = {}
-        """Where the reply to each request identity was first read."""
-        self.superseded = 0
-        self.stale = 0
+@dataclass
+class _Run(ToolRun[RebuildOptions]):
+    """One rebuild: checks the database and the log, restores every task in one transaction."""
+
+    tool: ClassVar[str] = "rebuild"
+
+    log: TaskLog = field(default_factory=TaskLog)
+    replies: dict[Identity, str] = field(default_factory=dict)
+    """Where the reply to each request identity was first read."""
+    superseded: int = 0
+    stale: int = 0
 
     def check_empty(self, count: int) -> None:
         if count and not self.options.force:
@@ -243,7 +237,7 @@ class _Run:
                 for record in chunk:
                     await self._one(record, writer)
                 bar.advance(len(chunk), f"tasks {len(self.log.by_id):,}")
-        if self.stopping is not None and self.stopping.is_set():
+        if self.stopping.is_set():
             raise _InterruptedError
         await writer.flush()
         return writer
@@ -290,12 +284,10 @@ class _Run:
                 self.check_empty(await restorer.task_count())
                 topic = self.options.topic or self.settings.topics.created
                 self.summary.counts["topic"] = topic
-                reader, ranges = await open_range(self.settings, RangeSpec(topic=topic), topic)
-                try:
+                log_range = open_range(self.settings, RangeSpec(topic=topic), topic)
+                async with log_range as (reader, ranges):
                     await self.check_log_start(reader, ranges, topic)
                     await self._restore_all(restorer, reader, ranges)
-                finally:
-                    await close_reader(reader)
         except _InterruptedError:
             self.summary.fail("interrupted: nothing was written", EXIT_INTERRUPTED)
         except ToolError as exc:
@@ -314,13 +306,9 @@ async def rebuild(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Restore every task from the task events log; returns the summary."""
-    return await _Run(settings, options, reporter or Reporter(json_mode=True), stopping).run()
+    return await _Run.summarise(settings, options, reporter, stopping)
 
 
 def run(settings: ToolsConfig, options: RebuildOptions, reporter: Reporter) -> int:
     """The command: rebuild, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await rebuild(settings, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(rebuild, settings, options, reporter), reporter)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -27,24 +28,20 @@ from producer_tools.tools._progress import (
     Reporter,
     Summary,
     ToolError,
-    run_until_interrupted,
+    ToolRun,
+    run_summarised,
 )
 from producer_tools.tools._ranges import (
     RangeSpec,
-    close_reader,
     open_range,
     position_of,
     read_ranges,
     topic_named,
 )
-from producer_tools.tools._sending import (
-    BatchSender,
-    RateLimiter,
-    build_producer,
-    start_client,
-    topic_partitions,
-)
+from producer_tools.tools._sending import BatchSender, RateLimiter, open_sender
 from producer_tools.tools.settings import ToolsConfig
+from schemas.limits import Limits
+from schemas.tenants import Tenancy
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,33 +58,27 @@ class ReplayOptions:
     """Remove `replyto` from requests (their requester is gone)."""
 
 
-async def _sender(settings: ToolsConfig, target: str) -> tuple[AIOKafkaProducer, BatchSender]:
-    producer = build_producer(settings)
-    await start_client(producer, "producer", settings.kafka.bootstrap_servers)
-    try:
-        partitions = await topic_partitions(producer, target)
-    except BaseException:
-        await producer.stop()
-        raise
-    return producer, BatchSender(producer, target, partitions)
-
-
-class _Run:
+@dataclass
+class _Run(ToolRun[ReplayOptions]):
     """One replay: reads the range, validates and dedupes, sends (or counts, in a dry run)."""
 
-    def __init__(self, settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> None:
-        self.settings = settings
-        self.options = options
-        self.reporter = reporter
-        self.summary = Summary("replay", dry_run=options.dry_run)
-        self.target = topic_named(settings, options.target, settings.topics.requests)
+    tool: ClassVar[str] = "replay"
+
+    first_seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    sender: BatchSender | None = None
+    target: str = field(init=False)
+    limits: Limits = field(init=False)
+    tenancy: Tenancy = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settings = self.settings
+        self.target = topic_named(settings, self.options.target, settings.topics.requests)
         self.summary.counts["target"] = self.target
         self.limits = settings.contract.limits
         self.tenancy = settings.contract.tenancy
-        self.limiter = RateLimiter(options.rate)
-        self.first_seen: dict[tuple[str, str], str] = {}
-        self.sender: BatchSender | None = None
-        self.stopping = asyncio.Event()
+        self.limiter = RateLimiter(self.options.rate)
 
     async def _one(self, record: Any) -> None:
         self.summary.read += 1
@@ -118,17 +109,15 @@ class _Run:
         verb = "would send" if self.sender is None else "acked"
         return f"{verb} {done:,}  invalid {self.summary.invalid_count:,}"
 
-    async def run(self, stopping: asyncio.Event | None) -> Summary:
-        self.stopping = stopping or self.stopping
+    async def run(self) -> Summary:
         producer: AIOKafkaProducer | None = None
         try:
-            reader, ranges = await open_range(
+            async with open_range(
                 self.settings, self.options.range, self.settings.topics.requests
-            )
-            try:
+            ) as (reader, ranges):
                 self.summary.counts["source"] = ranges[0].partition.topic if ranges else ""
                 if not self.options.dry_run:
-                    producer, self.sender = await _sender(self.settings, self.target)
+                    producer, self.sender = await open_sender(self.settings, self.target)
                 with self.reporter.track("replaying", sum(r.size for r in ranges)) as bar:
                     async for chunk in read_ranges(reader, ranges, self.stopping):
                         for record in chunk:
@@ -141,8 +130,6 @@ class _Run:
                     bar.advance(0, self._status())
                 if self.stopping.is_set():
                     self.summary.fail("interrupted", EXIT_INTERRUPTED)
-            finally:
-                await close_reader(reader)
         except ToolError as exc:
             self.summary.fail(str(exc), exc.exit_code)
         finally:
@@ -161,19 +148,9 @@ async def replay(
     stopping: asyncio.Event | None = None,
 ) -> Summary:
     """Replay the range into the target topic (see the module docstring); returns the summary."""
-    try:
-        one_run = _Run(settings, options, reporter or Reporter(json_mode=True))
-    except ToolError as exc:
-        summary = Summary("replay", dry_run=options.dry_run)
-        summary.fail(str(exc), exc.exit_code)
-        return summary
-    return await one_run.run(stopping)
+    return await _Run.summarise(settings, options, reporter, stopping)
 
 
 def run(settings: ToolsConfig, options: ReplayOptions, reporter: Reporter) -> int:
     """The command: replay, print the summary, return the exit code."""
-
-    async def main(stopping: asyncio.Event) -> int:
-        return reporter.summary(await replay(settings, options, reporter, stopping))
-
-    return run_until_interrupted(main)
+    return run_summarised(functools.partial(replay, settings, options, reporter), reporter)

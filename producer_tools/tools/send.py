@@ -20,32 +20,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from producer_tools.tools._events import TYPE_OF_KIND
 from producer_tools.tools._progress import ToolError
 from producer_tools.tools.settings import ToolsConfig
 from schemas import wire
 from schemas.errors import EventValidationError
 from schemas.ids import parse_service_id, parse_task_id
+from schemas.requests import TaskRequest
 from schemas.validation import EventKind
 
 EXIT_ANSWERED, EXIT_REJECTED, EXIT_USAGE, EXIT_BROKER, EXIT_TIMEOUT = 0, 1, 2, 3, 5
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What to send: the kind of request, whom it is about, and its body (raw JSON)."""
-
-    service_id: int
-    body: bytes
-    kind: EventKind = EventKind.START
-    task_id: int | None = None
-    """The task an end or extension update is about."""
-    extension: str | None = None
-    """The extension an update replaces (extension updates)."""
-    tenant: str | None = None
-    """The caller's tenant (`ContactCenterId`, the `tenantid` attribute)."""
-    group: str | None = None
-    """The caller's group (`GroupId`, the `groupid` attribute)."""
 
 
 def source_uri() -> str:
@@ -77,7 +60,7 @@ async def _reply_listener(settings: ToolsConfig) -> AIOKafkaConsumer:
 
 
 async def send_one(
-    settings: ToolsConfig, request: Request, event_id: str, timeout_s: float
+    settings: ToolsConfig, request: TaskRequest, event_id: str, timeout_s: float
 ) -> dict[str, Any] | None:
     """Publish one binary-mode request and wait for the reply that carries its correlation
     id; None when none came within `timeout_s`."""
@@ -86,17 +69,8 @@ async def send_one(
     producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=False)
     try:
         await producer.start()
-        key, value, headers = wire.encode_request_binary(
-            service_id=request.service_id,
-            body=request.body,
-            event_id=event_id,
-            source=source_uri(),
-            correlation_id=correlation_id,
-            event_type=TYPE_OF_KIND[request.kind],
-            task_id=request.task_id,
-            extension=request.extension,
-            tenant=request.tenant,
-            group=request.group,
+        key, value, headers = request.record(
+            event_id=event_id, source=source_uri(), correlation_id=correlation_id
         )
         await producer.send_and_wait(
             settings.topics.requests, value=value, key=key, headers=headers
@@ -132,7 +106,7 @@ class SendArgs:
     group: str | None = None
 
 
-def request_of(args: SendArgs) -> Request:
+def request_of(args: SendArgs) -> TaskRequest:
     """The request the command line asks for, or ToolError (exit 2) saying what is wrong.
 
     Ids are read as the consumer reads them; a bad one is refused here with the message the
@@ -155,7 +129,9 @@ def request_of(args: SendArgs) -> Request:
         task_id = None if kind is EventKind.START else parse_task_id(args.end or args.task)
     except EventValidationError as exc:
         raise ToolError(exc.message) from None
-    return Request(service_id, args.body, kind, task_id, args.extension, args.tenant, args.group)
+    return TaskRequest(
+        kind, service_id, args.body, task_id, args.extension, args.tenant, args.group
+    )
 
 
 _ANSWERS = ("task.created", "task.completed", "task.extension.updated")

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from consumer.readside import DatabaseSettings
-from schemas.settings import ContractSettings, KafkaSettings, TopicSettings
+from schemas.settings import SharedConfig
 
 
-class ToolsConfig(BaseModel):
+class ToolsConfig(SharedConfig):
     """Everything `send`, `produce`, `replay`, `export`, `tail` and `rebuild` read."""
 
-    model_config = ConfigDict(frozen=True)
-
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    contract: ContractSettings = Field(default_factory=ContractSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -26,7 +26,7 @@ from consumer.db.engine import build_engine
 from producer_tools.bridge.app import create_app
 from producer_tools.bridge.errors import BROKER_UNAVAILABLE, DATABASE_UNAVAILABLE
 from producer_tools.bridge.kafka import KafkaLink
-from producer_tools.bridge.messages import BRIDGE_SOURCE, Outgoing
+from producer_tools.bridge.messages import BRIDGE_SOURCE
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.routes import (
     DATABASE_NOT_READY,
@@ -41,6 +41,7 @@ from producer_tools.bridge.state import Bridge
 from producer_tools.devstack.embedded import EmbeddedBroker, free_port
 from schemas import wire
 from schemas.replies import EXCEPTION_CLASS, EventRef
+from schemas.requests import TaskRequest
 from schemas.validation import EventKind
 from tests.reference import (
     REFERENCE_ATTACHED,
@@ -743,7 +744,7 @@ async def test_the_kafka_link_refuses_use_before_start(settings: StackSettings) 
     link = KafkaLink(bridge_settings(settings), PendingReplies())
     with pytest.raises(RuntimeError, match="before start"):
         await link.publish(
-            Outgoing(EventKind.START, 1, b"{}"), EventRef(source="s", id="e"), correlation_id="c"
+            TaskRequest(EventKind.START, 1, b"{}"), EventRef(source="s", id="e"), correlation_id="c"
         )
     await link.stop()  # idempotent, even unstarted
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from producer_tools.cli import app
 from producer_tools.tools._events import PRODUCE_SOURCE, plain_identity
 from producer_tools.tools._progress import EXIT_OK
-from producer_tools.tools._ranges import RangeSpec, close_reader, open_range, read_ranges
+from producer_tools.tools._ranges import RangeSpec, open_range, read_ranges
 from producer_tools.tools.export import ExportOptions, export
 from producer_tools.tools.produce import produce
 from producer_tools.tools.replay import ReplayOptions, replay
@@ -52,11 +52,8 @@ def lines() -> list[bytes]:
 
 
 async def records(settings: StackSettings, topic: str) -> list[Any]:
-    reader, ranges = await open_range(settings, RangeSpec(topic=topic), topic)
-    try:
+    async with open_range(settings, RangeSpec(topic=topic), topic) as (reader, ranges):
         return [r async for chunk in read_ranges(reader, ranges) for r in chunk]
-    finally:
-        await close_reader(reader)
 
 
 def attributes(record: Any) -> tuple[Any, ...]:

@@ -28,7 +28,7 @@ from consumer.db.reads import get_task
 from producer_tools.cli import app
 from producer_tools.tools._events import HEADERS_ATTRIBUTE
 from producer_tools.tools._progress import EXIT_OK, EXIT_USAGE
-from producer_tools.tools._ranges import RangeSpec, close_reader, open_range, read_ranges
+from producer_tools.tools._ranges import RangeSpec, open_range, read_ranges
 from producer_tools.tools.export import ExportOptions, export
 from producer_tools.tools.produce import produce
 from producer_tools.tools.rebuild import RebuildOptions, rebuild
@@ -175,11 +175,8 @@ async def test_export_then_produce_into_a_fresh_system_recreates_the_same_tasks(
         assert (await produce(fresh, [str(created_file)])).sent == 6  # the same identities
         await wait_for_records(fresh, fresh.topics.created, 12)
         assert len(await rows(fresh.database_url)) == 6
-        reader, ranges = await open_range(fresh, RangeSpec(), fresh.topics.requests)
-        try:
+        async with open_range(fresh, RangeSpec(), fresh.topics.requests) as (reader, ranges):
             headers = [r.headers async for chunk in read_ranges(reader, ranges) for r in chunk]
-        finally:
-            await close_reader(reader)
         assert [h for hs in headers for h in hs if h[0] == "x-trace"] == [("x-trace", b"\xff\x01")]
 
 
@@ -211,8 +208,8 @@ async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
     assert await would_send() == 12
     assert await would_send(start=iso(middle)) == 6
     assert await would_send(start=iso(middle), end=iso(late)) == 4
-    reader, ranges = await open_range(settings, RangeSpec(), settings.topics.requests)
-    await close_reader(reader)
+    async with open_range(settings, RangeSpec(), settings.topics.requests) as (_, ranges):
+        pass
     used = next(r.partition.partition for r in ranges if r.size)
     assert await would_send(partitions=(used,), start="2", end="8") == 6
     assert (
@@ -230,11 +227,8 @@ async def test_replay_selects_offset_and_time_ranges_and_keeps_identities(
     assert (done.sent, done.exit_code) == (4, None)
 
     async def records(of: StackSettings, **spec: Any) -> list[Any]:
-        reader, ranges = await open_range(of, RangeSpec(**spec), of.topics.requests)
-        try:
+        async with open_range(of, RangeSpec(**spec), of.topics.requests) as (reader, ranges):
             return [r async for chunk in read_ranges(reader, ranges) for r in chunk]
-        finally:
-            await close_reader(reader)
 
     copied = await records(scratch)
     originals = await records(settings, start=iso(middle), end=iso(late))

@@ -10,22 +10,17 @@ import pytest
 
 from producer_tools.bridge.answers import reply_response, status_location
 from producer_tools.bridge.errors import IdempotencyKeyReusedError
-from producer_tools.bridge.messages import (
-    CompletedReply,
-    CreatedReply,
-    ExtensionReply,
-    Outgoing,
-    Reply,
-)
+from producer_tools.bridge.messages import CompletedReply, CreatedReply, ExtensionReply, Reply
 from schemas.replies import ErrorBody, ErrorCode, EventRef, TaskRejected
+from schemas.requests import TaskRequest
 from schemas.validation import EventKind
 
 KEY = "order-7"
 EVENT = EventRef(source="urn:ucs-tasks:bridge", id=KEY)
 LOCATION = "http://x/genesys/1/cs/service/5/tasks/42"
-START = Outgoing(EventKind.START, 5, b"{}")
-END = Outgoing(EventKind.END, 5, b"{}", task_id=42)
-UPDATE = Outgoing(EventKind.EXTENSION, 5, b"{}", task_id=42, extension="Proposal")
+START = TaskRequest(EventKind.START, 5, b"{}")
+END = TaskRequest(EventKind.END, 5, b"{}", task_id=42)
+UPDATE = TaskRequest(EventKind.EXTENSION, 5, b"{}", task_id=42, extension="Proposal")
 
 
 def created(task_id: int = 42, service_id: int = 5) -> CreatedReply:
@@ -85,7 +80,7 @@ def test_an_updated_extension_answers_with_200_and_its_value_verbatim() -> None:
     ],
 )
 def test_a_rejection_answers_with_its_status_and_error_body(
-    request_: Outgoing, reply: TaskRejected, status: int
+    request_: TaskRequest, reply: TaskRejected, status: int
 ) -> None:
     response = reply_response(KEY, request_, reply)
     assert response.status_code == status
@@ -109,7 +104,7 @@ def test_a_rejection_answers_with_its_status_and_error_body(
     ],
 )
 def test_a_reply_to_another_request_under_the_same_key_is_a_422_naming_it(
-    request_: Outgoing, reply: Reply, says: str
+    request_: TaskRequest, reply: Reply, says: str
 ) -> None:
     with pytest.raises(IdempotencyKeyReusedError) as caught:
         reply_response(KEY, request_, reply)
@@ -120,7 +115,7 @@ def test_a_reply_to_another_request_under_the_same_key_is_a_422_naming_it(
 
 
 @pytest.mark.parametrize("request_", [START, END, UPDATE], ids=["start", "end", "update"])
-def test_a_reply_about_another_service_is_a_422_naming_that_service(request_: Outgoing) -> None:
+def test_a_reply_about_another_service_is_a_422_naming_that_service(request_: TaskRequest) -> None:
     with pytest.raises(IdempotencyKeyReusedError, match="service 6, not 5"):
         reply_response(KEY, request_, created(service_id=6))
 

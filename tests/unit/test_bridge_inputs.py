@@ -12,7 +12,8 @@ from producer_tools.bridge.errors import BadRequestError
 from producer_tools.bridge.representation import Extensions, render_task
 from schemas.replies import ErrorCode, StoredTask
 from schemas.task_start import Limits, TaskStartValidationError
-from tests.reference import REFERENCE_ATTACHED, REFERENCE_BODY
+from schemas.validation import BODY_NAMES, EventKind, validate_event
+from tests.reference import REFERENCE_ATTACHED
 
 LIMITS = Limits(max_body_bytes=2048, max_string_length=64)
 
@@ -67,6 +68,21 @@ def test_a_declared_length_over_the_limit_is_a_413_before_reading() -> None:
     assert caught.value.status == 413
     with pytest.raises(BadRequestError):
         inputs.check_declared_length("many", LIMITS)
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_an_early_413_names_the_body_and_reads_as_the_shared_validation_s(kind: EventKind) -> None:
+    names = {
+        "task_id": None if kind is EventKind.START else 7,
+        "extension": "Note" if kind is EventKind.EXTENSION else None,
+    }
+    with pytest.raises(TaskStartValidationError) as early:
+        inputs.check_declared_length("2049", LIMITS, kind)
+    with pytest.raises(TaskStartValidationError) as late:
+        validate_event(kind, "1", b" " * 2049, LIMITS, **names)
+    assert early.value.code is late.value.code is ErrorCode.TOO_LARGE
+    assert early.value.message.startswith(f"The {BODY_NAMES[kind]} is too large: Content-Length")
+    assert early.value.message == late.value.message.replace(": 2049", ": Content-Length is 2049")
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -144,17 +160,6 @@ def test_every_id_a_bridge_request_can_have_is_a_valid_status_id() -> None:
         " ~!\"#$%&'()*+,-./:;<=>?@[\\]",
     ):
         inputs.check_event_id(event_id)
-
-
-def test_a_bad_service_id_and_a_bad_body_are_reported_together() -> None:
-    with pytest.raises(TaskStartValidationError) as caught:
-        inputs.validate_start("0", b'{"state_id": "x"}', LIMITS)
-    assert caught.value.status == 400
-    assert [e.field for e in caught.value.errors] == ["service_id", "state_id"]
-
-
-def test_a_valid_request_gives_its_service_id() -> None:
-    assert inputs.validate_start("21456878", REFERENCE_BODY, Limits()) == 21456878
 
 
 def _task(attached: bytes) -> StoredTask:

@@ -14,17 +14,16 @@ from producer_tools.bridge.messages import (
     CompletedReply,
     CreatedReply,
     ExtensionReply,
-    Outgoing,
     PendingRequests,
     check_tenant_sources,
     decode_reply,
     dispatch_reply,
     identity_for,
-    request_record,
     source_for,
 )
 from schemas import wire
 from schemas.replies import EventRef, TaskRejected
+from schemas.requests import TaskRequest
 from schemas.tenants import Tenancy
 from schemas.validation import EventKind
 
@@ -32,9 +31,13 @@ IDENTITY = EventRef(source=BRIDGE_SOURCE, id="order-7")
 TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
 
-def _decoded(request: Outgoing) -> wire.Envelope:
-    key, value, headers = request_record(
-        request, IDENTITY, reply_to="replies", correlation_id="c-1", trace=TRACE
+def _decoded(request: TaskRequest) -> wire.Envelope:
+    key, value, headers = request.record(
+        event_id=IDENTITY.id,
+        source=IDENTITY.source,
+        reply_to="replies",
+        correlation_id="c-1",
+        trace=TRACE,
     )
     assert key == str(request.service_id).encode()
     assert value is request.body  # published untouched
@@ -43,7 +46,7 @@ def _decoded(request: Outgoing) -> wire.Envelope:
 
 
 def test_a_start_request_is_a_start_event_without_task_or_extension() -> None:
-    envelope = _decoded(Outgoing(EventKind.START, 21456878, b'{"state_id": 1}'))
+    envelope = _decoded(TaskRequest(EventKind.START, 21456878, b'{"state_id": 1}'))
     assert envelope.type == wire.TYPE_TASK_START
     assert (envelope.id, envelope.source) == ("order-7", BRIDGE_SOURCE)
     assert (envelope.service_id, envelope.reply_to, envelope.correlation_id) == (
@@ -60,7 +63,7 @@ def test_a_start_request_is_a_start_event_without_task_or_extension() -> None:
 
 
 def test_an_end_request_names_its_task_tenant_and_group() -> None:
-    request = Outgoing(EventKind.END, 5, b"{}", task_id=42, tenant="acme", group="sales")
+    request = TaskRequest(EventKind.END, 5, b"{}", task_id=42, tenant="acme", group="sales")
     envelope = _decoded(request)
     assert envelope.type == wire.TYPE_TASK_END
     assert (envelope.task_id, envelope.tenant, envelope.group) == ("42", "acme", "sales")
@@ -68,7 +71,7 @@ def test_an_end_request_names_its_task_tenant_and_group() -> None:
 
 
 def test_an_extension_request_names_its_task_and_extension() -> None:
-    request = Outgoing(EventKind.EXTENSION, 5, b'[{"a": 1}]', task_id=42, extension="Proposal")
+    request = TaskRequest(EventKind.EXTENSION, 5, b'[{"a": 1}]', task_id=42, extension="Proposal")
     envelope = _decoded(request)
     assert envelope.type == wire.TYPE_TASK_EXTENSION
     assert (envelope.task_id, envelope.extension) == ("42", "Proposal")

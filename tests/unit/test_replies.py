@@ -1,4 +1,4 @@
-"""Reply models, error codes and reply types of the task lifecycle (replies.py, wire.py)."""
+"""Reply models, error codes and reply types of the task lifecycle (replies.py, wire/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Kafka record layout (schemas/wire.py): both CloudEvents modes, errors, exports, DLQ."""
+"""The Kafka record layout (schemas/wire/): both CloudEvents modes, errors, exports, DLQ."""
 
 from __future__ import annotations
 

@@ -1,67 +1,45 @@
-"""The Kafka record layout: the CloudEvents 1.0 Kafka binding for task-start events and replies.
-
-This is the one module that knows how records are laid out (headers, key, value). Pure functions
-on `(key, value, headers)`; no Kafka client here, so both deployables and the tools share it.
-
-- Binary mode: `ce_*` headers carry the attributes; the value is the Task Start Event JSON, exactly
-  the HTTP body; `content-type: application/json`.
-- Structured mode: `content-type: application/cloudevents+json`; the value is the whole CloudEvent
-  as JSON with the event under `data`, so one JSON line is a self-contained, replayable record.
-- Key: the service id in decimal ASCII (per-service ordering).
-- Identity: `source` + `id`, the idempotency key. Extensions: `serviceid` (the 64-bit service id),
-  `replyto` (topic for the reply), `correlationid` (echoed on the reply).
-"""
+"""A task request record: read in either mode, written in either, exported as a structured event."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import orjson
 
-SPECVERSION = "1.0"
-TYPE_TASK_START = "com.genesys.ucs.task.start.v1"
-TYPE_TASK_END = "com.genesys.ucs.task.end.v1"
-TYPE_TASK_EXTENSION = "com.genesys.ucs.task.extension.v1"
-TYPE_TASK_CREATED = "com.genesys.ucs.task.created.v1"
-TYPE_TASK_COMPLETED = "com.genesys.ucs.task.completed.v1"
-TYPE_TASK_EXTENSION_UPDATED = "com.genesys.ucs.task.extension.updated.v1"
-TYPE_TASK_REJECTED = "com.genesys.ucs.task.rejected.v1"
-REPLY_SOURCE = "urn:ucs-tasks:consumer"
+from schemas.wire._names import (
+    CE_PREFIX,
+    CONTENT_TYPE_HEADER,
+    CORRELATION_ALIASES,
+    JSON_CONTENT_TYPE,
+    MAX_ID_LENGTH,
+    REPLY_TO_ALIASES,
+    REQUEST_TYPES,
+    SPECVERSION,
+    STRUCTURED_CONTENT_TYPE,
+    TRACE_HEADERS,
+    TYPE_TASK_START,
+    Headers,
+    Record,
+    header_map,
+    service_key,
+)
 
-JSON_CONTENT_TYPE = "application/json"
-STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-CONTENT_TYPE_HEADER = "content-type"
-CE_PREFIX = "ce_"
-
-DEFAULT_REQUEST_TOPIC = "ucs.tasks.start"
-DEFAULT_CREATED_TOPIC = "ucs.tasks.created"
-DEFAULT_REJECTED_TOPIC = "ucs.tasks.rejected"
-DEFAULT_DEAD_LETTER_TOPIC = "ucs.tasks.start.dlq"
-
-# Headers added to dead-lettered records (the original headers are kept untouched before them).
-DLQ_ERROR = "ucs_dlq_error"
-DLQ_TOPIC = "ucs_dlq_topic"
-DLQ_PARTITION = "ucs_dlq_partition"
-DLQ_OFFSET = "ucs_dlq_offset"
-DLQ_TRUNCATED = "ucs_dlq_truncated"
-"""On a dead letter cut to fit the largest record: its original sizes, `key=K value=V headers=H`."""
-
-MAX_ID_LENGTH = 256
-"""Longest accepted `id` or `source` (identity columns are indexed)."""
-
-Headers = Sequence[tuple[str, bytes]]
-Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
-"""(key, value, headers) of one record to publish."""
+__all__ = [
+    "Envelope",
+    "RequestAttributes",
+    "UndecodableRecordError",
+    "decode_request",
+    "encode_request_binary",
+    "encode_structured",
+    "record_to_structured",
+    "structured_request",
+]
 
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
-REQUEST_TYPES = (TYPE_TASK_START, TYPE_TASK_END, TYPE_TASK_EXTENSION)
-"""The CloudEvents types a request may have (start, complete, update an extension)."""
-
 _REQUIRED = ("specversion", "id", "source", "type")
 _LIFECYCLE = ("taskid", "extension", "tenantid", "groupid")
 """Extension attributes: the task an end or extension update is about, the extension's name,
@@ -76,16 +54,6 @@ _KNOWN = (
     "correlationid",
     *_LIFECYCLE,
 )
-
-REPLY_TO_ALIASES = ("kafka_replytopic", "reply_to")
-"""Reply-topic headers other request-reply clients send, read when `ce_replyto` is absent:
-Spring Kafka's `kafka_replyTopic`, FastStream's `reply_to` (header names compare lower-case)."""
-CORRELATION_ALIASES = ("kafka_correlationid", "correlation_id")
-"""Correlation headers of Spring Kafka (`kafka_correlationId`) and FastStream
-(`correlation_id`): read when `ce_correlationid` is absent, and echoed on the reply under their
-own name, byte for byte, so those clients match the reply as they expect."""
-TRACE_HEADERS = ("traceparent", "tracestate")
-"""W3C trace context headers: copied from a request onto its reply."""
 
 
 class UndecodableRecordError(ValueError):
@@ -119,12 +87,6 @@ class Envelope:
 
 
 _BINARY_ATTRIBUTES = tuple((CE_PREFIX + name, name) for name in _KNOWN)
-
-
-def _header_map(headers: Headers) -> dict[str, bytes]:
-    # Last one wins, as in HTTP; CloudEvents forbids repeating an attribute anyway. A header
-    # with a null value (Kafka allows them) counts as absent.
-    return {name.lower(): value for name, value in headers if value is not None}
 
 
 def _text(value: bytes, name: str) -> str:
@@ -189,7 +151,7 @@ _ECHOED = frozenset((*CORRELATION_ALIASES, *TRACE_HEADERS))
 def decode_request(value: bytes | None, headers: Headers) -> Envelope:
     """Decode one task request record (binary or structured mode), or raise
     UndecodableRecordError."""
-    hmap = _header_map(headers)
+    hmap = header_map(headers)
     content_type = _text(hmap.get(CONTENT_TYPE_HEADER, b""), CONTENT_TYPE_HEADER)
     alias_reply_to, alias_correlation, echo = _aliases(hmap, headers)
     if "ce_specversion" in hmap and not content_type.startswith(STRUCTURED_CONTENT_TYPE):
@@ -274,84 +236,79 @@ def _faithful_json(body: bytes) -> tuple[bool, Any]:
     return _LONG_NUMBER.search(body) is None, data
 
 
-def service_key(service_id: int | str | None) -> bytes | None:
-    """The record key: the service id in decimal ASCII."""
-    return None if service_id is None else str(service_id).encode()
+class RequestAttributes(TypedDict, total=False):
+    """A request's CloudEvents attributes besides its service id, as keyword arguments of
+    `encode_request_binary` and `structured_request` (None: not written)."""
+
+    event_id: Required[str]
+    """`id`; with `source`, the request's identity (its idempotency key)."""
+    source: Required[str]
+    time: str | None
+    reply_to: str | None
+    correlation_id: str | None
+    event_type: str
+    """`type`: a start when absent (see `REQUEST_TYPES`)."""
+    task_id: int | str | None
+    extension: str | None
+    tenant: str | None
+    group: str | None
+
+
+_OPTIONAL_ATTRIBUTES = (
+    ("time", "time"),
+    ("reply_to", "replyto"),
+    ("correlation_id", "correlationid"),
+    ("task_id", "taskid"),
+    ("extension", "extension"),
+    ("tenant", "tenantid"),
+    ("group", "groupid"),
+)
+"""The optional attributes in the order they are written: keyword (and `Envelope` field), name."""
+
+
+def _identity(attributes: RequestAttributes) -> list[tuple[str, str]]:
+    return [
+        ("specversion", SPECVERSION),
+        ("id", attributes["event_id"]),
+        ("source", attributes["source"]),
+        ("type", attributes.get("event_type", TYPE_TASK_START)),
+    ]
+
+
+def _optional(given: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The optional attributes `given` (by keyword) that are not None, in order, as text."""
+    return [
+        (name, str(value))
+        for keyword, name in _OPTIONAL_ATTRIBUTES
+        if (value := given.get(keyword)) is not None
+    ]
 
 
 def encode_request_binary(
     *,
     service_id: int,
     body: bytes,
-    event_id: str,
-    source: str,
-    time: str | None = None,
-    reply_to: str | None = None,
-    correlation_id: str | None = None,
-    event_type: str = TYPE_TASK_START,
-    task_id: int | None = None,
-    extension: str | None = None,
-    tenant: str | None = None,
-    group: str | None = None,
     trace: Mapping[str, str] | None = None,
+    **attributes: Unpack[RequestAttributes],
 ) -> Record:
-    """A binary-mode task request record (start by default): the body goes out untouched."""
-    headers = [
-        ("ce_specversion", SPECVERSION.encode()),
-        ("ce_id", event_id.encode()),
-        ("ce_source", source.encode()),
-        ("ce_type", event_type.encode()),
-        ("ce_serviceid", str(service_id).encode()),
-        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
-    ]
-    optional = (
-        ("ce_time", time),
-        ("ce_replyto", reply_to),
-        ("ce_correlationid", correlation_id),
-        ("ce_taskid", None if task_id is None else str(task_id)),
-        ("ce_extension", extension),
-        ("ce_tenantid", tenant),
-        ("ce_groupid", group),
-    )
-    headers.extend((name, text.encode()) for name, text in optional if text is not None)
+    """A binary-mode task request record (start by default): the body goes out untouched;
+    `trace`: W3C trace context headers to send along."""
+    headers = [(CE_PREFIX + name, text.encode()) for name, text in _identity(attributes)]
+    headers.append(("ce_serviceid", str(service_id).encode()))
+    headers.append((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()))
+    headers.extend((CE_PREFIX + name, text.encode()) for name, text in _optional(attributes))
     headers.extend((name, text.encode()) for name, text in (trace or {}).items())
     return service_key(service_id), body, headers
 
 
 def structured_request(
-    *,
-    service_id: int | str,
-    data: Any,
-    event_id: str,
-    source: str,
-    time: str | None = None,
-    reply_to: str | None = None,
-    correlation_id: str | None = None,
-    event_type: str = TYPE_TASK_START,
-    task_id: int | str | None = None,
-    extension: str | None = None,
-    tenant: str | None = None,
-    group: str | None = None,
+    *, service_id: int | str, data: Any, **attributes: Unpack[RequestAttributes]
 ) -> dict[str, Any]:
     """A structured-mode task request CloudEvent as a JSON-ready dict (one JSON-lines record)."""
-    event: dict[str, Any] = {
-        "specversion": SPECVERSION,
-        "id": event_id,
-        "source": source,
-        "type": event_type,
-        "datacontenttype": JSON_CONTENT_TYPE,
-        "serviceid": str(service_id),
-    }
-    optional = (
-        ("time", time),
-        ("replyto", reply_to),
-        ("correlationid", correlation_id),
-        ("taskid", None if task_id is None else str(task_id)),
-        ("extension", extension),
-        ("tenantid", tenant),
-        ("groupid", group),
-    )
-    event.update((name, text) for name, text in optional if text is not None)
+    event: dict[str, Any] = dict(_identity(attributes))
+    event["datacontenttype"] = JSON_CONTENT_TYPE
+    event["serviceid"] = str(service_id)
+    event.update(_optional(attributes))
     event["data"] = data
     return event
 
@@ -363,66 +320,6 @@ def encode_structured(event: Mapping[str, Any]) -> Record:
         orjson.dumps(event),
         [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())],
     )
-
-
-def reply_event_id(source: str, event_id: str) -> str:
-    """Deterministic id of the reply to one request: the same request always gets the same id."""
-    return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
-
-
-def encode_reply(
-    *,
-    reply_type: str,
-    payload: Mapping[str, Any],
-    service_id: int | None,
-    request_source: str,
-    request_id: str,
-    correlation_id: str | None,
-    time: str,
-    echo: Sequence[tuple[str, bytes]] = (),
-) -> Record:
-    """A binary-mode reply record; `payload` is the reply JSON; `echo`: the request's headers a
-    reply carries back as they came (`Envelope.echo`: another client's correlation header, the
-    W3C trace context)."""
-    headers = [
-        ("ce_specversion", SPECVERSION.encode()),
-        ("ce_id", reply_event_id(request_source, request_id).encode()),
-        ("ce_source", REPLY_SOURCE.encode()),
-        ("ce_type", reply_type.encode()),
-        ("ce_time", time.encode()),
-        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
-    ]
-    if service_id is not None:
-        headers.append(("ce_serviceid", str(service_id).encode()))
-    if correlation_id is not None:
-        headers.append(("ce_correlationid", correlation_id.encode()))
-    headers.extend(echo)
-    return service_key(service_id), orjson.dumps(payload), headers
-
-
-def reply_correlation(headers: Headers) -> str | None:
-    """The correlation id a reply echoes, read from its headers without decoding the value."""
-    raw = _header_map(headers).get("ce_correlationid")
-    return None if raw is None else raw.decode("utf-8", "replace")
-
-
-def reply_type(headers: Headers) -> str | None:
-    """The CloudEvents type of a reply record (task-created or task-rejected)."""
-    raw = _header_map(headers).get("ce_type")
-    return None if raw is None else raw.decode("utf-8", "replace")
-
-
-def dead_letter_headers(
-    headers: Headers, *, error: str, topic: str, partition: int, offset: int
-) -> list[tuple[str, bytes]]:
-    """The original headers untouched, then headers naming the error and where the record was."""
-    return [
-        *headers,
-        (DLQ_ERROR, error.encode("utf-8", "replace")),
-        (DLQ_TOPIC, topic.encode()),
-        (DLQ_PARTITION, str(partition).encode()),
-        (DLQ_OFFSET, str(offset).encode()),
-    ]
 
 
 def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any]:
@@ -438,20 +335,14 @@ def record_to_structured(value: bytes | None, headers: Headers) -> dict[str, Any
         assert isinstance(event, dict)  # noqa: S101 - decode_request checked it
         return event
     faithful, data = _faithful_json(envelope.data)
-    hmap = _header_map(headers)
+    hmap = header_map(headers)
     event = structured_request(
         service_id=envelope.service_id if envelope.service_id is not None else "",
         data=data,
         event_id=envelope.id,
         source=envelope.source,
-        time=envelope.time,
-        reply_to=envelope.reply_to,
-        correlation_id=envelope.correlation_id,
         event_type=envelope.type,
-        task_id=envelope.task_id,
-        extension=envelope.extension,
-        tenant=envelope.tenant,
-        group=envelope.group,
+        **{keyword: getattr(envelope, keyword) for keyword, _ in _OPTIONAL_ATTRIBUTES},
     )
     if not faithful:
         del event["data"]

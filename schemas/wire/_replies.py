@@ -1,0 +1,103 @@
+"""The records the consumer writes besides requests: replies and dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from schemas.wire._names import (
+    CONTENT_TYPE_HEADER,
+    JSON_CONTENT_TYPE,
+    SPECVERSION,
+    Headers,
+    Record,
+    header_map,
+    service_key,
+)
+
+__all__ = [
+    "DLQ_ERROR",
+    "DLQ_OFFSET",
+    "DLQ_PARTITION",
+    "DLQ_TOPIC",
+    "DLQ_TRUNCATED",
+    "REPLY_SOURCE",
+    "dead_letter_headers",
+    "encode_reply",
+    "reply_correlation",
+    "reply_event_id",
+    "reply_type",
+]
+
+REPLY_SOURCE = "urn:ucs-tasks:consumer"
+
+# Headers added to dead-lettered records (the original headers are kept untouched before them).
+DLQ_ERROR = "ucs_dlq_error"
+DLQ_TOPIC = "ucs_dlq_topic"
+DLQ_PARTITION = "ucs_dlq_partition"
+DLQ_OFFSET = "ucs_dlq_offset"
+DLQ_TRUNCATED = "ucs_dlq_truncated"
+"""On a dead letter cut to fit the largest record: its original sizes, `key=K value=V headers=H`."""
+
+
+def reply_event_id(source: str, event_id: str) -> str:
+    """Deterministic id of the reply to one request: the same request always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
+
+
+def encode_reply(
+    *,
+    reply_type: str,
+    payload: Mapping[str, Any],
+    service_id: int | None,
+    request_source: str,
+    request_id: str,
+    correlation_id: str | None,
+    time: str,
+    echo: Sequence[tuple[str, bytes]] = (),
+) -> Record:
+    """A binary-mode reply record; `payload` is the reply JSON; `echo`: the request's headers a
+    reply carries back as they came (`Envelope.echo`: another client's correlation header, the
+    W3C trace context)."""
+    headers = [
+        ("ce_specversion", SPECVERSION.encode()),
+        ("ce_id", reply_event_id(request_source, request_id).encode()),
+        ("ce_source", REPLY_SOURCE.encode()),
+        ("ce_type", reply_type.encode()),
+        ("ce_time", time.encode()),
+        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+    ]
+    if service_id is not None:
+        headers.append(("ce_serviceid", str(service_id).encode()))
+    if correlation_id is not None:
+        headers.append(("ce_correlationid", correlation_id.encode()))
+    headers.extend(echo)
+    return service_key(service_id), orjson.dumps(payload), headers
+
+
+def reply_correlation(headers: Headers) -> str | None:
+    """The correlation id a reply echoes, read from its headers without decoding the value."""
+    raw = header_map(headers).get("ce_correlationid")
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def reply_type(headers: Headers) -> str | None:
+    """The CloudEvents type of a reply record (task-created or task-rejected)."""
+    raw = header_map(headers).get("ce_type")
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def dead_letter_headers(
+    headers: Headers, *, error: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """The original headers untouched, then headers naming the error and where the record was."""
+    return [
+        *headers,
+        (DLQ_ERROR, error.encode("utf-8", "replace")),
+        (DLQ_TOPIC, topic.encode()),
+        (DLQ_PARTITION, str(partition).encode()),
+        (DLQ_OFFSET, str(offset).encode()),
+    ]
