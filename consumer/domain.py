@@ -87,13 +87,6 @@ class Undecodable(NamedTuple):
     reason: str
 
 
-Command = StartCommand | Rejection | Undecodable
-"""What one consumed record asks of the service (a kind per event type the contract knows)."""
-
-Outcome = Task | Rejection | Undecodable
-"""What became of one command: its task, its rejection, or a dead letter."""
-
-
 class DomainError(ServiceError):
     """Base of the domain errors; `retriable` says whether backing off and retrying can help."""
 
@@ -109,11 +102,9 @@ class IdSpaceExhaustedError(DomainError):
 __all__ = [
     "TASK_ID_MAX",
     "TASK_ID_MIN",
-    "Command",
     "DomainError",
     "EventIdentity",
     "IdSpaceExhaustedError",
-    "Outcome",
     "Position",
     "Rejection",
     "StartCommand",
@@ -224,13 +215,32 @@ class ChangeOutcome(NamedTuple):
     rejection: Rejection | None = None
 
 
+class Changed(NamedTuple):
+    """A task an end or extension update changed: applied now, or answered again (a replay)."""
+
+    task: Task
+    """The task as it is now."""
+    change: RecordedChange
+    """The change as recorded under the request's identity (what a replay answers)."""
+
+
+Command = StartCommand | EndCommand | ExtensionCommand | Rejection | Undecodable
+"""What one consumed record asks of the service (a kind per event type the contract knows)."""
+
+Outcome = Task | Changed | Rejection | Undecodable
+"""What became of one command: its task, the change it made, its rejection, or a dead letter."""
+
+
 __all__ += [
     "ChangeCommand",
     "ChangeKind",
     "ChangeOutcome",
     "ChangeStatus",
+    "Changed",
+    "Command",
     "Completion",
     "EndCommand",
     "ExtensionCommand",
+    "Outcome",
     "RecordedChange",
 ]

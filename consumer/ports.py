@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
-from consumer.domain import Command, EventIdentity, Position, Rejection, StartCommand, Task
+from consumer.domain import (
+    ChangeCommand,
+    ChangeOutcome,
+    Command,
+    EventIdentity,
+    Position,
+    Rejection,
+    StartCommand,
+    Task,
+)
 
 
 class TaskRepository(Protocol):
@@ -32,6 +41,14 @@ class TaskRepository(Protocol):
 
     async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
         """Record refused events (one row per identity; recording again is a no-op)."""
+        ...
+
+    async def apply_changes(self, commands: Sequence[ChangeCommand]) -> list[ChangeOutcome]:
+        """Apply ends and extension updates in order; one outcome per command, in order.
+
+        A recorded identity answers what it recorded and changes nothing. Raises
+        UnstorableEventError or StorageUnavailableError.
+        """
         ...
 
 
@@ -165,6 +182,9 @@ class Inbound(NamedTuple):
     command: Command
     reply_to: str | None = None
     correlation_id: str | None = None
+    echo: tuple[tuple[str, bytes], ...] = ()
+    """The request's headers a reply carries back as they came (another client's correlation
+    header, the W3C trace context)."""
 
 
 class OutRecord(NamedTuple):

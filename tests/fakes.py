@@ -13,8 +13,15 @@ import orjson
 
 from consumer.domain import (
     TASK_ID_MAX,
+    ChangeCommand,
+    ChangeKind,
+    ChangeOutcome,
+    ChangeStatus,
+    Completion,
+    EndCommand,
     EventIdentity,
     IdSpaceExhaustedError,
+    RecordedChange,
     Rejection,
     StartCommand,
     StorageUnavailableError,
@@ -40,7 +47,14 @@ class FakeStore:
         self.tasks: dict[EventIdentity, Task] = {}
         self.rejections: dict[EventIdentity, Rejection] = {}
         self.unstorable: set[EventIdentity] = set()
+        self.changes: dict[EventIdentity, RecordedChange] = {}
         self.commits = 0
+
+    def by_id(self, task_id: int) -> tuple[EventIdentity, Task] | None:
+        for identity, task in self.tasks.items():
+            if task.task_id == task_id:
+                return identity, task
+        return None
 
 
 class FakeRepository:
@@ -87,6 +101,47 @@ class FakeRepository:
     async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
             self.pending_rejections.setdefault(r.identity, r)
+
+    async def apply_changes(self, commands: Sequence[ChangeCommand]) -> list[ChangeOutcome]:
+        """The repository's rules, in memory: recorded identities answer again, unknown tasks
+        (other service or tenant) are not found, the first completion stands."""
+        outcomes = []
+        for c in commands:
+            if c.identity in self._store.unstorable:
+                raise UnstorableEventError(f"cannot store {c.identity.id}")
+            outcomes.append(self._apply(c))
+        return outcomes
+
+    def _apply(self, c: ChangeCommand) -> ChangeOutcome:
+        store = self._store
+        recorded = store.changes.get(c.identity)
+        found = store.by_id(c.task_id)
+        if recorded is not None and found is not None:
+            return ChangeOutcome(c.identity, ChangeStatus.REPLAYED, found[1], recorded)
+        if found is None or found[1].service_id != c.service_id or found[1].tenant != c.tenant:
+            return ChangeOutcome(c.identity, ChangeStatus.NOT_FOUND)
+        key, task = found
+        if isinstance(c, EndCommand):
+            if task.completion is not None:
+                return ChangeOutcome(c.identity, ChangeStatus.ALREADY_COMPLETED, task)
+            at = c.fields.get("timestamp", datetime.now(UTC))
+            if at < task.fields["timestamp"]:
+                return ChangeOutcome(c.identity, ChangeStatus.END_BEFORE_START, task)
+            duration = int((at - task.fields["timestamp"]).total_seconds() * 1000)
+            end_json = orjson.dumps({**c.fields, "timestamp": at.isoformat()}).decode()
+            completion = Completion(
+                at, duration, c.fields.get("disposition"), None, end_json, c.identity
+            )
+            task = task._replace(completion=completion)
+            change = RecordedChange(c.identity, task.task_id, ChangeKind.END, None, None)
+        else:
+            attached = orjson.loads(task.attached_data_json) | {c.name: c.value}
+            task = task._replace(attached_data_json=orjson.dumps(attached).decode())
+            value = orjson.dumps(c.value).decode()
+            change = RecordedChange(c.identity, task.task_id, ChangeKind.EXTENSION, c.name, value)
+        store.tasks[key] = task  # changes are committed with the fake at once
+        store.changes[c.identity] = change
+        return ChangeOutcome(c.identity, ChangeStatus.APPLIED, task, change)
 
 
 class FakeUnitOfWork:

@@ -12,10 +12,16 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from consumer.contract import task_json
 from consumer.domain import (
+    Changed,
+    ChangeKind,
     Command,
+    EndCommand,
     EventIdentity,
+    ExtensionCommand,
     Outcome,
     Position,
     Rejection,
@@ -34,20 +40,20 @@ from consumer.ports import (
     UnparseableRecord,
 )
 from schemas import wire
+from schemas.errors import EventValidationError
+from schemas.ids import parse_service_id, parse_task_id
+from schemas.limits import Limits
 from schemas.replies import ErrorBody, ErrorCode, FieldError
+from schemas.requests import KIND_OF_TYPE
 from schemas.settings import ContractSettings, TopicSettings
-from schemas.task_start import (
-    Limits,
-    TaskStartEvent,
-    TaskStartValidationError,
-    format_timestamp,
-    parse_service_id,
-    parse_task_start,
-)
+from schemas.task_end import END_STANDARD_FIELDS as END_FIELDS
+from schemas.task_start import STANDARD_FIELDS as START_FIELDS
+from schemas.task_start import format_timestamp
+from schemas.tenants import Tenancy
+from schemas.validation import EventKind, ValidEvent, validate_event
 
 __all__ = ["Inbound", "Replies", "Rules", "consumed", "translate"]
 
-STANDARD_FIELDS = frozenset(TaskStartEvent.model_fields)
 MAX_TOPIC_NAME_LENGTH = 249
 """Kafka's longest topic name."""
 MAX_CORRELATION_ID_LENGTH = 1024
@@ -60,14 +66,17 @@ class Rules:
     as its reply topic (the requests and dead-letter topics: a reply there would be read back
     as a request, or pass for a dead letter)."""
 
-    def __init__(self, limits: Limits, own_topics: Iterable[str] = ()) -> None:
+    def __init__(
+        self, limits: Limits, own_topics: Iterable[str] = (), tenancy: Tenancy | None = None
+    ) -> None:
         self.limits = limits
+        self.tenancy = tenancy or Tenancy()
         self._own = frozenset(own_topics)
         self._checked: dict[str, str | None] = {}
 
     @classmethod
     def of(cls, topics: TopicSettings, contract: ContractSettings) -> Rules:
-        return cls(contract.limits, (topics.requests, topics.dead_letter))
+        return cls(contract.limits, (topics.requests, topics.dead_letter), contract.tenancy)
 
     def reply_to_problem(self, name: str) -> str | None:
         """Why `name` cannot be a reply topic, or None (remembered: requesters reuse theirs)."""
@@ -122,7 +131,7 @@ def translate(
     # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
     # error, a cycle that would keep the whole record (values up to the broker's limit) alive
     # until the garbage collector's rare full pass.
-    problems: list[TaskStartValidationError] = []
+    problems: list[EventValidationError] = []
     if reply_to is not None and (problem := rules.reply_to_problem(reply_to)) is not None:
         problems.append(_attribute(ErrorCode.INVALID_REPLY_TO, "replyto", problem))
         reply_to = None
@@ -130,35 +139,76 @@ def translate(
         problem = f"is {len(correlation_id)} characters long; at most 1024 are accepted"
         problems.append(_attribute(ErrorCode.INVALID_ATTRIBUTE, "correlationid", problem))
         correlation_id = correlation_id[:MAX_CORRELATION_ID_LENGTH]  # what the rejection echoes
-    service_id: int | None = None
-    event: TaskStartEvent | None = None
+    tenant = group = None
     try:
-        service_id = parse_service_id(envelope.service_id)
-    except TaskStartValidationError as exc:
+        tenant, group = rules.tenancy.resolve(envelope.tenant, envelope.group)
+    except EventValidationError as exc:
         problems.append(exc.with_traceback(None))
+    kind = KIND_OF_TYPE[envelope.type]
+    task_id = envelope.task_id if kind is not EventKind.START else None
+    extension = (envelope.extension or "") if kind is EventKind.EXTENSION else None
+    valid: ValidEvent | None = None
     try:
-        event = parse_task_start(envelope.data, rules.limits)
-    except TaskStartValidationError as exc:
+        valid = validate_event(
+            kind, envelope.service_id, envelope.data, rules.limits,
+            task_id=task_id, extension=extension,
+        )  # fmt: skip
+    except EventValidationError as exc:
         problems.append(exc.with_traceback(None))
     command: Command
-    if problems or service_id is None or event is None:
-        command = _rejection(identity, service_id, problems, position)
+    if problems or valid is None:
+        command = _rejection(identity, envelope, kind, problems, position)
     else:
-        fields = {name: getattr(event, name) for name in event.model_fields_set & STANDARD_FIELDS}
-        command = StartCommand(identity, service_id, fields, event.attached_data, position)
-    return Inbound(position, key, value, headers, command, reply_to, correlation_id)
+        command = _command(identity, valid, position, tenant, group)
+    return Inbound(position, key, value, headers, command, reply_to, correlation_id, envelope.echo)
 
 
-def _attribute(code: ErrorCode, name: str, problem: str) -> TaskStartValidationError:
-    return TaskStartValidationError(code, [FieldError(field=name, problem=problem)])
+def _command(
+    identity: EventIdentity,
+    valid: ValidEvent,
+    position: Position,
+    tenant: str | None,
+    group: str | None,
+) -> Command:
+    if valid.kind is EventKind.START:
+        event = valid.start
+        fields = {name: getattr(event, name) for name in event.model_fields_set & START_FIELDS}
+        return StartCommand(
+            identity, valid.service_id, fields, event.attached_data, position, tenant, group
+        )
+    assert valid.task_id is not None  # noqa: S101 - validated for END and EXTENSION
+    if valid.kind is EventKind.END:
+        end = valid.end
+        fields = {name: getattr(end, name) for name in end.model_fields_set & END_FIELDS}
+        return EndCommand(
+            identity, valid.service_id, valid.task_id, fields, end.attached_data, position, tenant
+        )
+    update = valid.update
+    return ExtensionCommand(
+        identity, valid.service_id, valid.task_id, update.name, update.value, position, tenant
+    )
+
+
+def _attribute(code: ErrorCode, name: str, problem: str) -> EventValidationError:
+    return EventValidationError(code, [FieldError(field=name, problem=problem)])
+
+
+def _parsed(parse: Callable[[Any], int], raw: Any) -> int | None:
+    try:
+        return parse(raw)
+    except EventValidationError:
+        return None
 
 
 def _rejection(
     identity: EventIdentity,
-    service_id: int | None,
-    problems: list[TaskStartValidationError],
+    envelope: wire.Envelope,
+    kind: EventKind,
+    problems: list[EventValidationError],
     position: Position,
 ) -> Rejection:
+    service_id = _parsed(parse_service_id, envelope.service_id)
+    task_id = None if kind is EventKind.START else _parsed(parse_task_id, envelope.task_id)
     main = max(problems, key=lambda p: p.status)  # 413 outranks 400
     errors = [e for p in problems for e in p.errors]
     message = " ".join(p.message for p in problems)
@@ -170,6 +220,7 @@ def _rejection(
         code=main.code.value,
         body=body.model_dump(),
         position=position,
+        task_id=task_id,
     )
 
 
@@ -207,6 +258,8 @@ class Replies:
     def _answer(self, item: Inbound, outcome: Outcome, now: str) -> list[OutRecord]:
         if isinstance(outcome, Task):
             return self.created(item, outcome, now)
+        if isinstance(outcome, Changed):
+            return self.changed(item, outcome, now)
         if isinstance(outcome, Rejection):
             return self.rejected(item, outcome, now)
         return [self.dead_letters.of(item, outcome.reason)]
@@ -226,6 +279,27 @@ class Replies:
             item, wire.TYPE_TASK_CREATED, payload, task.service_id, log=self._created, now=now
         )
 
+    def changed(self, item: Inbound, changed: Changed, now: str) -> list[OutRecord]:
+        """The task-completed or task-extension-updated reply (the whole task after the change),
+        to the task events log and the request's reply topic."""
+        task, change = changed
+        payload: dict[str, Any] = {
+            "kind": "task.completed",
+            "task_id": task.task_id,
+            "service_id": task.service_id,
+            "location": self._location(task.service_id, task.task_id),
+            "event": {"source": change.identity.source, "id": change.identity.id},
+            "correlation_id": item.correlation_id,
+            "task": task_json(task),
+        }
+        reply_type = wire.TYPE_TASK_COMPLETED
+        if change.kind is ChangeKind.EXTENSION:
+            reply_type = wire.TYPE_TASK_EXTENSION_UPDATED
+            payload["kind"] = "task.extension.updated"
+            payload["extension"] = change.extension
+            payload["value"] = orjson.Fragment(change.value_json or "null")
+        return self._reply(item, reply_type, payload, task.service_id, log=self._created, now=now)
+
     def rejected(self, item: Inbound, rejection: Rejection, now: str) -> list[OutRecord]:
         """The task-rejected reply: to the rejections topic, and to the request's reply topic."""
         payload = {
@@ -233,6 +307,7 @@ class Replies:
             "service_id": rejection.service_id,
             "status": rejection.status,
             "code": ErrorCode(rejection.code).value,
+            "task_id": rejection.task_id,
             "event": {"source": rejection.identity.source, "id": rejection.identity.id},
             "correlation_id": item.correlation_id,
             "error": rejection.body,
@@ -261,6 +336,7 @@ class Replies:
             request_id=event["id"],
             correlation_id=item.correlation_id,
             time=now,
+            echo=item.echo,
         )
         if len(value) > self._largest_value:  # the broker would refuse it: say so instead
             reason = (

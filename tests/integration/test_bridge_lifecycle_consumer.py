@@ -10,7 +10,6 @@ import uuid
 
 import httpx
 import orjson
-import pytest
 
 from consumer.bootstrap import run_consumer
 from producer_tools.bridge.routes import QUERY_PATHS
@@ -27,14 +26,6 @@ from tests.integration.test_bridge_lifecycle import (
 from tests.servers import StackSettings
 
 __all__ = ["http"]  # the module fixture, shared
-
-# Strict: these fail today because main's consumer reads every request as a start (an end's
-# body is rejected as a start's, an extension update creates a task); they pass once its end and
-# extension handling is merged, and then this marker must go (a strict xfail that passes is a
-# failure).
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="waits for the consumer's handling of ends and extension updates"
-)
 
 
 async def test_start_end_and_update_then_the_task_reads_and_lists_completed(

@@ -38,13 +38,6 @@ from tests.servers import StackSettings
 SERVICE = 21456878
 runner = CliRunner()
 
-# Strict: these fail today because main's consumer reads every request as a start (an end's body
-# is rejected as a start's); they pass once its end and extension handling is merged, and then
-# this marker must go (a strict xfail that passes is a failure).
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="waits for the consumer's handling of ends and extension updates"
-)
-
 
 def sent(settings: StackSettings, *args: str, tenant: str | None = None) -> tuple[int, Any]:
     """`ucs-tasks send ARGS`: its exit code and the reply it printed (None if none)."""
