@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from consumer.domain import EventIdentity, Position, Rejection, StartCommand, Task, Undecodable
+from consumer.domain import (
+    EndCommand,
+    EventIdentity,
+    ExtensionCommand,
+    Position,
+    Rejection,
+    StartCommand,
+    Task,
+    Undecodable,
+)
 from consumer.kafka.codec import (
     MAX_CORRELATION_ID_LENGTH,
     Replies,
@@ -28,6 +37,7 @@ from consumer.ports import (
 from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
 from schemas.task_start import Limits
+from schemas.tenants import Tenancy
 from tests.fakes import FakeRecord
 from tests.servers import StackSettings
 
@@ -410,3 +420,76 @@ def test_a_refused_reply_becomes_a_dead_letter_then_one_of_headers_only_then_not
     assert (last.role, last.key, last.value) == (LAST_RESORT, None, None)
     assert "still refused" in (headers_of(last)[wire.DLQ_ERROR] or b"").decode()
     assert REPLIES.instead_of(Undelivered(last, "refused again")) is None
+
+
+# --- ends, extension updates, tenants, other clients' headers
+
+
+def request(event_type: str, body: bytes, rules: Rules = RULES, **attributes: object) -> Inbound:
+    key, value, headers = wire.encode_request_binary(
+        service_id=21456878, body=body, event_id="evt-9", source="urn:test",
+        event_type=event_type, **attributes,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return translate(POSITION, key, value, headers, rules)
+
+
+def test_an_end_event_becomes_an_end_command_with_its_fields_and_attached_data() -> None:
+    body = b'{"disposition": "sold", "duration_note": 3, "timestamp": "2026-01-01T00:00:00Z"}'
+    command = request(wire.TYPE_TASK_END, body, task_id=42).command
+    assert isinstance(command, EndCommand)
+    assert (command.task_id, command.service_id) == (42, 21456878)
+    assert command.fields["disposition"] == "sold"
+    assert command.fields["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert command.attached_data == {"duration_note": 3}
+
+
+def test_an_extension_event_becomes_an_update_of_one_extension() -> None:
+    command = request(wire.TYPE_TASK_EXTENSION, b'{"q": [1, 2]}', task_id=7, extension="Survey")
+    assert isinstance(command.command, ExtensionCommand)
+    assert (command.command.name, command.command.value) == ("Survey", {"q": [1, 2]})
+
+
+def test_an_end_without_a_task_id_is_a_rejection_naming_it() -> None:
+    refused = rejection(request(wire.TYPE_TASK_END, b"{}"))
+    assert refused.status == 400
+    assert "task_id" in [e["field"] for e in refused.body["errors"]]
+
+
+def test_an_end_is_never_read_as_a_start() -> None:
+    refused = rejection(request(wire.TYPE_TASK_END, b'{"est_duration": 5}', task_id=1))
+    assert "est_duration" in [e["field"] for e in refused.body["errors"]]
+
+
+def test_with_tenants_configured_a_request_without_one_or_with_an_unknown_one_is_refused() -> None:
+    rules = Rules(LIMITS, ("requests",), Tenancy.parse("acme,globex"))
+    missing = rejection(request(wire.TYPE_TASK_START, b"{}", rules))
+    assert (missing.status, missing.code) == (400, "invalid_tenant")
+    assert missing.body["message"].startswith("Invalid tenant specified : no tenant specified")
+    unknown = rejection(request(wire.TYPE_TASK_START, b"{}", rules, tenant="initech"))
+    assert "'ContactCenterId'='initech' not configured" in unknown.body["message"]
+    accepted = request(wire.TYPE_TASK_START, b"{}", rules, tenant="acme", group="sales")
+    assert isinstance(accepted.command, StartCommand)
+    assert (accepted.command.tenant, accepted.command.group) == ("acme", "sales")
+    single = request(wire.TYPE_TASK_START, b"{}", tenant="acme")
+    assert isinstance(single.command, StartCommand)
+    assert single.command.tenant is None, "single-tenant mode ignores the attribute"
+
+
+def test_a_spring_correlation_header_and_the_trace_context_come_back_on_the_reply() -> None:
+    key, value, headers = wire.encode_request_binary(
+        service_id=21456878, body=BODY, event_id="evt-9", source="urn:test",
+        trace={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    )  # fmt: skip
+    raw_id = bytes(range(0xF0, 0x100))
+    headers += [("kafka_replyTopic", b"spring.replies"), ("kafka_correlationId", raw_id)]
+    inbound = translate(POSITION, key, value, headers, RULES)
+    assert inbound.reply_to == "spring.replies"
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    identity = EventIdentity("urn:test", "evt-9")
+    task = Task(7, 21456878, {"timestamp": at}, "{}", identity, at, POSITION)
+    records = REPLIES.created(inbound, task, NOW)
+    assert [r.topic for r in records] == [SETTINGS.topics.created, "spring.replies"]
+    for record in records:
+        sent = dict(record.headers)
+        assert sent["kafka_correlationId"] == raw_id
+        assert sent["traceparent"].startswith(b"00-0af76519")

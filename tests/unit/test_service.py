@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from consumer.domain import (
+    Changed,
+    ChangeKind,
+    EndCommand,
     EventIdentity,
+    ExtensionCommand,
     Position,
     Rejection,
     StartCommand,
@@ -122,3 +128,74 @@ async def test_an_unstorable_event_is_rejected_alone_and_the_rest_are_stored() -
     assert isinstance(poison, Rejection)
     assert poison.status == 400
     assert EventIdentity("test", "poison") in store.rejections
+
+
+# --- the task lifecycle: ends and extension updates
+
+
+def end(event_id: str, task_id: int, service_id: int = 21456878, **fields: object) -> EndCommand:
+    return EndCommand(
+        EventIdentity("test", event_id), service_id, task_id, dict(fields), {}, Position("r", 0, 9)
+    )
+
+
+def update(event_id: str, task_id: int, name: str, value: dict[str, object]) -> ExtensionCommand:
+    return ExtensionCommand(
+        EventIdentity("test", event_id), 21456878, task_id, name, value, Position("r", 0, 9)
+    )
+
+
+async def test_a_start_and_its_end_in_one_batch_apply_in_that_order() -> None:
+    store = FakeStore()
+    outcomes = await handle([command("s"), end("e", 1)], factory(store))
+    assert isinstance(outcomes[0], Task)
+    assert isinstance(outcomes[1], Changed)
+    assert outcomes[1].change.kind is ChangeKind.END
+    assert outcomes[1].task.completion is not None
+
+
+async def test_a_replayed_end_answers_the_same_completion_and_a_new_one_is_a_409() -> None:
+    store = FakeStore()
+    await handle([command("s"), end("e", 1)], factory(store))
+    again, other = await handle([end("e", 1), end("e2", 1)], factory(store))
+    assert isinstance(again, Changed)
+    assert again.change.identity == EventIdentity("test", "e")
+    assert isinstance(other, Rejection)
+    assert (other.status, other.code, other.task_id) == (409, "task_completed", 1)
+    assert EventIdentity("test", "e2") in store.rejections
+
+
+async def test_an_end_for_an_unknown_task_or_another_service_is_a_404_not_recorded() -> None:
+    store = FakeStore()
+    await handle([command("s")], factory(store))
+    unknown, foreign = await handle([end("x", 99), end("y", 1, service_id=5)], factory(store))
+    for refused in (unknown, foreign):
+        assert isinstance(refused, Rejection)
+        assert (refused.status, refused.code) == (404, "task_not_found")
+        assert [e["field"] for e in refused.body["errors"]] == ["task_id"]
+        assert "before its start" in refused.body["message"]
+    assert not store.rejections, "it may come again once the task exists"
+
+
+async def test_an_end_before_the_start_timestamp_is_a_400() -> None:
+    store = FakeStore()
+    await handle([command("s")], factory(store))
+    early = datetime(2000, 1, 1, tzinfo=UTC)
+    [refused] = await handle([end("e", 1, timestamp=early)], factory(store))
+    assert isinstance(refused, Rejection)
+    assert (refused.status, refused.code) == (400, "end_before_start")
+
+
+async def test_an_extension_update_answers_the_value_and_an_unstorable_one_is_refused_alone() -> (
+    None
+):
+    store = FakeStore()
+    await handle([command("s")], factory(store))
+    store.unstorable.add(EventIdentity("test", "bad"))
+    good, bad = await handle(
+        [update("u", 1, "Survey", {"q": 1}), update("bad", 1, "Other", {})], factory(store)
+    )
+    assert isinstance(good, Changed)
+    assert (good.change.extension, good.change.value_json) == ("Survey", '{"q":1}')
+    assert isinstance(bad, Rejection)
+    assert bad.code == "invalid_field"
