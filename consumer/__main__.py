@@ -33,12 +33,15 @@ async def _main() -> int:
     from consumer.bootstrap import run_consumer  # noqa: PLC0415 - after the handlers are in
     from consumer.kafka.topics import TopicSetupError  # noqa: PLC0415
     from consumer.settings import ConsumerConfig  # noqa: PLC0415
+    from observability import logs, tracing  # noqa: PLC0415
 
     try:
         settings = load(ConsumerConfig)
     except SettingsError as exc:
         print(f"ucs-tasks consumer: invalid settings: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
+    logs.configure(settings.log, "consumer")
+    tracing.setup("ucs-tasks-consumer")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,6 +53,8 @@ async def _main() -> int:
     except TopicSetupError as exc:
         print(f"ucs-tasks consumer: {exc}", file=sys.stderr)
         return EXIT_TOPICS
+    finally:
+        tracing.shutdown()
     return 0
 
 
@@ -60,6 +65,7 @@ def main() -> None:
         signal.signal(sig, _early_stop)
     # `kill -USR1 <pid>` writes every thread's stack to stderr: where a stuck process is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Until the settings are read (then UCS_LOG_FORMAT / UCS_LOG_LEVEL apply).
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

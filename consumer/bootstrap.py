@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -17,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumer.db.engine import build_engine
 from consumer.db.repository import translate_errors
+from consumer.db.status import read_status
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import StorageUnavailableError
+from consumer.health import Health, HealthServer, health_app
 from consumer.kafka.aiokafka_internals import install_tolerant_records
 from consumer.kafka.member import KafkaGroupMember
 from consumer.kafka.publisher import KafkaPublisher
@@ -26,11 +29,10 @@ from consumer.kafka.runner import REVOKE_WAIT_S, Runner
 from consumer.kafka.topics import require_service_topics as require_topics
 from consumer.ports import UnitOfWork
 from consumer.settings import ConsumerConfig
+from consumer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
-"""Replies carry the whole task: room for a maximal body several times over."""
 REBALANCE_TIMEOUT_MS = 30_000
 """How long the group waits for its members to rejoin in a rebalance (aiokafka's default is the
 session timeout: a revoke that waits for the batch in flight would outlast it)."""
@@ -51,7 +53,7 @@ def build_producer(settings: ConsumerConfig) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=False,
         linger_ms=settings.consumer.producer_linger_ms,
-        max_request_size=max(MAX_REQUEST_BYTES, 2 * settings.contract.max_reply_record_bytes),
+        max_request_size=2 * settings.contract.max_reply_record_bytes,
         max_batch_size=1024 * 1024,
     )
 
@@ -68,8 +70,8 @@ def build_consumer(settings: ConsumerConfig) -> AIOKafkaConsumer:
         session_timeout_ms=settings.consumer.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer.consumer_heartbeat_interval_ms,
         rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-        max_partition_fetch_bytes=MAX_REQUEST_BYTES,
-        fetch_max_bytes=4 * MAX_REQUEST_BYTES,
+        max_partition_fetch_bytes=settings.contract.max_reply_record_bytes,
+        fetch_max_bytes=4 * settings.contract.max_reply_record_bytes,
     )
 
 
@@ -98,8 +100,11 @@ async def _until_ready(
     attempt: Callable[[], Awaitable[None]],
     settings: ConsumerConfig,
     stopping: asyncio.Event,
+    health: Health | None = None,
 ) -> bool:
-    """Retry a start-up step with capped back-off; False if asked to stop first."""
+    """Retry a start-up step with capped back-off; False if asked to stop first. While it
+    fails, `health` names the dependency (`/readyz`)."""
+    dependency = "postgresql" if what == "database" else "kafka"
     delay = settings.retry.initial_ms / 1000
     while not stopping.is_set():
         try:
@@ -107,6 +112,8 @@ async def _until_ready(
                 return False
         except (KafkaError, StorageUnavailableError, OSError) as exc:
             log.warning("%s not ready, retrying in %.1fs: %s", what, delay, exc)
+            if health is not None:
+                health.failing(dependency, f"{what} not ready: {exc}".splitlines()[0][:200])
             try:
                 async with asyncio.timeout(delay):
                     await stopping.wait()
@@ -114,6 +121,8 @@ async def _until_ready(
                 pass
             delay = min(delay * 2, settings.retry.max_ms / 1000)
             continue
+        if health is not None:
+            health.recovered(dependency)
         return True
     return False
 
@@ -129,6 +138,35 @@ async def check_database(engine: AsyncEngine) -> None:
                 version = (await conn.execute(query)).scalar()
     if version is None:
         raise StorageUnavailableError("database is not migrated: run `ucs-tasks db upgrade`")
+
+
+REFRESH_S = 5.0
+"""How often the lag per partition and the task ids used are read for the metrics."""
+
+
+async def _refresh(telemetry: Telemetry, member: KafkaGroupMember, engine: AsyncEngine) -> None:
+    """Keep the lag and id-space gauges current (from the member's view and the database)."""
+    metrics = telemetry.metrics
+    while True:
+        for topic, partition in member.assignment():
+            end = member.highwater((topic, partition))
+            done = metrics.committed_offset.labels(topic, str(partition))._value.get()
+            if end is not None:
+                metrics.lag.labels(topic, str(partition)).set(max(0, end - int(done)))
+        try:
+            async with engine.connect() as conn:
+                status = await read_status(conn)
+            metrics.task_ids_used.set(status.ids_used)
+            metrics.task_ids_remaining.set(status.ids_left)
+        except Exception as exc:  # noqa: BLE001 - a gauge left stale; the loop reports outages
+            log.debug("task id gauges not refreshed: %r", exc)
+        await asyncio.sleep(REFRESH_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 GC_THRESHOLD = (50_000, 20, 100)
@@ -155,31 +193,55 @@ async def run_consumer(
     """
     tune_gc()
     install_tolerant_records()
+    telemetry = Telemetry(per_minute=settings.log.rate_per_minute)
     async with AsyncExitStack() as stack:
+        telemetry.health.running = True
+        stack.callback(setattr, telemetry.health, "running", False)
+        health = settings.health
+        server = HealthServer(
+            health_app(telemetry.health, telemetry.metrics), health.host, health.port
+        )
+        await stack.enter_async_context(server)
+        log.info(
+            "health and metrics on http://%s:%d (/healthz, /readyz, /metrics)",
+            health.host,
+            server.port,
+        )
         engine = build_engine(settings.database.dsn, settings.database.pool_size)
         stack.push_async_callback(engine.dispose)
 
         def uow_factory() -> UnitOfWork:
             return SqlUnitOfWork(engine)
 
-        if not await _until_ready("database", lambda: check_database(engine), settings, stopping):
+        if not await _until_ready(
+            "database", lambda: check_database(engine), settings, stopping, telemetry.health
+        ):
             return None
         producer = build_producer(settings)
         # Closes a producer whose start failed or was abandoned too (a no-op after publisher.stop).
         stack.push_async_callback(producer.stop)
         publisher = publisher_type(producer)
-        if not await _until_ready("broker (producer)", publisher.start, settings, stopping):
+        if not await _until_ready(
+            "broker (producer)", publisher.start, settings, stopping, telemetry.health
+        ):
             return None
         stack.push_async_callback(publisher.stop)
         # Before subscribing: a subscription would create a missing topic with broker defaults.
         topics = (settings.kafka, settings.topics, settings.contract)
-        if not await _until_ready("topics", lambda: require_topics(*topics), settings, stopping):
+        if not await _until_ready(
+            "topics", lambda: require_topics(*topics), settings, stopping, telemetry.health
+        ):
             return None
         member = KafkaGroupMember(build_consumer(settings), [settings.topics.requests])
         stack.push_async_callback(member.stop)  # safe on a consumer that never started
-        runner = Runner(member, publisher, uow_factory, settings)
-        if not await _until_ready("broker (consumer)", member.start, settings, stopping):
+        runner = Runner(member, publisher, uow_factory, settings, telemetry=telemetry)
+        if not await _until_ready(
+            "broker (consumer)", member.start, settings, stopping, telemetry.health
+        ):
             return None
+        telemetry.health.member = True
+        refresher = asyncio.create_task(_refresh(telemetry, member, engine), name="telemetry")
+        stack.push_async_callback(_cancel, refresher)
         log.info(
             "consuming %s as group %s; replies to %s / %s",
             settings.topics.requests,

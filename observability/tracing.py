@@ -117,7 +117,11 @@ def shutdown() -> None:
 
 @contextlib.contextmanager
 def span(
-    name: str, *, kind: str = "internal", parent: Mapping[str, str] | None = None, **attributes: Any
+    name: str,
+    *,
+    kind: str = "internal",
+    parent: Mapping[str, str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """A span when spans are exported (child of `parent`'s trace context), else nothing."""
     if _tracer is None:
@@ -127,7 +131,7 @@ def span(
 
     context = propagate.extract(dict(parent)) if parent else None
     span_kind = getattr(trace.SpanKind, kind.upper(), trace.SpanKind.INTERNAL)
-    clean = {k: v for k, v in attributes.items() if v is not None}
+    clean = {k: v for k, v in (attributes or {}).items() if v is not None}
     with _tracer.start_as_current_span(name, context=context, kind=span_kind, attributes=clean):
         yield
 

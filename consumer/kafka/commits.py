@@ -21,6 +21,7 @@ from collections.abc import Hashable, Mapping
 
 from consumer.kafka.backoff import backoff_s
 from consumer.ports import GroupMember, MembershipLostError, Partition
+from consumer.telemetry import Telemetry
 from schemas.errors import ServiceError
 from schemas.settings import RetrySettings
 
@@ -35,9 +36,12 @@ STOPPING_S = 5.0
 class Committer:
     """Commits settled batches for one group member."""
 
-    def __init__(self, member: GroupMember, retry: RetrySettings) -> None:
+    def __init__(
+        self, member: GroupMember, retry: RetrySettings, telemetry: Telemetry | None = None
+    ) -> None:
         self._member = member
         self._retry = retry
+        self._telemetry = telemetry or Telemetry()
 
     async def commit(
         self, offsets: Mapping[Partition, int], membership: Hashable, stopping: asyncio.Event
@@ -49,6 +53,7 @@ class Committer:
             if not self._member.is_current(membership):
                 log.warning("batch settled after its group membership ended: not committed"
                             " (its records are fetched again; replays are idempotent)")  # fmt: skip
+                self._telemetry.committed("dropped")
                 return False
             try:
                 async with asyncio.timeout(ATTEMPT_S):
@@ -56,6 +61,7 @@ class Committer:
             except MembershipLostError as exc:
                 log.warning("offset commit refused, the group moved on (records are fetched"
                             " again; replays are idempotent): %s", exc)  # fmt: skip
+                self._telemetry.committed("dropped")
                 return False
             except (ServiceError, TimeoutError) as exc:
                 if isinstance(exc, ServiceError) and not exc.retriable:
@@ -65,6 +71,7 @@ class Committer:
                     if time.monotonic() >= give_up_at:
                         log.warning("stopping: offset commit still failing, given up"
                                     " (redelivered at the next start): %r", exc)  # fmt: skip
+                        self._telemetry.committed("failed")
                         return False
                 delay = backoff_s(self._retry, attempt)
                 attempt += 1
@@ -72,4 +79,5 @@ class Committer:
                             " membership: %r", attempt, delay, exc)  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
+            self._telemetry.committed("committed", {(t, p): o for (t, p), o in offsets.items()})
             return True

@@ -97,6 +97,11 @@ class KafkaGroupMember:
     def assignment(self) -> set[Partition]:
         return set(self._consumer.assignment())
 
+    def highwater(self, partition: Partition) -> int | None:
+        """The log end of an assigned partition as the last fetch saw it (None before one)."""
+        end: int | None = self._consumer.highwater(TopicPartition(*partition))
+        return end
+
     def pause(self, *partitions: Partition) -> None:
         self._consumer.pause(*(TopicPartition(*p) for p in partitions))
 

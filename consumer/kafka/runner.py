@@ -20,6 +20,7 @@ from consumer.kafka.commits import Committer
 from consumer.kafka.settle import Settler
 from consumer.ports import GroupMember, Inbound, Partition, ReplyPublisher, UnitOfWorkFactory
 from consumer.settings import ConsumerConfig
+from consumer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class Batch(NamedTuple):
     inbound: list[Inbound]
     offsets: dict[Partition, int]
     membership: Hashable
+    started: float
+    """time.monotonic() when it was polled."""
 
 
 class Runner:
@@ -48,15 +51,22 @@ class Runner:
         settings: ConsumerConfig,
         *,
         revoke_wait_s: float = REVOKE_WAIT_S,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._member = member
+        self._telemetry = telemetry = telemetry or Telemetry()
         self._settings = settings.consumer
         self._rules = Rules.of(settings.topics, settings.contract)
         replies = Replies(settings.topics, settings.contract)
         self._settler = Settler(
-            publisher, uow_factory, replies, settings.consumer.consumer_lanes, settings.retry
+            publisher,
+            uow_factory,
+            replies,
+            settings.consumer.consumer_lanes,
+            settings.retry,
+            telemetry=telemetry,
         )
-        self._committer = Committer(member, settings.retry)
+        self._committer = Committer(member, settings.retry, telemetry)
         self._revoke_wait_s = revoke_wait_s
         self._in_flight = asyncio.Lock()
         self._last_batch_at = 0.0
@@ -94,6 +104,7 @@ class Runner:
                     if await self._settler.settle(batch.inbound, stopping):
                         self.processed += len(batch.inbound)
                         await self._committer.commit(batch.offsets, batch.membership, stopping)
+                        self._telemetry.batch(len(batch.inbound), batch.started)
         finally:
             if prefetch is not None:
                 prefetch.cancel()
@@ -124,7 +135,7 @@ class Runner:
         rules = self._rules
         inbound = [consumed(r, rules) for records in polled.records.values() for r in records]
         offsets = {tp: records[-1].offset + 1 for tp, records in polled.records.items()}
-        return Batch(inbound, offsets, polled.membership)
+        return Batch(inbound, offsets, polled.membership, time.monotonic())
 
     async def _before_revoke(self) -> None:
         """Awaited as a rebalance begins, under the old membership: the batch in flight settles

@@ -18,6 +18,7 @@ from consumer.kafka.backoff import backoff_s, sleep_unless
 from consumer.kafka.codec import Replies
 from consumer.ports import Inbound, OutRecord, ReplyPublisher, UnitOfWorkFactory
 from consumer.service import handle
+from consumer.telemetry import Telemetry
 from schemas.errors import BrokerUnavailableError, ServiceError
 from schemas.settings import RetrySettings
 
@@ -40,12 +41,15 @@ class Settler:
         replies: Replies,
         lanes: int,
         retry: RetrySettings,
+        *,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._publisher = publisher
         self._uow_factory = uow_factory
         self._replies = replies
         self._lanes = lanes
         self._retry = retry
+        self._telemetry = telemetry or Telemetry()
 
     async def settle(self, inbound: Sequence[Inbound], stopping: asyncio.Event) -> bool:
         """Settle the batch, retrying transient failures with back-off; False if abandoned
@@ -57,6 +61,7 @@ class Settler:
             except ServiceError as exc:
                 if not exc.retriable:
                     raise
+                self._telemetry.retry(exc)
                 if stopping.is_set():
                     log.warning("stopping with an unsettled batch: it will be redelivered")
                     return False
@@ -67,6 +72,7 @@ class Settler:
                 )
                 await sleep_unless(stopping, delay)
                 continue
+            self._telemetry.recovered()
             return True
 
     async def _in_lanes(self, inbound: Sequence[Inbound]) -> None:
@@ -88,8 +94,13 @@ class Settler:
             raise
 
     async def _lane(self, inbound: Sequence[Inbound]) -> None:
-        outcomes = await self._outcomes(inbound)
-        await self._deliver(self._replies.records(inbound, outcomes))
+        telemetry = self._telemetry
+        with telemetry.timed_database():
+            outcomes = await self._outcomes(inbound)
+        records = self._replies.records(inbound, outcomes)
+        with telemetry.timed_publish():
+            await self._deliver(records)
+        telemetry.outcomes(inbound, outcomes)
 
     async def _outcomes(self, inbound: Sequence[Inbound]) -> list[Outcome]:
         try:
@@ -125,6 +136,9 @@ class Settler:
                         retriable=True,
                     )
                 instead.append(replacement)
+                self._telemetry.dead_lettered(
+                    undelivered.record.origin, "refused_by_broker", undelivered.problem
+                )
             log.warning(
                 "%d record(s) refused by the broker (first: %s to %s: %s): dead-lettered instead",
                 len(refused), _ROLES[refused[0].record.role], refused[0].record.topic,

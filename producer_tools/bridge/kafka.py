@@ -158,7 +158,7 @@ class KafkaLink:
             correlation_id=correlation_id,
         )
         with tracing.span(
-            "publish", kind="producer", parent=trace, **{"messaging.system": "kafka"}
+            "publish", kind="producer", parent=trace, attributes={"messaging.system": "kafka"}
         ):
             context = tracing.current_headers() or dict(trace or {})
             headers.extend((name, text.encode()) for name, text in context.items())

@@ -3,11 +3,13 @@ and W3C trace context carried from the HTTP request onto the Kafka request."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -132,3 +134,34 @@ async def test_the_bridge_serves_the_asyncapi_document_beside_openapi(
     assert served.status_code == 200
     assert served.json() == asyncapi.document()
     assert "/asyncapi.json" in openapi.json()["paths"]
+
+
+async def test_a_traceparent_comes_back_on_the_reply_to_the_request(
+    settings: StackSettings, consumer: object
+) -> None:
+    async with bridge_client(settings) as client:
+        created = await client.post(
+            START.format(REFERENCE_SERVICE_ID),
+            content=REFERENCE_BODY,
+            headers={**JSON, "traceparent": TRACEPARENT, "tracestate": "vendor=a1"},
+        )
+        assert created.status_code == 201, created.text
+    reader = AIOKafkaConsumer(
+        settings.topics.created,
+        **settings.kafka.client_options(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await reader.start()
+    try:
+        found = None
+        async with asyncio.timeout(20):
+            while found is None:
+                batch = await reader.getmany(timeout_ms=1000)
+                for record in (r for part in batch.values() for r in part):
+                    if orjson.loads(record.value)["task_id"] == created.json()["task_id"]:
+                        found = dict(record.headers)
+    finally:
+        await reader.stop()
+    assert found["traceparent"] == TRACEPARENT.encode()
+    assert found["tracestate"] == b"vendor=a1"

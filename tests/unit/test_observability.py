@@ -98,5 +98,7 @@ def test_trace_context_is_read_from_kafka_headers_with_or_without_the_ce_prefix(
 
 
 def test_without_an_exporter_spans_are_free_and_no_headers_are_invented() -> None:
-    with tracing.span("anything", kind="server", parent={"traceparent": PARENT}, a=1):
+    with tracing.span(
+        "anything", kind="server", parent={"traceparent": PARENT}, attributes={"a": 1}
+    ):
         assert tracing.current_headers() == {}
