@@ -48,6 +48,8 @@ REPLY_TIMEOUT_MS = 1500
 LATENCY_MARGIN_S = 3.0
 """Scheduling slack on a loaded two-core machine, on top of the reply timeout."""
 FLOW_S = 11.0
+ASSIGNED = "partitions assigned: "
+"""What the consumer logs each time the group hands it partitions."""
 AFTER_RECOVERY_S = 3.0
 """The flow goes on this long after the fault ends, so recovery shows in the answers."""
 
@@ -185,6 +187,18 @@ async def test_a_database_outage_under_load_gives_201_202_or_503_and_every_202_r
     assert not wrong_rows, f"acknowledged requests without exactly one row: {wrong_rows[:5]}"
 
 
+async def rejoined(consumer: ConsumerProcess, assigned: int, flow: Flow) -> float:
+    """Wait until the consumer logs a new assignment (it rejoined the restarted broker's group);
+    returns that moment on the flow's clock."""
+    try:
+        async with asyncio.timeout(30):
+            while consumer.log_count(ASSIGNED) <= assigned:
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"the consumer never rejoined the restarted broker:\n{consumer.log_tail()}")
+    return flow.now_s()
+
+
 async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
     own_broker: EmbeddedBroker,
     fault_database: str,
@@ -206,6 +220,7 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
             async with flowing(flow, bridge, consumer) as (running, deaths):
                 await until_flow_time(flow, rng.uniform(1.5, 2.5))
                 down_s = rng.uniform(3.0, 4.0)
+                assigned = consumer.log_count(ASSIGNED)
                 # Killed: tansu lingers seconds on SIGTERM; memory-only, it loses all either way.
                 own_broker.kill()
                 down_at = flow.now_s()
@@ -213,13 +228,19 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
                 await own_broker.start()
                 await create_topics(settings)  # the operator's step (`ucs-tasks dev` does it)
                 up_at = flow.now_s()
-                await until_flow_time(flow, max(FLOW_S, up_at + AFTER_RECOVERY_S + 1))
+                rejoined_at = await rejoined(consumer, assigned, flow)
+                await until_flow_time(flow, max(FLOW_S, rejoined_at + AFTER_RECOVERY_S + 1))
             outcomes = await running
-            # What the broker acknowledged after it came back is kept: it must resolve.
-            after = [o for o in outcomes if o.sent_at_s > up_at]
+            # The empty broker comes back with fresh logs, but until the consumer rejoins (the
+            # group is gone with the rest) it fetches at its old positions and its revocation
+            # commits them, which tansu accepts from a member it no longer knows (Apache Kafka
+            # refuses that commit, and loses no log either): the first records of a partition
+            # written in that window can be skipped. What the broker acknowledged once the
+            # consumer is back in the group is kept: it must resolve.
+            after = [o for o in outcomes if o.sent_at_s > rejoined_at]
             resolution = await resolve(client, after, timeout_s=30)
             # What it held when it stopped is lost with it (memory-only): count, don't insist.
-            before = [o for o in outcomes if o.sent_at_s <= up_at and o.status == 202]
+            before = [o for o in outcomes if o.sent_at_s <= rejoined_at and o.status == 202]
             earlier = await resolve(client, before, timeout_s=1)
     kept_201 = [o for o in outcomes if o.status == 201]
     rows = await rows_by_key(settings.database_url, [o.key for o in kept_201])
@@ -228,7 +249,8 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
     refused = [o.latency_s for o in outcomes if o.status == 503]
     recovered = sum(o.status == 201 for o in after)
     report.add(
-        f"faults: bridge-broker-outage down={up_at - down_at:.1f}s {summary(outcomes)}"
+        f"faults: bridge-broker-outage down={up_at - down_at:.1f}s"
+        f" rejoined-after={rejoined_at - up_at:.1f}s {summary(outcomes)}"
         f" 503-latency-{latency_figures(outcomes, 503)} 201-after-recovery={recovered}"
         f" resolved-after={len(resolution.task_ids)}/{sum(o.acknowledged for o in after)}"
         f" 202-lost-with-broker={len(earlier.unresolved)}/{len(before)}"
@@ -239,7 +261,9 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
     assert not [o for o in outcomes if o.status == 0], "requests got no HTTP answer"
     assert refused, "the outage refused no request: it did not happen?"
     slowest = sorted((o for o in outcomes if o.status == 503), key=lambda o: -o.latency_s)[:10]
-    assert percentile(refused, 0.99) < 1.0, [
+    # Fast means sooner than a reply could come: a refusal that waited out the reply timeout
+    # (or the producer's own delivery timeout) would be the bug. About 0.3 s on a quiet machine.
+    assert percentile(refused, 0.99) < REPLY_TIMEOUT_MS / 1000, [
         f"sent {o.sent_at_s - down_at:+.2f}s from the kill, {o.latency_s:.2f}s: {o.error}"
         for o in slowest
     ]

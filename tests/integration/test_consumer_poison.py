@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -24,6 +25,7 @@ from consumer.kafka import codec
 from consumer.kafka.publisher import KafkaPublisher
 from consumer.ports import OutRecord
 from schemas import wire
+from schemas.requests import EventKind
 from tests.kafka_client import SOURCE, TaskClient, rows_per_event
 from tests.servers import StackSettings
 
@@ -194,14 +196,14 @@ async def test_a_record_whose_translation_fails_is_dead_lettered_and_its_partiti
     client: TaskClient, settings: StackSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     poison = f"explodes-{uuid.uuid4().hex[:6]}"
-    real = codec.parse_service_id
+    real = codec.validate_event
 
-    def parse_service_id(raw: str | int | None) -> int:
-        if raw == "999":
+    def validate_event(kind: EventKind, service_id: object, *args: Any, **kwargs: Any) -> Any:
+        if service_id in ("999", 999):
             raise RecursionError("a bug that one record sets off")
-        return real(raw)
+        return real(kind, service_id, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(codec, "parse_service_id", parse_service_id)
+    monkeypatch.setattr(codec, "validate_event", validate_event)
 
     async def exploding() -> None:
         _, value, headers = wire.encode_request_binary(
