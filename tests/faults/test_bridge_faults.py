@@ -16,11 +16,13 @@ import contextlib
 import os
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from tests.faults.bridge_harness import (
@@ -48,8 +50,6 @@ REPLY_TIMEOUT_MS = 1500
 LATENCY_MARGIN_S = 3.0
 """Scheduling slack on a loaded two-core machine, on top of the reply timeout."""
 FLOW_S = 11.0
-ASSIGNED = "partitions assigned: "
-"""What the consumer logs each time the group hands it partitions."""
 AFTER_RECOVERY_S = 3.0
 """The flow goes on this long after the fault ends, so recovery shows in the answers."""
 
@@ -187,18 +187,6 @@ async def test_a_database_outage_under_load_gives_201_202_or_503_and_every_202_r
     assert not wrong_rows, f"acknowledged requests without exactly one row: {wrong_rows[:5]}"
 
 
-async def rejoined(consumer: ConsumerProcess, assigned: int, flow: Flow) -> float:
-    """Wait until the consumer logs a new assignment (it rejoined the restarted broker's group);
-    returns that moment on the flow's clock."""
-    try:
-        async with asyncio.timeout(30):
-            while consumer.log_count(ASSIGNED) <= assigned:
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"the consumer never rejoined the restarted broker:\n{consumer.log_tail()}")
-    return flow.now_s()
-
-
 async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
     own_broker: EmbeddedBroker,
     fault_database: str,
@@ -220,7 +208,6 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
             async with flowing(flow, bridge, consumer) as (running, deaths):
                 await until_flow_time(flow, rng.uniform(1.5, 2.5))
                 down_s = rng.uniform(3.0, 4.0)
-                assigned = consumer.log_count(ASSIGNED)
                 # Killed: tansu lingers seconds on SIGTERM; memory-only, it loses all either way.
                 own_broker.kill()
                 down_at = flow.now_s()
@@ -228,20 +215,16 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
                 await own_broker.start()
                 await create_topics(settings)  # the operator's step (`ucs-tasks dev` does it)
                 up_at = flow.now_s()
-                rejoined_at = await rejoined(consumer, assigned, flow)
-                await until_flow_time(flow, max(FLOW_S, rejoined_at + AFTER_RECOVERY_S + 1))
+                await until_flow_time(flow, max(FLOW_S, up_at + AFTER_RECOVERY_S + 1))
             outcomes = await running
-            # The empty broker comes back with fresh logs, but until the consumer rejoins (the
-            # group is gone with the rest) it fetches at its old positions and its revocation
-            # commits them, which tansu accepts from a member it no longer knows (Apache Kafka
-            # refuses that commit, and loses no log either): the first records of a partition
-            # written in that window can be skipped. What the broker acknowledged once the
-            # consumer is back in the group is kept: it must resolve.
-            after = [o for o in outcomes if o.sent_at_s > rejoined_at]
+            # What the broker acknowledged after it came back is kept: it must resolve.
+            after = [o for o in outcomes if o.sent_at_s > up_at]
             resolution = await resolve(client, after, timeout_s=30)
             # What it held when it stopped is lost with it (memory-only): count, don't insist.
-            before = [o for o in outcomes if o.sent_at_s <= rejoined_at and o.status == 202]
+            before = [o for o in outcomes if o.sent_at_s <= up_at and o.status == 202]
             earlier = await resolve(client, before, timeout_s=1)
+            lost = resolution.unresolved
+            where = await _where_in_the_log(settings, lost) if lost else {}
     kept_201 = [o for o in outcomes if o.status == 201]
     rows = await rows_by_key(settings.database_url, [o.key for o in kept_201])
     wrong_rows = [o.key for o in kept_201 if rows.get(o.key) != [o.task_id]]
@@ -249,8 +232,7 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
     refused = [o.latency_s for o in outcomes if o.status == 503]
     recovered = sum(o.status == 201 for o in after)
     report.add(
-        f"faults: bridge-broker-outage down={up_at - down_at:.1f}s"
-        f" rejoined-after={rejoined_at - up_at:.1f}s {summary(outcomes)}"
+        f"faults: bridge-broker-outage down={up_at - down_at:.1f}s {summary(outcomes)}"
         f" 503-latency-{latency_figures(outcomes, 503)} 201-after-recovery={recovered}"
         f" resolved-after={len(resolution.task_ids)}/{sum(o.acknowledged for o in after)}"
         f" 202-lost-with-broker={len(earlier.unresolved)}/{len(before)}"
@@ -268,7 +250,9 @@ async def test_a_broker_outage_gives_fast_503s_and_201s_once_it_is_back(
         for o in slowest
     ]
     assert recovered > 0, f"no 201 after the broker came back:\n{bridge.log_tail()}"
-    assert not resolution.unresolved, f"202s after recovery unresolved: {resolution.unresolved}"
+    if resolution.unresolved:
+        _xfail_if_the_broker_lost_them(own_broker, where)
+        raise AssertionError(f"202s after recovery unresolved: {where}")
     assert not resolution.crossed, resolution.crossed
     assert not earlier.crossed, earlier.crossed
     assert not wrong_rows, f"201s without their one row: {wrong_rows[:5]}"
@@ -320,3 +304,46 @@ async def test_replies_slower_than_the_timeout_give_202s_that_resolve_and_never_
     assert not resolution.unresolved, f"202s never resolved: {resolution.unresolved[:5]}"
     assert not resolution.crossed, f"answers naming another request's task: {resolution.crossed}"
     assert not wrong_rows, f"acknowledged requests without exactly one row: {wrong_rows[:5]}"
+
+
+async def _where_in_the_log(settings: StackSettings, keys: Sequence[str]) -> dict[str, str]:
+    """Where each request is in the requests topic, read again from its start, against the
+    group's committed offset of its partition ("absent" if no record carries its marker)."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    reader = AIOKafkaConsumer(
+        **settings.kafka.client_options(), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await admin.start()
+    await reader.start()
+    try:
+        topic = settings.topics.requests
+        parts = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        found = await admin.list_consumer_group_offsets(
+            settings.consumer.consumer_group, partitions=parts
+        )
+        committed = {tp.partition: meta.offset for tp, meta in found.items()}
+        reader.assign(parts)
+        where = dict.fromkeys(keys, "absent from the log")
+        while batch := await reader.getmany(timeout_ms=1000, max_records=10_000):
+            for tp, records in batch.items():
+                for record in records:
+                    for key in keys:
+                        if record.value is not None and f'"{key}"'.encode() in record.value:
+                            where[key] = (
+                                f"partition {tp.partition} offset {record.offset}"
+                                f" (committed {committed.get(tp.partition)})"
+                            )
+        return where
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
+def _xfail_if_the_broker_lost_them(broker: EmbeddedBroker, where: dict[str, str]) -> None:
+    """The restarted memory-only tansu can give two produces the same offset (its log says
+    `AlreadyExists`; docs/guarantees.md, "Open problem"): an acknowledged request then is not in
+    the log at all. That, and only that, is an expected failure: a request that is in the log and
+    was not answered is the consumer's."""
+    log = broker.log_path.read_text(errors="replace") if broker.log_path.exists() else ""
+    if "AlreadyExists" in log and all(w == "absent from the log" for w in where.values()):
+        pytest.xfail(f"the restarted tansu lost acknowledged requests (AlreadyExists): {where}")
