@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import NamedTuple, Self
+from typing import NamedTuple
 
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.contract import stored_task
 from consumer.db import migrate, rebuild
-from consumer.db.engine import build_engine
+from consumer.db.engine import EngineScope, build_engine
 from consumer.db.rebuild import ChangeRow
 from consumer.db.status import read_status
 from consumer.kafka.topic_rules import Finding, Severity, TopicReport
@@ -110,28 +109,11 @@ class RestoreTransaction:
         return await rebuild.advance_task_ids(self._conn)
 
 
-class TaskRestorer:
+class TaskRestorer(EngineScope):
     """The write side of rebuild: `async with TaskRestorer(settings) as restorer`."""
 
     def __init__(self, settings: DatabaseSettings) -> None:
-        self._settings = settings
-        self._engine: AsyncEngine | None = None
-
-    async def __aenter__(self) -> Self:
-        self._engine = build_engine(self._settings.dsn, 1)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: object, tb: TracebackType | None
-    ) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
-
-    def _require(self) -> AsyncEngine:
-        if self._engine is None:
-            raise RuntimeError("TaskRestorer used outside `async with`")
-        return self._engine
+        super().__init__(settings.dsn, 1)
 
     async def task_count(self) -> int:
         """How many tasks the database holds."""

@@ -11,17 +11,16 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.contract import stored_task, task_rejected
 from consumer.db import reads
-from consumer.db.engine import build_engine
+from consumer.db.engine import EngineScope
 from consumer.db.query import (
     QUERY_LIMIT_DEFAULT,
     QUERY_LIMIT_MAX,
@@ -66,30 +65,17 @@ class StoredChange:
         return self.task.service_id
 
 
-class TaskReader:
+class TaskReader(EngineScope):
     """Read-only queries of the tasks database: `async with TaskReader(settings) as reader`."""
 
     def __init__(self, settings: DatabaseSettings) -> None:
-        self._settings = settings
-        self._engine: AsyncEngine | None = None
-
-    async def __aenter__(self) -> Self:
-        self._engine = build_engine(self._settings.dsn, self._settings.pool_size)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: object, tb: TracebackType | None
-    ) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
+        super().__init__(settings.dsn, settings.pool_size)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        if self._engine is None:
-            raise RuntimeError("TaskReader used outside `async with`")
+        engine = self._require()
         try:
-            async with self._engine.connect() as conn:
+            async with engine.connect() as conn:
                 yield conn
         except DBAPIError as exc:
             # The message names the kind of failure only: server text can echo input back.

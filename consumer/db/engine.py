@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import orjson
 from sqlalchemy import event
@@ -67,3 +68,28 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             dbapi_connection.ping()
         except Exception as exc:  # any failure: the pool replaces the connection
             raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
+class EngineScope:
+    """An engine that lives for an `async with` block (the read side's and rebuild's entries)."""
+
+    def __init__(self, database_url: str, pool_size: int) -> None:
+        self._database_url = database_url
+        self._pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+
+    async def __aenter__(self) -> Self:
+        self._engine = build_engine(self._database_url, self._pool_size)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: object, tb: TracebackType | None
+    ) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _require(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError(f"{type(self).__name__} used outside `async with`")
+        return self._engine
