@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import embedded_stack, produce_events, time_rows
 from consumer.bootstrap import run_consumer
-from tests.servers import StackSettings
+from tests.servers import StackSettings, create_topics
 
 
 class RawEvent(BaseModel):
@@ -130,15 +129,17 @@ async def measure(
 
 
 async def two_processes(settings: StackSettings, events: int) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UCS_")}
-    env |= {
-        "UCS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "UCS_DATABASE_URL": settings.database_url,
-        "UCS_CONSUMER_GROUP": "bench-two",
-        "UCS_CONSUMER_SESSION_TIMEOUT_MS": "3000",
-        "UCS_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
-        "UCS_TOPIC_CREATED": settings.topics.created + ".two",
-    }
+    # Every setting of the in-process run (topic replication 1 on the one-broker stack...), and
+    # each process its own health port: two on the default port, the second would not start.
+    two = settings.with_(
+        consumer_group="bench-two",
+        consumer_session_timeout_ms=3000,
+        consumer_heartbeat_interval_ms=500,
+        topic_created=settings.topics.created + ".two",
+        consumer_health_port=0,
+    )
+    await create_topics(two)  # the consumer waits for its topics rather than create them
+    env = two.env()
     children = [
         subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stderr=subprocess.DEVNULL)
         for _ in range(2)
