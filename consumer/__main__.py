@@ -1,8 +1,8 @@
 """`python -m consumer`: run the consumer until SIGTERM/SIGINT (finishing the in-flight batch).
 
 Exit codes: 0 after a stop signal, 2 when the settings cannot be used (one line names each
-`UCS_` variable and its problem), 3 when its topics do not keep what the guarantees need (one
-line says what; `ucs-tasks topics check` lists the fixes).
+`UCS_` variable and its problem; or the health port cannot be bound), 3 when its topics do not
+keep what the guarantees need (one line says what; `ucs-tasks topics check` lists the fixes).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def _early_stop(signum: int, frame: FrameType | None) -> None:
 
 async def _main() -> int:
     from consumer.bootstrap import run_consumer  # noqa: PLC0415 - after the handlers are in
+    from consumer.health import HealthPortError  # noqa: PLC0415
     from consumer.kafka.topics import TopicSetupError  # noqa: PLC0415
     from consumer.settings import ConsumerConfig  # noqa: PLC0415
     from observability import logs, tracing  # noqa: PLC0415
@@ -53,6 +54,9 @@ async def _main() -> int:
     except TopicSetupError as exc:
         print(f"ucs-tasks consumer: {exc}", file=sys.stderr)
         return EXIT_TOPICS
+    except HealthPortError as exc:
+        print(f"ucs-tasks consumer: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
     finally:
         tracing.shutdown()
     return 0

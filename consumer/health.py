@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -91,6 +93,10 @@ class _InLoopServer(uvicorn.Server):
         yield
 
 
+class HealthPortError(Exception):
+    """The health port cannot be served: a setting to change, not a fault to retry."""
+
+
 class HealthServer:
     """uvicorn serving `health_app` in the current event loop: `async with HealthServer(...)`."""
 
@@ -100,18 +106,27 @@ class HealthServer:
         )
         self._server = _InLoopServer(config)
         self._task: asyncio.Task[None] | None = None
+        self._host, self._requested = host, port
         self.port = port
 
     async def __aenter__(self) -> HealthServer:
-        self._task = asyncio.create_task(self._server.serve(), name="consumer-health")
+        # Bound here, not by uvicorn: it ends the whole process (SystemExit) when it cannot bind.
+        try:
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            sock = socket.create_server((self._host, self._requested), family=family)
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise HealthPortError(
+                f"the health port {self._host}:{self._requested} cannot be served ({why}): set "
+                "UCS_CONSUMER_HEALTH_PORT (0: any free port) or UCS_CONSUMER_HEALTH_HOST"
+            ) from None
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve([sock]), name="consumer-health")
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # the bind failed: say why
+                self._task.result()
                 raise RuntimeError("the health server stopped while starting")
             await asyncio.sleep(0.01)
-        for server in self._server.servers:
-            for sock in server.sockets:
-                self.port = sock.getsockname()[1]
         return self
 
     async def __aexit__(self, *_: object) -> None:

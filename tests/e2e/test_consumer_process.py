@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -78,3 +79,20 @@ async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_
     task_ids = {TaskCreated.model_validate(client.replies[e][0].payload).task_id for e in ids}
     assert len(task_ids) == EVENTS
     assert await rows_per_event(settings.database_url, ids) == dict.fromkeys(ids, 1)
+
+
+def test_a_health_port_in_use_ends_the_process_with_2_and_one_line_naming_the_setting(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        log_path = tmp_path / "consumer.log"
+        process = start_consumer(
+            settings, log_path, consumer_health_host="127.0.0.1", consumer_health_port=port
+        )
+        assert process.wait(timeout=60) == 2
+    lines = log_path.read_text().splitlines()
+    assert lines[-1] == (
+        f"ucs-tasks consumer: the health port 127.0.0.1:{port} cannot be served (Address already"
+        " in use): set UCS_CONSUMER_HEALTH_PORT (0: any free port) or UCS_CONSUMER_HEALTH_HOST"
+    )
