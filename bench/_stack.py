@@ -27,6 +27,9 @@ BODY = (
     b'{ "car type":"S.U.V.", "price":70000, "seats":8, "comments":"4wd, leather seats" } ] }'
 )
 
+END_BODY = b'{"disposition": 3, "disposition_desc": "resolved on first contact", "survey": "sent"}'
+"""A Task End Event body: a disposition, its description and one key of attached data."""
+
 
 @contextlib.asynccontextmanager
 async def embedded_stack(partitions: int = 6) -> AsyncIterator[StackSettings]:
@@ -71,11 +74,40 @@ async def produce_events(settings: StackSettings, count: int, topic: str | None 
         await producer.stop()
 
 
-async def time_rows(database_url: str, table: str, target: int, timeout_s: float = 600) -> float:
-    """Seconds from the first row of `table` appearing to `target` rows (polled every 10 ms)."""
+async def produce_ends(settings: StackSettings, tasks: list[tuple[int, int]], topic: str) -> None:
+    """A Task End Event for each (task id, service id), distinct identities, keyed like starts."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    try:
+        pending = []
+        for task_id, service_id in tasks:
+            key, value, headers = wire.encode_request_binary(
+                service_id=service_id,
+                body=END_BODY,
+                event_id=f"bench-end-{task_id}",
+                source="urn:bench",
+                event_type=wire.TYPE_TASK_END,
+                task_id=task_id,
+            )
+            pending.append(await producer.send(topic, value, key, headers=headers))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def time_rows(
+    database_url: str, table: str, target: int, timeout_s: float = 600, where: str = "true"
+) -> float:
+    """Seconds from the first row of `table` (matching `where`) appearing to `target` such rows
+    (polled every 10 ms)."""
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
-        query = f"SELECT count(*) FROM {table}"  # noqa: S608 - our own table names
+        query = f"SELECT count(*) FROM {table} WHERE {where}"  # noqa: S608 - our own SQL
         deadline = time.perf_counter() + timeout_s
         while not await conn.fetchval(query):
             await asyncio.sleep(0.005)
