@@ -14,8 +14,6 @@ import signal
 import sys
 from types import FrameType
 
-from schemas.settings import SettingsError, load
-
 EXIT_SETTINGS = 2
 EXIT_TOPICS = 3
 
@@ -35,6 +33,7 @@ async def _main() -> int:
     from consumer.kafka.topics import TopicSetupError  # noqa: PLC0415
     from consumer.settings import ConsumerConfig  # noqa: PLC0415
     from observability import logs, tracing  # noqa: PLC0415
+    from schemas.settings import SettingsError, load  # noqa: PLC0415
 
     try:
         settings = load(ConsumerConfig)
