@@ -233,6 +233,8 @@ class ReplyLog:
     """Event id -> the task id of every task-created reply (re-sent ones included)."""
     rejected: dict[str, list[str]] = field(default_factory=dict)
     """Event id -> the code of every task-rejected reply."""
+    completed: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    """End event id -> (task id, `completed` timestamp / duration) of every task-completed reply."""
     dead_letters: dict[tuple[int, int], str] = field(default_factory=dict)
     """(partition, offset) of the request -> the dead letter's error header."""
     dead_letter_records: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
@@ -290,6 +292,10 @@ class ReplyLog:
         event_id = payload["event"]["id"]
         if payload["kind"] == "task.created":
             self.created.setdefault(event_id, []).append(payload["task_id"])
+        elif payload["kind"] == "task.completed":
+            task = payload["task"]
+            completion = f"{task['completed']['timestamp']}/{task['duration']}"
+            self.completed.setdefault(event_id, []).append((payload["task_id"], completion))
         else:
             self.rejected.setdefault(event_id, []).append(payload["code"])
 
