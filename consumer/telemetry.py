@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -75,20 +76,21 @@ class Telemetry:
 
     def outcomes(self, inbound: Sequence[Inbound], outcomes: Sequence[Outcome]) -> None:
         """Count each record's outcome; log rejections and dead letters (rate-limited)."""
-        events, m = self.metrics.events, self.metrics
+        counted: Counter[str] = Counter()  # one labelled increment per outcome, not per record
         for item, outcome in zip(inbound, outcomes, strict=True):
             if isinstance(outcome, Task):
-                fresh = outcome.position == item.position
-                events.labels("created" if fresh else "answered_again").inc()
+                counted["created" if outcome.position == item.position else "answered_again"] += 1
             elif isinstance(outcome, Changed):
                 end = outcome.change.kind is ChangeKind.END
-                events.labels("completed" if end else "extension_updated").inc()
+                counted["completed" if end else "extension_updated"] += 1
             elif isinstance(outcome, Rejection):
-                events.labels("rejected").inc()
-                m.rejections.labels(outcome.code).inc()
+                counted["rejected"] += 1
+                self.metrics.rejections.labels(outcome.code).inc()
                 self._report_rejection(item, outcome)
             elif isinstance(outcome, Undecodable):
                 self.dead_lettered(item, "undecodable", outcome.reason)
+        for outcome_name, count in counted.items():
+            self.metrics.events.labels(outcome_name).inc(count)
 
     def dead_lettered(self, item: Inbound | None, reason: str, detail: str) -> None:
         """A record went to the dead letters (`reason`: a short label, `detail`: the why)."""
