@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from consumer.db.tables import LONG_OR_STRING_FIELDS, tasks
+from consumer.db.tables import LONG_OR_STRING_FIELDS, PLAIN_FIELDS, tasks
 from consumer.domain import (
     TASK_ID_MAX,
     TASK_ID_MIN,
@@ -30,17 +30,8 @@ READ_COLUMNS = tuple(c.name for c in tasks.columns if c.name != "attached_data")
 """Columns a task is read from (the JSONB copy is for queries; reads use the verbatim text)."""
 SELECT_LIST = ", ".join(READ_COLUMNS)
 
-_PLAIN_FIELDS = (
-    "state_id",
-    "session_id",
-    "interaction_id",
-    "application_id",
-    "resource_id",
-    "est_duration",
-)
 
-
-TASK_FIELDS = (*_PLAIN_FIELDS, *LONG_OR_STRING_FIELDS, "timestamp")
+TASK_FIELDS = (*PLAIN_FIELDS, *LONG_OR_STRING_FIELDS, "timestamp")
 """The standard fields every Task carries (None when absent from the event)."""
 
 
@@ -64,7 +55,7 @@ def _completion(row: Mapping[Any, Any]) -> Completion | None:
 
 def row_to_task(row: Mapping[Any, Any]) -> Task:
     """A task from a row holding READ_COLUMNS."""
-    fields: dict[str, Any] = {name: row[name] for name in _PLAIN_FIELDS}
+    fields: dict[str, Any] = {name: row[name] for name in PLAIN_FIELDS}
     for name in LONG_OR_STRING_FIELDS:
         fields[name] = _long_or_string(row, name)
     fields["timestamp"] = row["started_at"]

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.db.changes import apply_changes
 from consumer.db.reads import TASK_FIELDS, get_change_by_identity, get_tasks_by_identity
-from consumer.db.tables import EVENT_INPUT, LONG_OR_STRING_FIELDS, ORIGIN_INPUT, TENANT_INPUT
+from consumer.db.tables import (
+    EVENT_INPUT,
+    LONG_OR_STRING_FIELDS,
+    ORIGIN_INPUT,
+    PLAIN_FIELDS,
+    TENANT_INPUT,
+)
 from consumer.domain import (
     ChangeCommand,
     ChangeOutcome,
@@ -104,20 +110,10 @@ def translate_errors() -> Iterator[None]:
         raise StorageUnavailableError(f"database unavailable: {exc}") from exc
 
 
-_PLAIN = (
-    "state_id",
-    "session_id",
-    "interaction_id",
-    "application_id",
-    "resource_id",
-    "est_duration",
-)
-
-
 def _input_row(command: StartCommand, attached_text: str) -> dict[str, Any]:
     """One json_to_recordset row; absent fields are simply missing (they read as NULL)."""
     fields = command.fields
-    row: dict[str, Any] = {name: fields[name] for name in _PLAIN if name in fields}
+    row: dict[str, Any] = {name: fields[name] for name in PLAIN_FIELDS if name in fields}
     for name in LONG_OR_STRING_FIELDS:
         value = fields.get(name)
         if value is not None:

@@ -24,6 +24,15 @@ metadata = MetaData()
 
 LONG_OR_STRING_FIELDS = ("task_type", "application_type", "media_type", "resource_type")
 """Business-attribute values: stored as `<name>_id` (a 64-bit id) or `<name>_name` (a name)."""
+PLAIN_FIELDS = (
+    "state_id",
+    "session_id",
+    "interaction_id",
+    "application_id",
+    "resource_id",
+    "est_duration",
+)
+"""The start's other standard fields (not its timestamp): each stored in a column of its name."""
 
 
 EVENT_INPUT: tuple[tuple[str, str], ...] = (
