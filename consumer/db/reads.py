@@ -64,13 +64,9 @@ def row_to_task(row: Mapping[Any, Any]) -> Task:
         service_id=row["service_id"],
         fields=fields,
         attached_data_json=row["attached_data_text"],
-        identity=EventIdentity(source=row["event_source"], id=row["event_id"]),
+        identity=_identity(row),
         received_at=row["received_at"],
-        position=Position(
-            topic=row["source_topic"],
-            partition=row["source_partition"],
-            offset=row["source_offset"],
-        ),
+        position=_position(row),
         tenant=row["tenant"],
         group=row["tenant_group"],
         completion=_completion(row),
@@ -139,16 +135,12 @@ _REJECTION_BY_IDENTITY = text(
 def row_to_rejection(row: Mapping[Any, Any]) -> Rejection:
     """A rejection from a rejected_events row (a mapping of its columns)."""
     return Rejection(
-        identity=EventIdentity(source=row["event_source"], id=row["event_id"]),
+        identity=_identity(row),
         service_id=row["service_id"],
         status=row["status"],
         code=row["code"],
         body=row["error"],
-        position=Position(
-            topic=row["source_topic"],
-            partition=row["source_partition"],
-            offset=row["source_offset"],
-        ),
+        position=_position(row),
         task_id=row["task_id"],
     )
 
@@ -165,7 +157,7 @@ async def get_rejection_by_identity(
 def row_to_change(row: Mapping[Any, Any]) -> RecordedChange:
     """A recorded change from a task_changes row (a mapping of its columns)."""
     return RecordedChange(
-        identity=EventIdentity(source=row["event_source"], id=row["event_id"]),
+        identity=_identity(row),
         task_id=row["task_id"],
         kind=ChangeKind(row["kind"]),
         extension=row["extension"],
@@ -190,3 +182,14 @@ async def get_change_by_identity(
     change = row_to_change(row)
     task_row = (await conn.execute(_BY_ID, {"task_id": change.task_id})).mappings().first()
     return change, None if task_row is None else row_to_task(task_row)
+
+
+def _identity(row: Any) -> EventIdentity:
+    return EventIdentity(source=row["event_source"], id=row["event_id"])
+
+
+def _position(row: Any) -> Position:
+    """Where the row's event was read (its topic, partition and offset)."""
+    return Position(
+        topic=row["source_topic"], partition=row["source_partition"], offset=row["source_offset"]
+    )
