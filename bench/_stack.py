@@ -51,14 +51,19 @@ async def embedded_stack(partitions: int = 6) -> AsyncIterator[StackSettings]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def produce_events(settings: StackSettings, count: int, topic: str | None = None) -> None:
-    """`count` binary-mode task-start events with distinct identities, 50 services."""
-    producer = AIOKafkaProducer(
+def _producer(settings: StackSettings) -> AIOKafkaProducer:
+    """The pre-producing producer: large batches, a short linger."""
+    return AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_idempotence=False,
         linger_ms=20,
         max_batch_size=1 << 20,
     )
+
+
+async def produce_events(settings: StackSettings, count: int, topic: str | None = None) -> None:
+    """`count` binary-mode task-start events with distinct identities, 50 services."""
+    producer = _producer(settings)
     await producer.start()
     try:
         pending = []
@@ -76,12 +81,7 @@ async def produce_events(settings: StackSettings, count: int, topic: str | None 
 
 async def produce_ends(settings: StackSettings, tasks: list[tuple[int, int]], topic: str) -> None:
     """A Task End Event for each (task id, service id), distinct identities, keyed like starts."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_idempotence=False,
-        linger_ms=20,
-        max_batch_size=1 << 20,
-    )
+    producer = _producer(settings)
     await producer.start()
     try:
         pending = []

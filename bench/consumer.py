@@ -143,21 +143,7 @@ async def raw_end_pipeline(settings: StackSettings, stopping: asyncio.Event) -> 
 async def raw_pipeline(settings: StackSettings, stopping: asyncio.Event) -> None:
     """The raw loop (no project code)."""
     db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
-    consumer = AIOKafkaConsumer(
-        settings.topics.requests,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id="raw-baseline",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=3000,
-        heartbeat_interval_ms=500,
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_idempotence=False,
-        linger_ms=5,
-        max_batch_size=1 << 20,
-    )
+    consumer, producer = raw_kafka(settings, "raw-baseline")
     await consumer.start()
     await producer.start()
     try:
