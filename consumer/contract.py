@@ -36,23 +36,20 @@ _COMPLETION_KEYS = ("completed", "duration", "disposition", "disposition_desc", 
 
 def task_json(task: Task) -> dict[str, Any]:
     """The persisted task as StoredTask lays it out (attached data and end event verbatim)."""
-    fields = dict(task.fields)
-    fields["timestamp"] = _render(task.fields["timestamp"])
-    return {
-        "task_id": task.task_id,
-        "service_id": task.service_id,
-        **fields,
-        "attached_data": orjson.Fragment(task.attached_data_json),
-        "event": {"source": task.identity.source, "id": task.identity.id},
-        "received_at": _render(task.received_at),
-        "source_topic": task.position.topic,
-        "source_partition": task.position.partition,
-        "source_offset": task.position.offset,
-        "tenant": task.tenant,
-        "group": task.group,
-        **_completion_json(task.completion),
-        "updated_at": None if task.updated_at is None else _render(task.updated_at),
-    }
+    out = {"task_id": task.task_id, "service_id": task.service_id, **task.fields}
+    out["timestamp"] = _render(task.fields["timestamp"])  # keeps its place among the fields
+    identity, position = task.identity, task.position
+    out["attached_data"] = orjson.Fragment(task.attached_data_json)
+    out["event"] = {"source": identity.source, "id": identity.id}
+    out["received_at"] = _render(task.received_at)
+    out["source_topic"] = position.topic
+    out["source_partition"] = position.partition
+    out["source_offset"] = position.offset
+    out["tenant"] = task.tenant
+    out["group"] = task.group
+    out.update(_completion_json(task.completion))
+    out["updated_at"] = None if task.updated_at is None else _render(task.updated_at)
+    return out
 
 
 def stored_task(task: Task) -> StoredTask:

@@ -50,6 +50,7 @@ _CONTEXT_SHALLOW = "_attached_data_prechecked"
 # a regex search.
 _DIGIT_RUNS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * 19
+_RAW_TYPES = (bytes, bytearray, memoryview)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +222,8 @@ class Decoded:
 
 def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
     """`data` decoded (bytes) or size-checked (a decoded value); 413 and malformed JSON here."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
+    if isinstance(data, _RAW_TYPES):
+        raw = data if type(data) is bytes else bytes(data)
         if len(raw) > limits.max_body_bytes:
             raise too_large(what, f"{len(raw)} bytes", limits)
         try:

@@ -10,10 +10,9 @@ same content get the same answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from schemas import extension
 from schemas._events import too_large
@@ -57,13 +56,12 @@ def body_too_large(
     return too_large(BODY_NAMES[kind], how_large, limits)
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
     """A request that passed validation: its ids (canonical ints) and its validated body.
 
     `event` is a `TaskStartEvent`, a `TaskEndEvent` or an `ExtensionUpdate` (name and value)
     for `EventKind.START`, `END` and `EXTENSION`; `task_id` is None for a start, `extension`
-    is set for an extension update only.
+    is set for an extension update only. A NamedTuple: one is built per consumed record.
     """
 
     kind: EventKind
@@ -121,7 +119,8 @@ def validate_event(
     extension name (EXTENSION only). A START with a task id or an extension name, or an END
     with an extension name, is a programming error (ValueError).
     """
-    kind = EventKind(kind)
+    if type(kind) is not EventKind:
+        kind = EventKind(kind)
     if kind is EventKind.START and task_id is not None:
         raise ValueError("a start request names no task id")
     if kind is not EventKind.EXTENSION and extension is not None:

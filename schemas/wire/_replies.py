@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,6 +44,16 @@ DLQ_TRUNCATED = "ucs_dlq_truncated"
 """On a dead letter cut to fit the largest record: its original sizes, `key=K value=V headers=H`."""
 
 
+_SPECVERSION_HEADER = ("ce_specversion", SPECVERSION.encode())
+_SOURCE_HEADER = ("ce_source", REPLY_SOURCE.encode())
+_CONTENT_TYPE = (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())
+
+
+@functools.lru_cache(maxsize=16)
+def _type_header(reply_type: str) -> tuple[str, bytes]:
+    return ("ce_type", reply_type.encode())
+
+
 def reply_event_id(source: str, event_id: str) -> str:
     """Deterministic id of the reply to one request: the same request always gets the same id."""
     return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
@@ -63,19 +74,21 @@ def encode_reply(
     reply carries back as they came (`Envelope.echo`: another client's correlation header, the
     W3C trace context)."""
     headers = [
-        ("ce_specversion", SPECVERSION.encode()),
+        _SPECVERSION_HEADER,
         ("ce_id", reply_event_id(request_source, request_id).encode()),
-        ("ce_source", REPLY_SOURCE.encode()),
-        ("ce_type", reply_type.encode()),
+        _SOURCE_HEADER,
+        _type_header(reply_type),
         ("ce_time", time.encode()),
-        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+        _CONTENT_TYPE,
     ]
-    if service_id is not None:
-        headers.append(("ce_serviceid", str(service_id).encode()))
+    key = service_key(service_id)
+    if key is not None:
+        headers.append(("ce_serviceid", key))
     if correlation_id is not None:
         headers.append(("ce_correlationid", correlation_id.encode()))
-    headers.extend(echo)
-    return service_key(service_id), orjson.dumps(payload), headers
+    if echo:
+        headers.extend(echo)
+    return key, orjson.dumps(payload), headers
 
 
 def reply_correlation(headers: Headers) -> str | None:

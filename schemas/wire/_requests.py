@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any, NamedTuple, Required, TypedDict, Unpack
 
 import orjson
 
@@ -60,14 +59,13 @@ class UndecodableRecordError(ValueError):
     """The record is not a task request CloudEvent with an identity: it goes to the dead letters."""
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A decoded task request: CloudEvent attributes plus the still-unvalidated data.
 
     `data` is the raw JSON bytes in binary mode and the decoded JSON value in structured mode;
     `service_id` and `task_id` are as written (validated later, with the body, so a bad one gets
     a reply). `echo` holds the headers a reply must carry back as they came (another client's
-    correlation header, the W3C trace context).
+    correlation header, the W3C trace context). A NamedTuple: one is built per consumed record.
     """
 
     id: str
@@ -148,35 +146,57 @@ def _aliases(
 _ECHOED = frozenset((*CORRELATION_ALIASES, *TRACE_HEADERS))
 
 
+_ATTRIBUTE_OF = dict(_BINARY_ATTRIBUTES)
+"""The attribute each binary-mode header carries (`ce_id` -> `id`), for the attributes we use."""
+_ALIASED = frozenset((*REPLY_TO_ALIASES, *_ECHOED))
+"""Headers that need `_aliases`: without any of them (the common case) it has nothing to find."""
+
+
+def _binary_attributes(hmap: Mapping[str, bytes]) -> dict[str, str]:
+    """The attributes we use, decoded from their headers (only those: this runs per record)."""
+    try:
+        return {
+            attr: raw.decode("utf-8")
+            for header, raw in hmap.items()
+            if (attr := _ATTRIBUTE_OF.get(header)) is not None
+        }
+    except UnicodeDecodeError:  # rare: find which one, by name
+        return {
+            attr: _text(raw, header)
+            for header, attr in _BINARY_ATTRIBUTES
+            if (raw := hmap.get(header)) is not None
+        }
+
+
 def decode_request(value: bytes | None, headers: Headers) -> Envelope:
     """Decode one task request record (binary or structured mode), or raise
     UndecodableRecordError."""
     hmap = header_map(headers)
     content_type = _text(hmap.get(CONTENT_TYPE_HEADER, b""), CONTENT_TYPE_HEADER)
-    alias_reply_to, alias_correlation, echo = _aliases(hmap, headers)
+    alias_reply_to = alias_correlation = None
+    echo: tuple[tuple[str, bytes], ...] = ()
+    if not _ALIASED.isdisjoint(hmap):
+        alias_reply_to, alias_correlation, echo = _aliases(hmap, headers)
     if "ce_specversion" in hmap and not content_type.startswith(STRUCTURED_CONTENT_TYPE):
-        # Only the attributes we use are decoded (this runs once per record on the hot path).
-        attrs = {
-            attr: _text(raw, header)
-            for header, attr in _BINARY_ATTRIBUTES
-            if (raw := hmap.get(header)) is not None
-        }
+        attrs = _binary_attributes(hmap)
         _check_attributes(attrs)
         correlation = attrs.get("correlationid")
+        get = attrs.get
         return Envelope(
-            id=attrs["id"],
-            source=attrs["source"],
-            service_id=attrs.get("serviceid"),
-            data=value if value is not None else b"",
-            time=attrs.get("time"),
-            reply_to=attrs.get("replyto") or alias_reply_to or None,
-            correlation_id=correlation if correlation is not None else alias_correlation,
-            type=attrs["type"],
-            task_id=attrs.get("taskid"),
-            extension=attrs.get("extension"),
-            tenant=attrs.get("tenantid") or None,
-            group=attrs.get("groupid") or None,
-            echo=echo,
+            attrs["id"],
+            attrs["source"],
+            get("serviceid"),
+            value if value is not None else b"",
+            get("time"),
+            get("replyto") or alias_reply_to or None,
+            correlation if correlation is not None else alias_correlation,
+            False,
+            attrs["type"],
+            get("taskid"),
+            get("extension"),
+            get("tenantid") or None,
+            get("groupid") or None,
+            echo,
         )
     if value is None:
         raise UndecodableRecordError("empty record: no CloudEvent")
