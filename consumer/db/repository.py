@@ -110,23 +110,29 @@ def translate_errors() -> Iterator[None]:
         raise StorageUnavailableError(f"database unavailable: {exc}") from exc
 
 
+_PLAIN = frozenset(PLAIN_FIELDS)
+_ID_OR_NAME = {name: (f"{name}_id", f"{name}_name") for name in LONG_OR_STRING_FIELDS}
+
+
 def _input_row(command: StartCommand, attached_text: str) -> dict[str, Any]:
     """One json_to_recordset row; absent fields are simply missing (they read as NULL)."""
-    fields = command.fields
-    row: dict[str, Any] = {name: fields[name] for name in PLAIN_FIELDS if name in fields}
-    for name in LONG_OR_STRING_FIELDS:
-        value = fields.get(name)
-        if value is not None:
-            row[f"{name}_id" if isinstance(value, int) else f"{name}_name"] = value
-    if "timestamp" in fields:
-        row["started_at"] = fields["timestamp"]
+    row: dict[str, Any] = {}
+    for name, value in command.fields.items():  # only the fields sent (this runs per event)
+        if name in _PLAIN:
+            row[name] = value
+        elif name == "timestamp":
+            row["started_at"] = value
+        elif value is not None:
+            id_column, name_column = _ID_OR_NAME[name]
+            row[id_column if isinstance(value, int) else name_column] = value
+    identity, position = command.identity, command.position
     row["service_id"] = command.service_id
     row["attached"] = orjson.Fragment(attached_text)  # the very text stored and replied
-    row["event_source"] = command.identity.source
-    row["event_id"] = command.identity.id
-    row["source_topic"] = command.position.topic
-    row["source_partition"] = command.position.partition
-    row["source_offset"] = command.position.offset
+    row["event_source"] = identity.source
+    row["event_id"] = identity.id
+    row["source_topic"] = position.topic
+    row["source_partition"] = position.partition
+    row["source_offset"] = position.offset
     if command.tenant is not None:
         row["tenant"] = command.tenant
     if command.group is not None:
@@ -139,15 +145,15 @@ def _new_task(command: StartCommand, attached_text: str, row: Any) -> Task:
     fields.update(command.fields)
     fields["timestamp"] = row.started_at
     return Task(
-        task_id=row.task_id,
-        service_id=command.service_id,
-        fields=fields,
-        attached_data_json=attached_text,
-        identity=command.identity,
-        received_at=row.received_at,
-        position=command.position,
-        tenant=command.tenant,
-        group=command.group,
+        row.task_id,
+        command.service_id,
+        fields,
+        attached_text,
+        command.identity,
+        row.received_at,
+        command.position,
+        command.tenant,
+        command.group,
     )
 
 

@@ -26,7 +26,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnknownError,
 )
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from consumer.ports import COPY, OutRecord, Undelivered
 from schemas.errors import BrokerUnavailableError
@@ -41,6 +41,8 @@ _TRANSIENT = (KafkaTimeoutError, UnknownError)
 while the broker was away, and a broker's unexpected error (code -1; the memory-only dev broker
 answers it to the first produce on a partition it is re-creating after a restart). Nothing is
 committed while a batch is retried, so retrying is never less safe than crashing."""
+_MAX_REMEMBERED_KEYS = 100_000
+"""Partition indexes remembered (by key and partition count) before the memory starts again."""
 _TOPIC_REFUSED = (InvalidTopicError, TopicAuthorizationFailedError)
 """Refusals of a whole topic: every record to it is refused alike, no need to split."""
 
@@ -60,6 +62,7 @@ class KafkaPublisher:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
         self._partitioner = DefaultPartitioner()
+        self._index_of: dict[tuple[bytes, int], int] = {}
         self._missing: dict[str, float] = {}
         self._started = False
 
@@ -95,7 +98,7 @@ class KafkaPublisher:
             if isinstance(available, str):  # why the topic cannot be written
                 refused.append(Undelivered(record, available))
                 continue
-            partition = self._partitioner(record.key, available, available)
+            partition = self._partition(record.key, available)
             destinations.setdefault((record.topic, partition), []).append(record)
         sent = await asyncio.gather(
             *(self._send(topic, number, part) for (topic, number), part in destinations.items()),
@@ -114,6 +117,19 @@ class KafkaPublisher:
         if away is not None:
             raise away
         return refused
+
+    def _partition(self, key: bytes | None, partitions: list[int]) -> int:
+        """The Java client's partition for `key` (murmur2, the same as `send()`); a key's index
+        is remembered: murmur2 runs in Python, and a batch's replies share few keys (services)."""
+        if key is None:
+            return int(self._partitioner(key, partitions, partitions))
+        count = len(partitions)
+        index = self._index_of.get((key, count))
+        if index is None:
+            if len(self._index_of) >= _MAX_REMEMBERED_KEYS:
+                self._index_of.clear()
+            index = self._index_of[key, count] = (murmur2(key) & 0x7FFFFFFF) % count
+        return partitions[index]
 
     async def _partitions(self, topic: str, optional: bool) -> list[int] | str:
         """The topic's partitions, or why it cannot be written (a missing requester-named reply
