@@ -140,17 +140,19 @@ def _input_row(command: StartCommand, attached_text: str) -> dict[str, Any]:
     return row
 
 
-def _new_task(command: StartCommand, attached_text: str, row: Any) -> Task:
+def _new_task(command: StartCommand, attached_text: str, row: Sequence[Any]) -> Task:
+    """The task just stored; `row`: (event_source, event_id, task_id, started_at, received_at)."""
+    _, _, task_id, started_at, received_at = row
     fields = dict.fromkeys(TASK_FIELDS)
     fields.update(command.fields)
-    fields["timestamp"] = row.started_at
+    fields["timestamp"] = started_at
     return Task(
-        row.task_id,
+        task_id,
         command.service_id,
         fields,
         attached_text,
         command.identity,
-        row.received_at,
+        received_at,
         command.position,
         command.tenant,
         command.group,
@@ -171,7 +173,9 @@ class SqlTaskRepository:
         with translate_errors():
             params = {"rows": batch.decode(), "count": len(commands)}
             result = await self._conn.execute(_ADD_OR_GET, params)
-            rows = {(r.event_source, r.event_id): r for r in result}
+            # By position (event_source, event_id, task_id, started_at, received_at): a row's
+            # attribute access costs more, and this runs per event.
+            rows = {(r[0], r[1]): r for r in result}
         found: dict[EventIdentity, tuple[Task, bool]] = {}
         known: list[EventIdentity] = []
         for command, attached_text in zip(commands, texts, strict=True):

@@ -126,7 +126,7 @@ def translate(
         envelope = wire.decode_request(value, headers)  # type: ignore[arg-type]  # None values count as absent
     except wire.UndecodableRecordError as exc:
         return Inbound(position, key, value, headers, Undecodable(position, str(exc)))
-    identity = EventIdentity(source=envelope.source, id=envelope.id)
+    identity = EventIdentity(envelope.source, envelope.id)
     reply_to, correlation_id = envelope.reply_to, envelope.correlation_id
     # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
     # error, a cycle that would keep the whole record (values up to the broker's limit) alive
