@@ -75,21 +75,17 @@ def change_input(command: ChangeCommand) -> dict[str, Any]:
     return row
 
 
-def _outcome(identity: EventIdentity, row: Any) -> ChangeOutcome:
-    status = ChangeStatus(row.outcome)
+def _outcome(identity: EventIdentity, row: Sequence[Any]) -> ChangeOutcome:
+    # By position, in `_APPLY`'s column order: a row's attribute access costs more (per change).
+    _, outcome, task_id, kind, extension, value, task_row, rejection_row = row
+    status = ChangeStatus(outcome)
     change = None
-    if row.change_kind is not None:
-        change = RecordedChange(
-            identity=identity,
-            task_id=row.change_task_id,
-            kind=ChangeKind(row.change_kind),
-            extension=row.change_extension,
-            value_json=row.change_value,
-        )
-    task = None if row.task_row is None else json_row_to_task(row.task_row)
+    if kind is not None:
+        change = RecordedChange(identity, task_id, ChangeKind(kind), extension, value)
+    task = None if task_row is None else json_row_to_task(task_row)
     rejection = None
-    if row.rejection_row is not None:
-        rejection = row_to_rejection(orjson.loads(row.rejection_row))
+    if rejection_row is not None:
+        rejection = row_to_rejection(orjson.loads(rejection_row))
     return ChangeOutcome(identity, status, task, change, rejection)
 
 
