@@ -21,13 +21,14 @@ from consumer.readside import TaskReader
 from observability import logs, tracing
 from producer_tools.bridge.auth import BridgeAuth
 from producer_tools.bridge.errors import RETRY_AFTER_S, install_error_handlers
+from producer_tools.bridge.fastpath import StartTaskFastPath
 from producer_tools.bridge.kafka import KafkaLink
 from producer_tools.bridge.messages import PendingRequests, check_tenant_sources
 from producer_tools.bridge.metrics import BridgeMetrics, RequestMetrics
 from producer_tools.bridge.openapi import install_openapi
 from producer_tools.bridge.pending import PendingReplies
 from producer_tools.bridge.protocol import Bounds, protocol_class
-from producer_tools.bridge.routes import install_routes
+from producer_tools.bridge.routes import LEGACY_PREFIX, PREFIX, install_routes
 from producer_tools.bridge.sender import RequestSender
 from producer_tools.bridge.settings import BridgeConfig, BridgeSettings
 from producer_tools.bridge.state import Bridge
@@ -91,6 +92,9 @@ def create_app(settings: BridgeConfig) -> FastAPI:
         redoc_url=None,
     )
     app.state.metrics = metrics
+    # Added first, so it runs inside RequestMetrics (the last added is the outermost).
+    roots = (PREFIX, LEGACY_PREFIX) if settings.bridge.legacy_paths else (PREFIX,)
+    app.add_middleware(StartTaskFastPath, roots=roots)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     install_routes(app, legacy_paths=settings.bridge.legacy_paths)

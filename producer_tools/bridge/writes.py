@@ -71,7 +71,7 @@ def _pending(bridge: Bridge, service_id: int, identity: EventRef, message: str) 
     return Response(body.model_dump_json(exclude_none=True), 202, headers, media_type=JSON)
 
 
-async def _publish(
+async def publish(
     request: Request,
     bridge: Bridge,
     caller: Caller,
@@ -121,7 +121,7 @@ async def start_task(
     service_id: ServiceId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
     """Publish a task-start event (the body, untouched) and answer with its reply."""
-    return await _publish(request, bridge, caller, EventKind.START, service_id)
+    return await publish(request, bridge, caller, EventKind.START, service_id)
 
 
 @tasks.post(END, status_code=204, summary="Complete a task (CV.WS.SRV.9)", **_write(EventKind.END))
@@ -129,7 +129,7 @@ async def complete_task(
     service_id: ServiceId, task_id: TaskId, request: Request, bridge: BridgeDep, caller: CallerDep
 ) -> Response:
     """Publish a task-end event (the body, untouched): 204 once the task is completed."""
-    return await _publish(request, bridge, caller, EventKind.END, service_id, task_id=task_id)
+    return await publish(request, bridge, caller, EventKind.END, service_id, task_id=task_id)
 
 
 @tasks.put(
@@ -149,7 +149,7 @@ async def update_extension(  # keyword-only: FastAPI passes every parameter by n
     """Publish an extension update (the body, untouched: the new whole value); 200 with the
     value once replaced."""
     inputs.check_utf8_path(request.scope.get("raw_path", b""), "extension_name")
-    return await _publish(
+    return await publish(
         request,
         bridge,
         caller,
