@@ -177,10 +177,13 @@ def _timestamp(value: object) -> datetime:
     micros = (fraction or "")[:6].ljust(6, "0")
     offset = "+00:00" if offset in ("Z", "z") else offset
     try:
-        parsed = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}").astimezone(UTC)
+        parsed = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
+        if parsed.tzinfo is not UTC:  # "+00:00" and "Z" read as UTC already
+            parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise problem(f"is not a valid date-time ({display(str(exc), 80)})") from None
-    return parsed.replace(microsecond=parsed.microsecond - parsed.microsecond % 1000)
+    extra = parsed.microsecond % 1000  # kept to the millisecond; `replace` costs (0.6 us)
+    return parsed.replace(microsecond=parsed.microsecond - extra) if extra else parsed
 
 
 def _render_timestamp(value: datetime | None) -> str | None:

@@ -9,9 +9,8 @@ request kinds to their CloudEvents types and back.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from schemas import wire
 from schemas.validation import EventKind, ValidEvent
@@ -32,9 +31,9 @@ KIND_OF_TYPE: Final[Mapping[str, EventKind]] = MappingProxyType(
 """The kind of request of each request CloudEvents type (`wire.REQUEST_TYPES`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRequest:
-    """One validated request, ready to publish: what it asks, about what, for whom.
+class TaskRequest(NamedTuple):
+    """One validated request, ready to publish: what it asks, about what, for whom (a
+    NamedTuple: one is built per request on the bridge's and the tools' paths).
 
     `body` is published untouched as the event's data; `task_id` is set for END and
     EXTENSION, `extension` for EXTENSION; `tenant` and `group` when the caller has them.

@@ -25,8 +25,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -57,9 +56,8 @@ class InvalidInputError(ValueError):
     """A line or record that cannot be published; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A validated request record, ready to publish."""
+class Prepared(NamedTuple):
+    """A validated request record, ready to publish (a NamedTuple: one per line)."""
 
     source: str
     id: str
