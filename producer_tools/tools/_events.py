@@ -210,7 +210,12 @@ _SHAPES: Final = (
 )
 
 
+_PLAIN_START: Final = frozenset(("service_id", "event"))
+
+
 def _plain_kind(obj: dict[str, Any]) -> EventKind:
+    if obj.keys() == _PLAIN_START:  # the common line, at once
+        return EventKind.START
     kinds = [kind for kind, key in _DISCRIMINATOR if key in obj]
     if not kinds:
         got = ", ".join(sorted(map(str, obj))) or "none"

@@ -286,6 +286,11 @@ _OPTIONAL_ATTRIBUTES = (
 """The optional attributes in the order they are written: keyword (and `Envelope` field), name."""
 
 
+_SPECVERSION_HEADER = (CE_PREFIX + "specversion", SPECVERSION.encode())
+_JSON_CONTENT_TYPE = (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())
+_OPTIONAL_HEADERS = tuple((keyword, CE_PREFIX + name) for keyword, name in _OPTIONAL_ATTRIBUTES)
+
+
 def _identity(attributes: RequestAttributes) -> list[tuple[str, str]]:
     return [
         ("specversion", SPECVERSION),
@@ -313,11 +318,20 @@ def encode_request_binary(
 ) -> Record:
     """A binary-mode task request record (start by default): the body goes out untouched;
     `trace`: W3C trace context headers to send along."""
-    headers = [(CE_PREFIX + name, text.encode()) for name, text in _identity(attributes)]
-    headers.append(("ce_serviceid", str(service_id).encode()))
-    headers.append((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()))
-    headers.extend((CE_PREFIX + name, text.encode()) for name, text in _optional(attributes))
-    headers.extend((name, text.encode()) for name, text in (trace or {}).items())
+    headers = [
+        _SPECVERSION_HEADER,
+        ("ce_id", attributes["event_id"].encode()),
+        ("ce_source", attributes["source"].encode()),
+        ("ce_type", attributes.get("event_type", TYPE_TASK_START).encode()),
+        ("ce_serviceid", str(service_id).encode()),
+        _JSON_CONTENT_TYPE,
+    ]
+    for keyword, header in _OPTIONAL_HEADERS:  # in `_OPTIONAL_ATTRIBUTES` order
+        value = attributes.get(keyword)
+        if value is not None:
+            headers.append((header, str(value).encode()))
+    if trace:
+        headers.extend((name, text.encode()) for name, text in trace.items())
     return service_key(service_id), body, headers
 
 
