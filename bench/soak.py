@@ -43,10 +43,12 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import BODY, embedded_stack, produce_events
+from bench.consumer import RAW_TABLE, raw_pipeline
 from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas import wire
 from tests.servers import StackSettings
@@ -119,6 +121,70 @@ class Child:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class CpuMeter:
+    """CPU use of a process (and its children: PostgreSQL's backends) between two readings,
+    in % of one core."""
+
+    def __init__(self, process: psutil.Process, *, tree: bool = False) -> None:
+        self.process, self.tree = process, tree
+        self._last = (time.perf_counter(), self._seconds())
+
+    def _members(self) -> list[psutil.Process]:
+        return [self.process, *(self.process.children(recursive=True) if self.tree else [])]
+
+    def _seconds(self) -> float:
+        total = 0.0
+        for member in self._members():
+            with contextlib.suppress(psutil.Error):  # a backend that just exited
+                times = member.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss_mb(self) -> float:
+        total = 0
+        for member in self._members():
+            with contextlib.suppress(psutil.Error):
+                total += member.memory_info().rss
+        return total / MB
+
+    def percent(self) -> float:
+        now, seconds = time.perf_counter(), self._seconds()
+        then, before = self._last
+        self._last = (now, seconds)
+        # A child's CPU counts once it exits into the parent's; a backend that comes and goes
+        # can make the sum dip: never below zero.
+        return max(0.0, (seconds - before) / (now - then) * 100)
+
+
+def find_servers() -> dict[str, CpuMeter]:
+    """The embedded broker and PostgreSQL (children of this process): what no Python change in
+    ours removes, sampled beside ours so a slowdown names its cause."""
+    servers: dict[str, CpuMeter] = {}
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            if "tansu" in command:
+                servers["broker"] = CpuMeter(child)
+            elif child.name() == "postgres":
+                servers["postgres"] = CpuMeter(child, tree=True)
+    return servers
+
+
+async def consumer_gauges(client: httpx.AsyncClient, port: int) -> tuple[float, float] | None:
+    """(records of lag over its partitions, task ids used) from the consumer's /metrics."""
+    try:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+    except httpx.HTTPError:
+        return None
+    lag = ids = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "ucs_consumer_lag_records":
+            lag = sum(sample.value for sample in family.samples)
+        elif family.name == "ucs_task_ids_used":
+            ids = sum(sample.value for sample in family.samples)
+    return lag, ids
+
+
 def spawn(
     name: str, args: list[str], settings: StackSettings, logs: Path, listen_port: int | None = None
 ) -> Child:
@@ -157,30 +223,34 @@ async def wait_bridge_ready(client: httpx.AsyncClient, bridge: Child) -> None:
 # --- counting stored tasks -------------------------------------------------------------------
 
 
-async def stored(db: asyncpg.Connection) -> int:
+async def stored(db: asyncpg.Connection, table: str = "tasks") -> int:
     """Tasks stored so far. The highest task id: an index lookup, where count(*) would scan a
     table of millions of rows every sample; equal to the count because our consumer never burns
     an id (checked once with count(*) at the end)."""
-    return await db.fetchval("SELECT coalesce(max(task_id), 0) FROM tasks")
+    return await db.fetchval(f"SELECT coalesce(max(task_id), 0) FROM {table}")  # noqa: S608
 
 
-async def calibrate(db: asyncpg.Connection, target: int, seconds: float) -> tuple[int, float]:
+async def calibrate(
+    db: asyncpg.Connection, target: int, seconds: float, table: str = "tasks"
+) -> tuple[int, float]:
     """(rows, seconds) from the first row until `target` rows or `seconds`, polled every 50 ms."""
     async with asyncio.timeout(120):
-        while not (first := await stored(db)):
+        while not (first := await stored(db, table)):
             await asyncio.sleep(0.01)
     began = time.perf_counter()
     while True:
         await asyncio.sleep(0.05)
-        rows, elapsed = await stored(db), time.perf_counter() - began
+        rows, elapsed = await stored(db, table), time.perf_counter() - began
         if rows >= target or elapsed >= seconds:
             return rows - first, elapsed
 
 
-async def drain(db: asyncpg.Connection, target: int, timeout_s: float) -> float | None:
+async def drain(
+    db: asyncpg.Connection, target: int, timeout_s: float, table: str = "tasks"
+) -> float | None:
     """Seconds until `target` tasks are stored, None after `timeout_s`."""
     began = time.perf_counter()
-    while await stored(db) < target:
+    while await stored(db, table) < target:
         if time.perf_counter() - began > timeout_s:
             return None
         await asyncio.sleep(0.1)
@@ -303,6 +373,13 @@ class Sample:
     p50_ms: float | None
     p99_ms: float | None
     failed: int
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU % of one core over the interval: ours, then the broker's and PostgreSQL's."""
+    servers: dict[str, float] = field(default_factory=dict)
+    """RSS in MiB of the broker and PostgreSQL (its backends included)."""
+    lag: float | None = None
+    ids: float | None = None
+    latencies: list[float] = field(default_factory=list)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -310,10 +387,22 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@dataclass
+class Watch:
+    """What the sampler reads besides the tasks table: CPU meters (ours and the servers'),
+    the servers' memory, and the consumer's own gauges (lag, ids) from its /metrics."""
+
+    meters: dict[str, CpuMeter]
+    servers: dict[str, CpuMeter]
+    gauges: Callable[[], Awaitable[tuple[float, float] | None]] | None = None
+    table: str = "tasks"
+
+
 async def sampler(
     db: asyncpg.Connection,
     children: list[Child],
     load: Load,
+    watch: Watch,
     *,
     base: int,
     began: float,
@@ -322,7 +411,9 @@ async def sampler(
 ) -> list[Sample]:
     """`count` samples, one every `every_s` from `began`; raises if a process died."""
     samples: list[Sample] = []
-    previous, previous_at = await stored(db), began
+    previous, previous_at = await stored(db, watch.table), began
+    for meter in (*watch.meters.values(), *watch.servers.values()):
+        meter.percent()  # the first interval starts now
     for n in range(1, count + 1):
         await asyncio.sleep(max(0.0, began + n * every_s - time.perf_counter()))
         for child in children:
@@ -330,8 +421,10 @@ async def sampler(
                 raise RuntimeError(
                     f"the {child.name} died (code {child.process.returncode}):\n{child.tail()}"
                 )
-        rows, now = await stored(db), time.perf_counter()
+        rows, now = await stored(db, watch.table), time.perf_counter()
         latencies, failed = load.take_interval()
+        gauges = await watch.gauges() if watch.gauges is not None else None
+        every = {**watch.meters, **watch.servers}
         samples.append(
             Sample(
                 at_s=now - began,
@@ -342,6 +435,11 @@ async def sampler(
                 p50_ms=statistics.median(latencies) if latencies else None,
                 p99_ms=percentile(latencies, 0.99) if latencies else None,
                 failed=failed,
+                cpu={name: meter.percent() for name, meter in every.items()},
+                servers={name: meter.rss_mb() for name, meter in watch.servers.items()},
+                lag=gauges[0] if gauges else None,
+                ids=gauges[1] if gauges else None,
+                latencies=latencies,
             )
         )
         previous, previous_at = rows, now
@@ -363,6 +461,9 @@ def print_sample(sample: Sample, *, header: bool) -> None:
             cols += [f"{name + ' RSS MB':>17}", f"{'fds':>5}", f"{'conns':>5}"]
         if "bridge" in names:
             cols += [f"{'http':>5}", f"{'p50 ms':>7}", f"{'p99 ms':>7}", f"{'non-201':>7}"]
+        cols += [f"{name + ' cpu%':>12}" for name in sample.cpu]
+        cols += [f"{name + ' MB':>11}" for name in sample.servers]
+        cols += [f"{'lag':>7}", f"{'ids used':>9}"]
         print("| " + " | ".join(cols) + " |")
         print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
     cols = [
@@ -380,7 +481,65 @@ def print_sample(sample: Sample, *, header: bool) -> None:
         p50 = f"{sample.p50_ms:>7.1f}" if sample.p50_ms is not None else f"{'-':>7}"
         p99 = f"{sample.p99_ms:>7.1f}" if sample.p99_ms is not None else f"{'-':>7}"
         cols += [p50, p99, f"{sample.failed:>7}"]
+    cols += [f"{value:>12.0f}" for value in sample.cpu.values()]
+    cols += [f"{value:>11.1f}" for value in sample.servers.values()]
+    cols.append(f"{sample.lag:>7.0f}" if sample.lag is not None else f"{'-':>7}")
+    cols.append(f"{sample.ids:>9.0f}" if sample.ids is not None else f"{'-':>9}")
     print("| " + " | ".join(cols) + " |", flush=True)
+
+
+def _minute(samples: list[Sample], *, last: bool) -> list[Sample]:
+    """The samples of the first (or the last) minute of the load."""
+    end = samples[-1].at_s
+    if last:
+        return [s for s in samples if s.at_s > end - 60]
+    return [s for s in samples if s.at_s <= min(60.0, end / 2)]
+
+
+def steady_state(samples: list[Sample], rate: float) -> tuple[bool, list[str]]:
+    """Did the run hold its rate? The last minute's bridge p99 within 2x of the first minute's,
+    the backlog bounded (the last sample's at most 2 s of load or no more than the first
+    half's worst), and what changed between the first and last minute in every process's CPU
+    and memory (so a slowdown names its cause)."""
+    first, last = _minute(samples, last=False), _minute(samples, last=True)
+    lines: list[str] = []
+    ok = True
+    early = [v for s in first for v in s.latencies]
+    late = [v for s in last for v in s.latencies]
+    if early and late:
+        p99_first, p99_last = percentile(early, 0.99), percentile(late, 0.99)
+        held = p99_last <= 2 * p99_first
+        ok &= held
+        lines.append(
+            f"bridge p99: first minute {p99_first:.1f} ms, last minute {p99_last:.1f} ms"
+            f" ({p99_last / p99_first:.2f}x; {'within' if held else 'NOT within'} 2x)"
+        )
+    half = samples[: max(1, len(samples) // 2)]
+    worst_first = max(s.sent - s.stored for s in half)
+    backlog = samples[-1].sent - samples[-1].stored
+    bounded = backlog <= max(2 * rate, worst_first)
+    ok &= bounded
+    lines.append(
+        f"backlog: {backlog} at the end, worst {max(s.sent - s.stored for s in samples)},"
+        f" worst of the first half {worst_first} ({'bounded' if bounded else 'NOT bounded'}:"
+        f" at most 2 s of load ({2 * rate:.0f}) or the first half's worst)"
+    )
+    rate_first = statistics.mean(s.rate for s in first)
+    rate_last = statistics.mean(s.rate for s in last)
+    lines.append(f"stored rate: first minute {rate_first:.0f}/s, last minute {rate_last:.0f}/s")
+    growth = []
+    for name in samples[-1].cpu:
+        cpu_first = statistics.mean(s.cpu[name] for s in first)
+        cpu_last = statistics.mean(s.cpu[name] for s in last)
+        growth.append((cpu_last - cpu_first, f"{name} CPU {cpu_first:.0f}% -> {cpu_last:.0f}%"))
+    for name in samples[-1].servers:
+        mb_first, mb_last = first[0].servers[name], samples[-1].servers[name]
+        growth.append((0.0, f"{name} RSS {mb_first:.0f} -> {mb_last:.0f} MB"))
+    lines.append("first minute -> last minute: " + ", ".join(text for _, text in growth))
+    grew = max(growth, key=lambda g: g[0])
+    if grew[0] > 10:
+        lines.append(f"the largest CPU growth: {grew[1]}")
+    return ok, lines
 
 
 def growth_lines(samples: list[Sample], baseline: int) -> list[str]:
@@ -413,6 +572,7 @@ class Outcome:
     load: Load
     stored: int
     drained_s: float | None
+    rate: float = 0.0
 
 
 async def start_processes(
@@ -437,6 +597,7 @@ async def run_load(
     client: httpx.AsyncClient,
     children: list[Child],
     *,
+    watch: Watch,
     bridge_rate: float,
     kafka_rate: float,
 ) -> Outcome:
@@ -453,6 +614,7 @@ async def run_load(
             db,
             children,
             load,
+            watch,
             base=base,
             began=began,
             count=max(1, int(args.minutes * 60 / args.sample_s)),
@@ -465,9 +627,9 @@ async def run_load(
         raise
     await asyncio.gather(*generators)  # they stop at stop_at; their own errors surface here
     sent = load.produced + load.bridge_accepted
-    drained = await drain(db, base + sent, DRAIN_TIMEOUT_S)
-    total = await db.fetchval("SELECT count(*) FROM tasks")
-    return Outcome(samples, load, total - base, drained)
+    drained = await drain(db, base + sent, DRAIN_TIMEOUT_S, watch.table)
+    total = await db.fetchval(f"SELECT count(*) FROM {watch.table}")  # noqa: S608
+    return Outcome(samples, load, total - base, drained, kafka_rate + bridge_rate)
 
 
 def stopped_cleanly(child: Child, code: int) -> bool:
@@ -478,46 +640,69 @@ def stopped_cleanly(child: Child, code: int) -> bool:
 async def soak(args: argparse.Namespace) -> int:
     logs = Path(tempfile.mkdtemp(prefix="ucs-soak-logs-"))
     children: list[Child] = []
+    raw: asyncio.Task[None] | None = None
+    stopping = asyncio.Event()
     async with embedded_stack() as stack:
-        port = free_port() if args.bridge_rate > 0 else 0
+        port = free_port() if args.bridge_rate > 0 and not args.raw else 0
+        health = free_port()
         settings = stack.with_(
             **{
                 "bridge_port": port,
                 "bridge_access_log": False,
                 "base_uri": f"http://127.0.0.1:{port}/genesys/1/cs",
+                "consumer_health_port": health,
             }
         )
         db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30)
+        table = "raw_tasks" if args.raw else "tasks"
         try:
             await produce_events(settings, args.calibrate_events)
-            with_bridge = await start_processes(settings, client, logs, children)
-            rows, seconds = await calibrate(db, args.calibrate_events, args.calibrate_s)
-            if await drain(db, args.calibrate_events, DRAIN_TIMEOUT_S) is None:
+            with_bridge = False
+            if args.raw:  # the same load through the raw loop, in this process
+                await db.execute(RAW_TABLE)
+                raw = asyncio.create_task(raw_pipeline(settings, stopping))
+                print(
+                    "raw mode: the raw loop of bench/consumer.py (no project code) in this process"
+                )
+            else:
+                with_bridge = await start_processes(settings, client, logs, children)
+            rows, seconds = await calibrate(db, args.calibrate_events, args.calibrate_s, table)
+            if await drain(db, args.calibrate_events, DRAIN_TIMEOUT_S, table) is None:
                 print("the consumer did not drain the calibration backlog")
                 return 1
             max_rate = rows / seconds
-            target = max_rate * args.load
+            target = args.rate or max_rate * args.load
             bridge_rate = min(args.bridge_rate, target / 2) if with_bridge else 0.0
             print(
-                f"max consumer rate {max_rate:,.0f} tasks/s ({rows} events in {seconds:.1f} s);"
-                f" load {args.load:.0%} = {target:,.0f}/s: {target - bridge_rate:,.0f}/s to Kafka"
-                f" + {bridge_rate:,.0f}/s through the bridge, for {args.minutes:g} min,"
-                f" sampled every {args.sample_s:g} s"
+                f"max rate {max_rate:,.0f} tasks/s ({rows} events in {seconds:.1f} s);"
+                f" load {target:,.0f}/s ({'--rate' if args.rate else f'{args.load:.0%}'}):"
+                f" {target - bridge_rate:,.0f}/s to Kafka + {bridge_rate:,.0f}/s through the"
+                f" bridge, for {args.minutes:g} min, sampled every {args.sample_s:g} s"
             )
+            meters = {child.name: CpuMeter(child.stats) for child in children}
+            # This process: the load generators (and the raw loop in --raw mode).
+            meters["raw loop + load" if args.raw else "load"] = CpuMeter(psutil.Process())
+            watch = Watch(meters, find_servers(), table=table)
+            if not args.raw:
+                watch.gauges = lambda: consumer_gauges(client, health)
             outcome = await run_load(
                 args,
                 settings,
                 db,
                 client,
                 children,
+                watch=watch,
                 bridge_rate=bridge_rate,
                 kafka_rate=target - bridge_rate,
             )
         finally:
             await client.aclose()
             codes = {child.name: child.stop() for child in reversed(children)}
+            if raw is not None:
+                stopping.set()
+                await raw
             await db.close()
     return report(outcome, children, codes, logs, args.baseline_sample)
 
@@ -544,11 +729,28 @@ def report(
         f" logs in {logs}: "
         + ", ".join(f"{c.name} {c.log_problems()} warning/error lines" for c in children)
     )
-    for line in growth_lines(outcome.samples, baseline):
+    growth = growth_lines(outcome.samples, baseline)
+    for line in growth:
+        print(line)
+    kept = all(_kept(line) for line in growth)
+    steady, verdict = steady_state(outcome.samples, outcome.rate)
+    for line in verdict:
         print(line)
     complete = sent <= outcome.stored <= sent + load.bridge_unknown
-    ok = outcome.drained_s is not None and complete and clean
+    ok = outcome.drained_s is not None and complete and clean and kept and steady
+    print(
+        f"verdict: {'PASS' if ok else 'FAIL'} (every event stored: {complete}, drained:"
+        f" {outcome.drained_s is not None}, clean stops: {clean}, RSS growth < 10% and no"
+        f" connection growth: {kept}, steady state: {steady})"
+    )
     return 0 if ok else 1
+
+
+def _kept(growth_line: str) -> bool:
+    """RSS growth under 10% and no connection growth, read back from a `growth_lines` line."""
+    rss = float(growth_line.split("RSS growth ", 1)[1].split("%", 1)[0])
+    connections = int(growth_line.split("connection growth ", 1)[1].split(" ", 1)[0])
+    return rss < 10 and connections <= 0
 
 
 def main() -> None:
@@ -572,6 +774,19 @@ def main() -> None:
         type=float,
         default=20.0,
         help="requests/s of the load sent through the HTTP bridge (20; 0: no bridge)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="load in events/s instead of --load x the calibrated max (to run --raw at the rate"
+        " our processes were soaked at)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="the same Kafka load through bench/consumer.py's raw loop (no project code, no"
+        " bridge): does the embedded broker or PostgreSQL slow down on its own?",
     )
     args = parser.parse_args()
     sys.exit(asyncio.run(soak(args)))
