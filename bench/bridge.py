@@ -360,6 +360,18 @@ async def main(args: argparse.Namespace) -> None:
     print(f"ratio bridge/bare-fastapi @{top}: {at_top[BRIDGE] / at_top[BARE]:.2f}")
     print(f"ratio bridge/faststream-rpc-peer @{top}: {at_top[BRIDGE] / at_top[PEER]:.2f}")
     print(f"p99 @ half max ({rate:.0f} req/s): {paced.result.percentile(0.99):.1f} ms")
+    cpu_top = {r.target: r.cpu_ms for r in rows if r.clients == top}
+    server = ROLES[0]  # the target process's own CPU per request
+    print(
+        f"ratio bridge/bare-fastapi CPU per request @{top}:"
+        f" {cpu_top[BRIDGE][server] / cpu_top[BARE][server]:.2f}"
+        f" ({cpu_top[BRIDGE][server]:.2f} vs {cpu_top[BARE][server]:.2f} ms, the server process)"
+    )
+    half, full = sum(paced.cpu_ms.values()), sum(cpu_top[BRIDGE].values())
+    print(
+        f"ratio CPU per request @ half max / @{top} (every process): {half / full:.2f}"
+        f" ({half:.2f} vs {full:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":
