@@ -1,6 +1,6 @@
 """Soak: the consumer (and the bridge) as real processes at half of max load, sampled over time.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--load 0.5] [--sample-s 10]
+    .venv/bin/python bench/soak.py [--minutes 10] [--load 0.5 | --rate N] [--sample-s 10] [--raw]
 
 Needs the `bench` extra (`make soak` installs it): psutil, httpx.
 
@@ -13,15 +13,25 @@ Needs the `bench` extra (`make soak` installs it): psutil, httpx.
 4. Loads for `--minutes` at `--load` x that rate (open loop, paced every 20 ms): `--bridge-rate`
    requests/s of it as `POST .../tasks/start` through the bridge (httpx, keep-alive; a fixed,
    modest rate: an HTTP request costs the shared cores far more than an event on Kafka), the
-   rest produced straight to Kafka. Every `--sample-s` it samples each process (RSS, open file
-   descriptors, open inet connections), the tasks stored, the backlog (sent - stored), and the
-   bridge's latency percentiles and non-201 answers of that interval.
+   rest produced straight to Kafka (`--rate N`: N events/s instead). Every `--sample-s` it
+   samples each process (RSS, open file descriptors, open inet connections), the tasks stored,
+   the backlog (sent - stored), the bridge's latency percentiles and non-201 answers of that
+   interval, the CPU of ours, of the load generators, of the embedded broker and of PostgreSQL
+   (with its backends), the broker's and PostgreSQL's RSS, and the consumer's lag and task ids
+   used from its /metrics.
 5. Stops the load, waits for the backlog to drain, stops the processes (SIGTERM), prints the
    totals and the growth of RSS, fds and connections from the sample after warm-up
-   (`--baseline-sample`, the 2nd by default) to the last.
+   (`--baseline-sample`, the 2nd by default) to the last, then the steady-state verdict: the
+   last minute's bridge p99 within 2x of the first minute's, the backlog bounded, and each
+   process's CPU and RSS from the first minute to the last (the largest CPU rise named).
+
+`--raw` runs the same Kafka load through bench/consumer.py's raw loop (in this process, no
+bridge, no project code): whether the broker or PostgreSQL slows down on its own.
 
 Exit code 1 if a process died, the tasks stored differ from the events sent, the backlog did not
-drain, or a process did not stop cleanly. Both processes' logs are kept (the path is printed).
+drain, a process did not stop cleanly, an RSS grew by 10% or more, connections grew past the
+first half's most, or the steady state failed. Both processes' logs are kept (the path is
+printed).
 """
 
 from __future__ import annotations
