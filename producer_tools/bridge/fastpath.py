@@ -6,7 +6,7 @@ FastAPI's router (a match against every route) and dependency solver (bridge, au
 caller, each a coroutine) cost about as much CPU as the request's own work: validation,
 publishing and waiting for its reply. This ASGI middleware matches that one method and path
 template itself and calls what the route's dependencies and handler call, in the same order
-(`writes.start_task`): authentication, the caller's tenant, then `writes._publish`; an error
+(`writes.start_task`): `deps.authenticated`, `deps.caller`, then `writes.publish`; an error
 becomes the response the app's own exception handlers give it. Everything else (another
 method on that path, every other route, the OpenAPI document that still describes the route)
 goes to FastAPI unchanged. It sits inside `RequestMetrics`, which labels the request by its
@@ -21,8 +21,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from producer_tools.bridge import writes
-from producer_tools.bridge.deps import SINGLE_TENANT, Caller
+from producer_tools.bridge import deps, writes
 from producer_tools.bridge.metrics import ASGIApp, Receive, Scope, Send
 from producer_tools.bridge.state import get_bridge
 from schemas.tenants import GROUP_HEADER, TENANT_HEADER
@@ -64,13 +63,11 @@ class StartTaskFastPath:
         request = Request(scope, receive, send)
         try:
             bridge = await get_bridge(request)
-            bridge.auth.check(request.headers)
-            caller = SINGLE_TENANT
-            if bridge.tenancy.multi:
-                headers = request.headers
-                caller = Caller(
-                    *bridge.tenancy.resolve(headers.get(TENANT_HEADER), headers.get(GROUP_HEADER))
-                )
+            await deps.authenticated(request, bridge)
+            headers = request.headers
+            caller = await deps.caller(
+                bridge, headers.get(TENANT_HEADER), headers.get(GROUP_HEADER)
+            )
             response = await writes.publish(request, bridge, caller, EventKind.START, service_id)
         except Exception as exc:  # noqa: BLE001 - answered as the app's handlers answer it
             response = await _handled(request, exc)
