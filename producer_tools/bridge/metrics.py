@@ -84,11 +84,34 @@ class BridgeMetrics:
 
 
 class RequestMetrics:
-    """ASGI middleware: counts and times every HTTP request by route template and status."""
+    """ASGI middleware: counts and times every HTTP request by route template and status.
+
+    The labelled series are looked up once per label set and kept (prometheus_client's
+    `labels()` takes a lock and builds a key on every call); the label sets are bounded: route
+    templates, `METHODS` and the status codes the app answers with.
+    """
 
     def __init__(self, app: ASGIApp, metrics: BridgeMetrics) -> None:
         self._app = app
         self._metrics = metrics
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._counts: dict[tuple[str, str, int], Any] = {}
+
+    def _observe(self, route: str, method: str, seconds: float) -> None:
+        series = self._durations.get((route, method))
+        if series is None:
+            series = self._durations[route, method] = self._metrics.request_duration.labels(
+                route, method
+            )
+        series.observe(seconds)
+
+    def _count(self, route: str, method: str, status: int) -> None:
+        series = self._counts.get((route, method, status))
+        if series is None:
+            series = self._counts[route, method, status] = self._metrics.requests.labels(
+                route, method, str(status)
+            )
+        series.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,20 +125,17 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                self._metrics.request_duration.labels(route_template(scope), method).observe(
-                    time.perf_counter() - started
-                )
+                self._observe(route_template(scope), method, time.perf_counter() - started)
             await send(message)
 
         try:
             if tracing.enabled():
                 parent = tracing.trace_context(_headers(scope))
                 name = f"HTTP {method}"
-                with tracing.span(
-                    name, kind="server", parent=parent, **{"url.path": scope["path"]}
-                ):
+                attributes = {"url.path": scope["path"]}
+                with tracing.span(name, kind="server", parent=parent, attributes=attributes):
                     await self._app(scope, receive, record)
             else:
                 await self._app(scope, receive, record)
         finally:
-            self._metrics.requests.labels(route_template(scope), method, str(status)).inc()
+            self._count(route_template(scope), method, status)
