@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import socket
@@ -28,6 +27,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.admin import create_topics
 from observability import tracing
+from producer_tools.bridge.batches import RequestBatches
 from producer_tools.bridge.messages import PendingRequests, dispatch_reply
 from producer_tools.bridge.settings import BridgeConfig
 from schemas.errors import BrokerUnavailableError
@@ -79,6 +79,7 @@ class KafkaLink:
         self.reply_topic = topic or reply_topic(settings)
         self._send_timeout_s = settings.bridge.send_timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = None
+        self._batches: RequestBatches | None = None
         self._listener: AIOKafkaConsumer | None = None
         self._listening: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -148,8 +149,8 @@ class KafkaLink:
         """
         if not self._started and not self._stopped:
             raise RuntimeError("KafkaLink.publish() called before start()")
-        producer = self._producer
-        if not self._ready or producer is None:
+        batches = self._batches
+        if not self._ready or batches is None:
             raise BrokerUnavailableError(f"The Kafka broker is unavailable: {self._down_reason}.")
         key, value, headers = request.record(
             event_id=identity.id,
@@ -162,28 +163,22 @@ class KafkaLink:
         ):
             context = tracing.current_headers() or dict(trace or {})
             headers.extend((name, text.encode()) for name, text in context.items())
-            await self._send(producer, key, value, headers)
+            await self._send(batches, key, value, headers)
 
     async def _send(
         self,
-        producer: AIOKafkaProducer,
+        batches: RequestBatches,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]],
     ) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight.add(waiter)
+        acked = batches.add(key, value, headers)
+        self._in_flight.add(acked)
+        loop = asyncio.get_running_loop()
+        nudge = loop.call_later(SLOW_SEND_S, self._wake.set)
+        expiry = loop.call_later(self._send_timeout_s, _expire, acked)
         try:
-            async with asyncio.timeout(self._send_timeout_s):
-                delivery = await producer.send(
-                    self._settings.topics.requests, value=value, key=key, headers=headers
-                )
-                delivery.add_done_callback(functools.partial(_relay, waiter))
-                nudge = asyncio.get_running_loop().call_later(SLOW_SEND_S, self._wake.set)
-                try:
-                    await waiter  # the acknowledgement, or the link found down meanwhile
-                finally:
-                    nudge.cancel()
+            await acked  # the acknowledgement, or the link found down meanwhile
         except (KafkaError, TimeoutError) as exc:
             # A failed send may mean a dead broker or only a slow one: the probe, run now,
             # decides; one overloaded moment must not turn every request away.
@@ -191,9 +186,9 @@ class KafkaLink:
             reason = f"publishing failed: {_describe(exc)}"
             raise BrokerUnavailableError(f"The Kafka broker is unavailable: {reason}.") from exc
         finally:
-            self._in_flight.discard(waiter)
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # retrieved, even when a timeout came first
+            nudge.cancel()
+            expiry.cancel()
+            self._in_flight.discard(acked)
 
     def _mark_down(self, reason: str) -> None:
         if self._ready:
@@ -298,6 +293,7 @@ class KafkaLink:
             max_request_size=s.contract.max_body_bytes + 64 * 1024,
         )
         await self._producer.start()
+        self._batches = RequestBatches(self._producer, s.topics.requests)
 
     async def _ensure_reply_topic(self) -> list[int]:
         """Create the reply topic if missing; its partition numbers."""
@@ -319,6 +315,10 @@ class KafkaLink:
 
     async def _disconnect(self) -> None:
         self._ready = False
+        if self._batches is not None:
+            down = f"The Kafka broker is unavailable: {self._down_reason}."
+            self._batches.close(BrokerUnavailableError(down))
+            self._batches = None
         listening, self._listening = self._listening, None
         if listening is not None:
             await _finish(listening, cancel=True)
@@ -348,17 +348,10 @@ class KafkaLink:
                     dispatch_reply(self._pending, record.headers, record.value)
 
 
-def _relay(waiter: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
-    """Hand a send's outcome to its waiter (unless the waiter gave up or failed already)."""
-    error = None if delivery.cancelled() else delivery.exception()  # always retrieved
-    if waiter.done():
-        return
-    if delivery.cancelled():
-        waiter.cancel()
-    elif error is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(None)
+def _expire(acked: asyncio.Future[None]) -> None:
+    """The send timeout: a send not acknowledged by now fails (its batch may still arrive)."""
+    if not acked.done():
+        acked.set_exception(TimeoutError())
 
 
 async def _finish(
