@@ -70,12 +70,27 @@ class RequestSender:
         Raises BrokerUnavailableError when the request could not be published.
         """
         correlation_id = f"{self._correlation_prefix}-{next(self._attempts):x}"
-        with self._pending.expecting(correlation_id, identity) as reply:
+        reply = self._pending.register(correlation_id, identity)
+        try:
             await self._publisher.publish(
                 request, identity, correlation_id=correlation_id, trace=trace
             )
+            # A timer rather than asyncio.timeout(): half its cost, on every request.
+            expiry = asyncio.get_running_loop().call_later(self._reply_timeout_s, _expire, reply)
             try:
-                async with asyncio.timeout(self._reply_timeout_s):
-                    return await reply
-            except TimeoutError:
+                return await reply
+            except _ReplyTimeoutError:
                 return NoReplyYet(identity)
+            finally:
+                expiry.cancel()
+        finally:
+            self._pending.discard(correlation_id)
+
+
+class _ReplyTimeoutError(Exception):
+    """The reply timeout passed (raised only into the request's own future)."""
+
+
+def _expire(reply: asyncio.Future[Reply]) -> None:
+    if not reply.done():
+        reply.set_exception(_ReplyTimeoutError())
