@@ -3,6 +3,7 @@ the identities it gives them, and the replies it reads: no broker."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from producer_tools.bridge.messages import (
     decode_reply,
     dispatch_reply,
     identity_for,
+    random_id,
     source_for,
 )
 from schemas import wire
@@ -86,6 +88,17 @@ def test_identities_are_the_key_under_the_tenant_s_own_source() -> None:
     assert fresh.source == source_for("acme")
     assert len(fresh.id) == 32
     assert fresh != identity_for(None, "acme")
+
+
+def test_fresh_ids_are_version_4_uuids_in_uuid4_hex_form() -> None:
+    ids = {random_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for each in ids:
+        parsed = uuid.UUID(hex=each)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, each)
+    assert {each[12] for each in ids} == {"4"}
+    assert {each[16] for each in ids} == set("89ab")
+    assert len({each[0] for each in ids}) == 16  # the random digits take every value
 
 
 def test_a_tenant_too_long_for_an_event_source_is_refused_at_start() -> None:
