@@ -13,9 +13,11 @@ import math
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from consumer.readside import TaskReader
 from observability import logs, tracing
@@ -36,6 +38,22 @@ from producer_tools.bridge.uvicorn_check import check_uvicorn
 from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
+
+
+class BridgeApp(FastAPI):
+    """FastAPI with the bridge's front in front of its middleware stack: the request metrics,
+    then the Start Task fast path (`fastpath.py`), which answers its own errors with the app's
+    handlers and so needs none of FastAPI's error, telemetry and body-limit layers; every other
+    request goes through them, inside the same metrics."""
+
+    def __init__(self, *, metrics: BridgeMetrics, roots: tuple[str, ...], **options: Any) -> None:
+        super().__init__(**options)
+        self.state.metrics = metrics
+        self._roots = roots
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = StartTaskFastPath(super().build_middleware_stack(), self._roots)
+        return RequestMetrics(stack, self.state.metrics)
 
 
 def create_app(settings: BridgeConfig) -> FastAPI:
@@ -83,7 +101,12 @@ def create_app(settings: BridgeConfig) -> FastAPI:
             yield
             del app.state.bridge
 
-    app = FastAPI(
+    app = BridgeApp(
+        metrics=metrics,
+        roots=(PREFIX, LEGACY_PREFIX) if settings.bridge.legacy_paths else (PREFIX,),
+        # Spans and request metrics are the bridge's own (RequestMetrics, observability/):
+        # FastAPI's native telemetry would add a second server span to every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="ucs-tasks bridge",
         version="1.0.0",
         lifespan=lifespan,
@@ -91,11 +114,6 @@ def create_app(settings: BridgeConfig) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.metrics = metrics
-    # Added first, so it runs inside RequestMetrics (the last added is the outermost).
-    roots = (PREFIX, LEGACY_PREFIX) if settings.bridge.legacy_paths else (PREFIX,)
-    app.add_middleware(StartTaskFastPath, roots=roots)
-    app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     install_routes(app, legacy_paths=settings.bridge.legacy_paths)
     install_openapi(app, secured=auth.enabled, tenants=tenancy.multi)

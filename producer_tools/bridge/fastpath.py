@@ -10,7 +10,9 @@ template itself and calls what the route's dependencies and handler call, in the
 becomes the response the app's own exception handlers give it. Everything else (another
 method on that path, every other route, the OpenAPI document that still describes the route)
 goes to FastAPI unchanged. It sits inside `RequestMetrics`, which labels the request by its
-route template (set here as FastAPI would) and times it.
+route template (set here as FastAPI would) and times it, and both sit in front of FastAPI's own
+middleware (`app.BridgeApp`): its error, telemetry and body-limit layers have nothing to do for
+a request whose errors are answered here and whose body `inputs.read_body` bounds.
 """
 
 from __future__ import annotations
