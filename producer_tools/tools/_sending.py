@@ -50,6 +50,8 @@ async def start_client(client: Any, what: str, bootstrap: str) -> None:
     try:
         await client.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):  # what start() opened (else: "Unclosed ..." at exit)
+            await client.stop()
         raise ToolError(
             f"cannot reach the broker at {bootstrap} ({what}): {exc}", EXIT_BROKER
         ) from exc
@@ -132,6 +134,13 @@ class BatchSender:
 
     async def send(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> None:
         """Append one record; submits its partition's batch when that batch is full."""
+        full = self.append(key, value, headers)
+        if full is not None:
+            await self.submit(full)
+
+    def append(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> Any:
+        """Append one record without awaiting: None, or a full batch that the caller must
+        hand over with `submit` before appending again (the record is in a new batch)."""
         self._raise_if_failed()
         partition = self._partition_of.get(key)
         if partition is None:  # murmur2 is pure Python: remember each key's partition
@@ -141,13 +150,22 @@ class BatchSender:
         batch = self._open.get(partition)
         if batch is None:
             batch = self._open[partition] = self._producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            await self._submit(partition)
-            batch = self._open[partition] = self._producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None, headers=headers)
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is not None:
+            return None
+        full = (partition, self._open.pop(partition))
+        batch = self._open[partition] = self._producer.create_batch()
+        batch.append(key=key, value=value, timestamp=None, headers=headers)
+        return full
+
+    async def submit(self, full: tuple[int, Any]) -> None:
+        """Hand over a full batch `append` returned."""
+        partition, batch = full
+        await self._hand_over(partition, batch)
 
     async def _submit(self, partition: int) -> None:
-        batch = self._open.pop(partition)
+        await self._hand_over(partition, self._open.pop(partition))
+
+    async def _hand_over(self, partition: int, batch: Any) -> None:
         count = batch.record_count()
         if count == 0:
             return
@@ -184,6 +202,11 @@ class RateLimiter:
         self._rate = rate
         self._start: float | None = None
         self._count = 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether there is a rate to keep (else `pace` never waits)."""
+        return self._rate is not None
 
     def delay(self) -> float:
         """Seconds to wait before the next record (0 when on schedule)."""
