@@ -154,12 +154,14 @@ class _Run(ToolRun[ProduceOptions]):
     def _acked(self) -> int:
         return self.sender.acked if self.sender is not None else 0
 
-    async def _handle(self, prepared: Prepared, where: str) -> None:
+    def _admit(self, prepared: Prepared, where: str) -> bool:
+        """Whether to send this record: not a duplicate (unless --new-ids), not a dry run (which
+        counts and shows it instead)."""
         if not self.options.new_ids:
             first = self.first_seen.setdefault(prepared.identity, where)
             if first != where:
                 self.summary.duplicate(where, first)
-                return
+                return False
         if self.sender is None:
             self.summary.would_send += 1
             self.services.add(prepared.service_id)
@@ -168,9 +170,8 @@ class _Run(ToolRun[ProduceOptions]):
                     f"would send {where}: service {prepared.service_id}, "
                     f"source {prepared.source}, id {prepared.id}"
                 )
-            return
-        await self.limiter.pace(self.sender.submit_all, self.stopping)
-        await self.sender.send(prepared.key, prepared.value, prepared.headers)
+            return False
+        return True
 
     async def _one_input(self, source: _Input, bar: Tracker) -> None:
         preparer = LinePreparer(
@@ -181,6 +182,7 @@ class _Run(ToolRun[ProduceOptions]):
         )
         number = unreported = 0
         report_every = 1 if self.options.rate else _REPORT_EVERY
+        sender, limiter = self.sender, self.limiter
         async for lines in _chunks(source):
             for raw in lines:
                 if self.stopping.is_set():
@@ -200,9 +202,16 @@ class _Run(ToolRun[ProduceOptions]):
                 except InvalidInputError as exc:
                     self.summary.skip(where, str(exc))
                     continue
-                await self._handle(prepared, where)
-            if not source.regular and self.sender is not None:
-                await self.sender.submit_all()  # the next read may wait on a slow writer
+                if not self._admit(prepared, where) or sender is None:
+                    continue
+                # No coroutine per line: only a rate, or a full batch, is awaited.
+                if limiter.limited:
+                    await limiter.pace(sender.submit_all, self.stopping)
+                full = sender.append(prepared.key, prepared.value, prepared.headers)
+                if full is not None:
+                    await sender.submit(full)
+            if not source.regular and sender is not None:
+                await sender.submit_all()  # the next read may wait on a slow writer
         bar.advance(unreported, self._status())
 
     async def run(self) -> Summary:
