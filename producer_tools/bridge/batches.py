@@ -87,11 +87,11 @@ class RequestBatches:
         fails the requests of every batch not handed over."""
         try:
             await self._refresh_partitions()
+            handed = self._batches(queued)
         except Exception as exc:  # noqa: BLE001 - each request is failed with it
             for record in queued:
                 _fail(record.acked, exc)
             return
-        handed = self._batches(queued)
         for index, (partition, batch, acks) in enumerate(handed):
             try:
                 delivery = await self._producer.send_batch(batch, self._topic, partition=partition)

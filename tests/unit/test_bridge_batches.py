@@ -181,3 +181,25 @@ async def test_a_cancelled_or_failed_delivery_reaches_each_request(cancelled: bo
     await settle_turns()
     for ack in acks:
         assert ack.cancelled() if cancelled else isinstance(ack.exception(), KafkaTimeoutError)
+
+
+async def test_a_record_the_batch_refuses_fails_its_requests_instead_of_stranding_them() -> None:
+    producer = Producer()
+
+    def refusing() -> Batch:
+        batch = Batch(100)
+
+        def append(**_: Any) -> Any:
+            raise TypeError("a value the record format cannot hold")
+
+        batch.append = append  # type: ignore[method-assign]
+        return batch
+
+    producer.create_batch = refusing  # type: ignore[method-assign]
+    batches = RequestBatches(producer, TOPIC)  # type: ignore[arg-type]
+    acks = [batches.add(b"1", b"v", []) for _ in range(2)]
+    await settle_turns()
+    assert all(isinstance(ack.exception(), TypeError) for ack in acks)
+    later = batches.add(b"1", b"v", [])  # the flush went on: a later record is tried again
+    await settle_turns()
+    assert isinstance(later.exception(), TypeError)
