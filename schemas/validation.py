@@ -125,11 +125,19 @@ def validate_event(
         raise ValueError("a start request names no task id")
     if kind is not EventKind.EXTENSION and extension is not None:
         raise ValueError(f"a {kind} request names no extension")
+    try:  # the common case, a valid request, without collecting
+        return ValidEvent(
+            kind,
+            parse_service_id(service_id),
+            _body(kind, body, limits, extension),
+            None if kind is EventKind.START else parse_task_id(task_id),
+            extension,
+        )
+    except EventValidationError:
+        pass  # every part checked again below, so that the error names every problem
     problems = Problems()
-    checked_service = problems.check(parse_service_id, service_id)
-    checked_task = None if kind is EventKind.START else problems.check(parse_task_id, task_id)
+    service = problems.check(parse_service_id, service_id)
+    task = None if kind is EventKind.START else problems.check(parse_task_id, task_id)
     event = problems.check(_body, kind, body, limits, extension)
     problems.raise_any()
-    assert checked_service is not None  # noqa: S101 - no problem: set
-    assert event is not None  # noqa: S101 - no problem: set
-    return ValidEvent(kind, checked_service, event, checked_task, extension)
+    raise AssertionError(f"a problem of {kind} went unreported: {service}, {task}, {event}")

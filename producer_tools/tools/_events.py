@@ -30,7 +30,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from schemas import wire
-from schemas.errors import EventValidationError, Problems
+from schemas.errors import EventValidationError, merged
 from schemas.limits import Limits
 from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
@@ -90,21 +90,25 @@ def validated(
     tenant (only when tenants are configured); or InvalidInputError with every problem. A
     start's task id and the extension name of anything but an extension update are not looked
     at (the consumer ignores them too)."""
-    problems = Problems()
-    event = problems.check(
-        validate_event,
-        kind,
-        service_id,
-        data,
-        limits,
-        task_id=None if kind is EventKind.START else task_id,
-        extension=extension if kind is EventKind.EXTENSION else None,
-    )
-    problems.check(tenancy.resolve, tenant, group)
+    found: list[EventValidationError] = []
+    event = None
     try:
-        problems.raise_any()
+        event = validate_event(
+            kind,
+            service_id,
+            data,
+            limits,
+            task_id=None if kind is EventKind.START else task_id,
+            extension=extension if kind is EventKind.EXTENSION else None,
+        )
+    except EventValidationError as exc:  # names every problem of the ids and the body
+        found.append(exc.with_traceback(None))  # no cycle through this frame (Problems.check)
+    try:
+        tenancy.resolve(tenant, group)
     except EventValidationError as exc:
-        raise InvalidInputError(exc.message) from None
+        found.append(exc.with_traceback(None))
+    if found:
+        raise InvalidInputError(merged(found).message) from None
     assert event is not None  # noqa: S101 - no problem: set
     return event
 
