@@ -45,6 +45,7 @@ _MAX_DIGITS = 20  # longer (without leading zeros) is out of every range; int() 
 _TIMESTAMP = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
@@ -157,6 +158,11 @@ def _long_or_string(cap: int | None) -> Validator:
 
 
 def _timestamp(value: object) -> datetime:
+    if type(value) is str and len(value) == 24 and _CANONICAL_TIMESTAMP.fullmatch(value):
+        try:  # the contract's own form, 2010-05-20T15:41:52.380Z: UTC to the millisecond already
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # not a real date or time (2010-02-30, 23:59:60): the full path says so
     if not isinstance(value, str):
         raise problem(
             _NULL if value is None else f"must be a date-time string, got {json_type(value)}"

@@ -490,6 +490,9 @@ def test_decoded_data_that_json_or_postgresql_cannot_hold_is_rejected(
     ("text", "expected"),
     [
         ("2010-05-20T15:41:52.380Z", "2010-05-20T15:41:52.380Z"),
+        ("2024-02-29T00:00:00.001Z", "2024-02-29T00:00:00.001Z"),
+        ("0001-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000Z"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
         ("2010-05-20T15:41:52Z", "2010-05-20T15:41:52.000Z"),
         ("2010-05-20t15:41:52.3809999z", "2010-05-20T15:41:52.380Z"),
         ("2010-05-20 17:41:52.38+02:00", "2010-05-20T15:41:52.380Z"),
@@ -515,6 +518,9 @@ def test_timestamps_with_an_offset_are_normalised_to_utc_milliseconds(
         ("customer info", "is not one"),
         ("2010-05-20T15:41:52.380+0200", "is not one"),
         ("2010-02-30T15:41:52Z", "not a valid date-time"),
+        ("2010-02-30T15:41:52.000Z", "not a valid date-time"),  # the contract's form, no date
+        ("2016-12-31T23:59:60.000Z", "not a valid date-time"),  # a leap second
+        ("2010-05-20T24:00:00.000Z", "not a valid date-time"),
         ("2010-05-20T24:00:00Z", "not a valid date-time"),
         ("9999-12-31T23:59:59-01:00", "not a valid date-time"),
         (1274370112380, "must be a date-time string, got an integer"),
