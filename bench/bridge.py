@@ -324,14 +324,17 @@ async def latency_run(args: argparse.Namespace, rate: float, folder: Path) -> Ro
     async with servers((BRIDGE,), args, folder / "open-loop") as up:
         bridge = up.targets[BRIDGE]
         before = up.meter.snapshot(bridge.process.pid)
-        paced = await load.open_loop(
-            HOST,
-            bridge.port,
-            up.requests[BRIDGE],
-            rate=rate,
-            seconds=args.latency_s,
-            warmup_s=args.warmup_s,
-        )
+        spied = args.py_spy / "open-loop" if args.py_spy is not None else None
+        pids = {"bridge": bridge.process.pid, "consumer": up.consumer.pid}
+        with py_spy(spied, args.warmup_s + args.latency_s, pids):
+            paced = await load.open_loop(
+                HOST,
+                bridge.port,
+                up.requests[BRIDGE],
+                rate=rate,
+                seconds=args.latency_s,
+                warmup_s=args.warmup_s,
+            )
         after = up.meter.snapshot(bridge.process.pid)
     cpu = {role: (after[role] - before[role]) * 1000 / max(1, paced.answered) for role in ROLES}
     return Row(0, BRIDGE, paced, cpu)
@@ -404,7 +407,7 @@ if __name__ == "__main__":
         type=Path,
         metavar="DIR",
         help="record the bridge and the consumer with py-spy during the bridge's top-concurrency "
-        "run (collapsed stacks in DIR)",
+        "run (collapsed stacks in DIR) and during the open loop (in DIR/open-loop)",
     )
     arguments = parser.parse_args()
     try:
