@@ -102,7 +102,7 @@ def validated(
             extension=extension if kind is EventKind.EXTENSION else None,
         )
     except EventValidationError as exc:  # names every problem of the ids and the body
-        found.append(exc.with_traceback(None))  # no cycle through this frame (Problems.check)
+        found.append(exc.with_traceback(None))  # no cycle through this frame (as validate_event)
     try:
         tenancy.resolve(tenant, group)
     except EventValidationError as exc:

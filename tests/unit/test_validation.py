@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas import validation
 from schemas.errors import MAX_REPORTED_ERRORS, EventValidationError, merged, whole_body
 from schemas.extension import ExtensionUpdate
 from schemas.ids import TASK_ID_MAX, parse_task_id
 from schemas.limits import FieldMode, Limits
 from schemas.replies import ErrorCode
 from schemas.task_end import TaskEndEvent
-from schemas.task_start import TaskStartEvent, TaskStartValidationError
+from schemas.task_start import TaskStartEvent, TaskStartValidationError, parse_task_start
 from schemas.validation import EventKind, ValidEvent, validate_event
 
 STRICT = Limits(mode=FieldMode.STRICT)
@@ -94,6 +95,22 @@ def test_a_bad_service_id_and_a_bad_body_are_reported_together_service_id_first(
     assert [e.field for e in error.errors] == ["service_id", "state_id"]
     assert error.message.startswith("Invalid service id: service_id must be")
     assert "Invalid task-start event: state_id must be" in error.message
+
+
+def test_each_part_of_a_refused_request_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A flood of bad requests must not cost twice what a good one does.
+    calls: list[object] = []
+
+    def counted(body: object, limits: Limits) -> TaskStartEvent:
+        calls.append(body)
+        return parse_task_start(body, limits)
+
+    monkeypatch.setattr(validation, "parse_task_start", counted)
+    error = refused(EventKind.START, "abc", b'{"state_id": "x"}')
+    assert [e.field for e in error.errors] == ["service_id", "state_id"]
+    assert len(calls) == 1
+    refused(EventKind.START, "5", b'{"state_id": "x"}')
+    assert len(calls) == 2
 
 
 def test_a_too_large_body_outranks_bad_ids_and_comes_first() -> None:
