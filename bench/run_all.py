@@ -68,8 +68,9 @@ def main() -> int:
     args = parser.parse_args()
     results = [(script, *run(script, args.timeout_s)) for script in scripts(args.only, args.skip)]
     print("\n=== summary ===")
+    width = max((len(script.name) for script, _, _, _ in results), default=0)
     for script, status, seconds, ratios in results:
-        print(f"{script.name:<14} {status:<24} {seconds:>6.0f} s   {'; '.join(ratios)}")
+        print(f"{script.name:<{width}} {status:<24} {seconds:>6.0f} s   {'; '.join(ratios)}")
     return 0 if all(status == "ok" for _, status, _, _ in results) else 1
 
 
