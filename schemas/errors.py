@@ -73,11 +73,14 @@ class Problems:
         try:
             return parse(*args, **kwargs)
         except EventValidationError as exc:
-            # Kept without its traceback: a traceback holds the caller's frame, which holds
-            # this collector, a cycle that would keep the whole body alive until a full
-            # garbage collection.
-            self.found.append(exc.with_traceback(None))
+            self.keep(exc)
             return None
+
+    def keep(self, problem: EventValidationError) -> None:
+        """Keep `problem` (caught by the caller) without its traceback: a traceback holds the
+        caller's frame, which holds this collector, a cycle that would keep the whole body
+        alive until a full garbage collection."""
+        self.found.append(problem.with_traceback(None))
 
     def raise_any(self) -> None:
         """Raise every problem found as one error (see `merged`), if there is any."""

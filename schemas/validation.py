@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 
 from schemas import extension
 from schemas._events import too_large
-from schemas.errors import EventValidationError, merged
+from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
 from schemas.ids import parse_service_id, parse_task_id
 from schemas.limits import DEFAULT_LIMITS, Limits
@@ -125,42 +125,26 @@ def validate_event(
         raise ValueError("a start request names no task id")
     if kind is not EventKind.EXTENSION and extension is not None:
         raise ValueError(f"a {kind} request names no extension")
-    # Each part is checked once, its problem kept; a valid request builds no collector.
-    found: list[EventValidationError] | None = None
+    # Each part checked once, every problem kept. Not `Problems.check`: its call per part
+    # costs a valid request ~0.6 us more than a `try` (on every consumed record).
+    problems = Problems()
     service: int | None = None
     task: int | None = None
     event: TaskStartEvent | TaskEndEvent | ExtensionUpdate | None = None
     try:
         service = parse_service_id(service_id)
     except EventValidationError as exc:
-        found = _kept(found, exc)
+        problems.keep(exc)
     if kind is not EventKind.START:
         try:
             task = parse_task_id(task_id)
         except EventValidationError as exc:
-            found = _kept(found, exc)
+            problems.keep(exc)
     try:
         event = _body(kind, body, limits, extension)
     except EventValidationError as exc:
-        found = _kept(found, exc)
-    if found is None and service is not None and event is not None:
-        return ValidEvent(kind, service, event, task, extension)
-    if not found:
+        problems.keep(exc)
+    problems.raise_any()
+    if service is None or event is None:
         raise AssertionError(f"a problem of {kind} went unreported: {service}, {task}, {event}")
-    error = merged(found)
-    try:
-        raise error
-    finally:
-        del error, found  # no cycle through this frame once the error holds a traceback
-
-
-def _kept(
-    found: list[EventValidationError] | None, exc: EventValidationError
-) -> list[EventValidationError]:
-    """`found` with `exc` added, without its traceback: a traceback holds the caller's frame,
-    which holds `found`, a cycle that would keep the whole body alive until a full collection."""
-    kept = exc.with_traceback(None)
-    if found is None:
-        return [kept]
-    found.append(kept)
-    return found
+    return ValidEvent(kind, service, event, task, extension)

@@ -30,7 +30,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from schemas import wire
-from schemas.errors import EventValidationError, merged
+from schemas.errors import EventValidationError, Problems
 from schemas.limits import Limits
 from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
@@ -90,7 +90,7 @@ def validated(
     tenant (only when tenants are configured); or InvalidInputError with every problem. A
     start's task id and the extension name of anything but an extension update are not looked
     at (the consumer ignores them too)."""
-    found: list[EventValidationError] = []
+    problems = Problems()  # a `try` per part: `Problems.check` costs ~0.3 us more a line
     event = None
     try:
         event = validate_event(
@@ -102,13 +102,15 @@ def validated(
             extension=extension if kind is EventKind.EXTENSION else None,
         )
     except EventValidationError as exc:  # names every problem of the ids and the body
-        found.append(exc.with_traceback(None))  # no cycle through this frame (as validate_event)
+        problems.keep(exc)
     try:
         tenancy.resolve(tenant, group)
     except EventValidationError as exc:
-        found.append(exc.with_traceback(None))
-    if found:
-        raise InvalidInputError(merged(found).message) from None
+        problems.keep(exc)
+    try:
+        problems.raise_any()
+    except EventValidationError as exc:
+        raise InvalidInputError(exc.message) from None
     assert event is not None  # noqa: S101 - no problem: set
     return event
 
