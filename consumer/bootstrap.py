@@ -169,16 +169,32 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-GC_THRESHOLD = (50_000, 20, 100)
-"""A batch keeps thousands of young objects alive until it is settled; with CPython's default
-generation-0 threshold (700) the collector rescans them many times per batch. Counted in
-bench/consumer.py's CPU per event: about a fifth less on translation and replies."""
+GC_OBJECTS_PER_RECORD = 75
+"""Young objects the consumer keeps alive per record of `batch_max_records` while a batch is
+settled and the next one fetched, with room to spare: bench/consumer.py's peak generation-0
+counts were ~180,000 at 4,000 records per batch and ~58,500 at 1,000."""
+GC_YOUNG_MIN = 50_000
+GC_YOUNG_MAX = 1_000_000
+"""At most this many young objects before a collection, whatever the batch size (a collection
+rescans them all: ~15 ms per 50,000 here)."""
 
 
-def tune_gc() -> None:
+def gc_threshold(batch_max_records: int) -> tuple[int, int, int]:
+    """The collector's thresholds: generation 0 above what two batches in flight keep alive.
+
+    A collection frees nearly nothing here (reference counting frees a settled batch; 143 cyclic
+    objects were left after 50,000 events), but one triggered mid-batch rescans every live
+    object of the batch. Below the batches' own size that happened every few thousand records
+    (~3 us per event, bench/consumer.py); above it a collection comes only once garbage piles up.
+    """
+    young = GC_OBJECTS_PER_RECORD * batch_max_records
+    return (min(GC_YOUNG_MAX, max(GC_YOUNG_MIN, young)), 20, 100)
+
+
+def tune_gc(batch_max_records: int) -> None:
     """Collect less often (cycles are rare here; reference counting frees nearly everything)."""
     gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
-    gc.set_threshold(*GC_THRESHOLD)
+    gc.set_threshold(*gc_threshold(batch_max_records))
 
 
 async def run_consumer(
@@ -191,7 +207,7 @@ async def run_consumer(
     `publisher_type` lets a test put a publisher in front of the real broker that refuses some
     records the way Apache Kafka would (the embedded broker accepts nearly everything).
     """
-    tune_gc()
+    tune_gc(settings.consumer.batch_max_records)
     install_tolerant_records()
     telemetry = Telemetry(per_minute=settings.log.rate_per_minute)
     async with AsyncExitStack() as stack:

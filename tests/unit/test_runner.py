@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import orjson
 import pytest
 
+from consumer.bootstrap import GC_OBJECTS_PER_RECORD, GC_YOUNG_MAX, GC_YOUNG_MIN, gc_threshold
 from consumer.domain import StartCommand
 from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
@@ -474,3 +475,12 @@ async def test_a_service_failure_on_one_record_dead_letters_it_alone_and_the_bat
     assert b"KeyError" in dict(records[1].headers)[wire.DLQ_ERROR]
     assert len(store.tasks) == 3
     assert member.committed == [{P0: 8, P1: 11}]
+
+
+def test_the_collector_waits_for_more_young_objects_than_two_batches_keep_alive() -> None:
+    default = SETTINGS.consumer.batch_max_records
+    assert gc_threshold(default)[0] == GC_OBJECTS_PER_RECORD * default
+    assert gc_threshold(default)[0] > 180_000  # bench/consumer.py's peak at 4,000 records
+    assert gc_threshold(10)[0] == GC_YOUNG_MIN  # small batches: still not every few records
+    assert gc_threshold(1_000_000)[0] == GC_YOUNG_MAX  # huge ones: a bounded pile of garbage
+    assert gc_threshold(default)[1:] == (20, 100)
