@@ -20,6 +20,7 @@ one process, access log as `UCS_BRIDGE_ACCESS_LOG`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import uuid
@@ -117,6 +118,7 @@ def main(kind: str) -> None:
         raise SystemExit(f"unknown app {kind!r}: bare or faststream-rpc")
     import uvicorn
 
+    gc.freeze()  # as the bridge's `serve` does: the same process set-up for every server
     uvicorn.Server(server_config(app, settings)).run()
 
 
