@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from producer_tools.bridge import deps, writes
+from producer_tools.bridge import deps, inputs, writes
 from producer_tools.bridge.metrics import ASGIApp, Receive, Scope, Send
 from producer_tools.bridge.state import get_bridge
 from schemas.tenants import GROUP_HEADER, TENANT_HEADER
@@ -66,11 +66,13 @@ class StartTaskFastPath:
         try:
             bridge = await get_bridge(request)
             await deps.authenticated(request, bridge)
-            headers = request.headers
+            headers = inputs.RequestHeaders(scope["headers"])
             caller = await deps.caller(
                 bridge, headers.get(TENANT_HEADER), headers.get(GROUP_HEADER)
             )
-            response = await writes.publish(request, bridge, caller, EventKind.START, service_id)
+            response = await writes.publish(
+                request, bridge, caller, EventKind.START, service_id, headers=headers
+            )
         except Exception as exc:  # noqa: BLE001 - answered as the app's handlers answer it
             response = await _handled(request, exc)
         await response(scope, receive, send)

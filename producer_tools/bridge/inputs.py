@@ -30,6 +30,32 @@ _CLOUDEVENTS_TYPES = ("application/cloudevents+json", "application/cloudevents-b
 _UTF8 = ("utf-8", "utf8")
 
 
+class RequestHeaders:
+    """A request's headers by name, from one pass over the ASGI list; the first value wins, as
+    with Starlette's `Headers.get`. Starlette's lookup scans the list again for every name and
+    raises a KeyError for each absent one: the start route reads half a dozen names, most of
+    them absent, and that came to ~3 us of its CPU per request."""
+
+    __slots__ = ("_first", "_raw")
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        first: dict[bytes, bytes] = {}
+        for name, value in self._raw:  # ASGI names are lower-case
+            first.setdefault(name, value)
+        self._first = first
+
+    def get(self, name: str) -> str | None:
+        """The first value of `name` (any case), decoded as latin-1, or None."""
+        value = self._first.get(name.lower().encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of `name` (any case), in order."""
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for found, value in self._raw if found == key]
+
+
 def _unsupported(message: str) -> TaskStartValidationError:
     return TaskStartValidationError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,

@@ -80,10 +80,13 @@ async def publish(
     *,
     task_id: str | None = None,
     extension: str | None = None,
+    headers: inputs.RequestHeaders | None = None,
 ) -> Response:
     """Check the request (415, 413, 400: its headers, then its ids and body together), publish
-    it (the body untouched) under its identity and answer with its reply (or its absence)."""
-    headers = request.headers
+    it (the body untouched) under its identity and answer with its reply (or its absence).
+    `headers`: the request's, when the caller has read them already."""
+    if headers is None:
+        headers = inputs.RequestHeaders(request.scope["headers"])
     inputs.check_content_type(headers.get("content-type"))
     inputs.check_declared_length(headers.get("content-length"), bridge.limits, kind)
     key = inputs.idempotency_key(headers.getlist(inputs.IDEMPOTENCY_KEY))

@@ -74,8 +74,15 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     calls: list[tuple[Any, ...]] = []
 
     async def publish(
-        request: Request, bridge: Any, caller: Any, kind: EventKind, service_id: str
+        request: Request,
+        bridge: Any,
+        caller: Any,
+        kind: EventKind,
+        service_id: str,
+        *,
+        headers: Any = None,
     ) -> Response:
+        assert headers is not None  # read once, by the fast path
         calls.append((caller, kind, service_id))
         return JSONResponse({"task_id": 7}, status_code=201)
 

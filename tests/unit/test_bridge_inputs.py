@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.datastructures import Headers
 
 from producer_tools.bridge import inputs
 from producer_tools.bridge.errors import BadRequestError
@@ -204,3 +207,28 @@ def test_a_path_with_percent_encodings_that_are_not_utf8_is_a_400_naming_the_fie
         with pytest.raises(BadRequestError) as caught:
             inputs.check_utf8_path(raw, "extension_name")
         assert [e.field for e in caught.value.errors] == ["extension_name"]
+
+
+_NAMES = st.sampled_from(
+    [b"content-type", b"content-length", b"idempotency-key", b"contactcenterid", b"x-other"]
+)
+
+
+@given(
+    st.lists(st.tuples(_NAMES, st.binary(max_size=8).map(bytes))),
+    st.sampled_from(["Content-Type", "content-length", "Idempotency-Key", "ContactCenterId"]),
+)
+def test_request_headers_read_as_starlette_reads_them(
+    raw: list[tuple[bytes, bytes]], name: str
+) -> None:
+    ours, theirs = inputs.RequestHeaders(raw), Headers(raw=raw)
+    assert ours.get(name) == theirs.get(name)  # the first value, None when absent
+    assert ours.getlist(name) == theirs.getlist(name)
+
+
+def test_request_headers_keep_the_first_of_repeated_values() -> None:
+    headers = inputs.RequestHeaders([(b"idempotency-key", b"a"), (b"idempotency-key", b"b")])
+    assert headers.get("Idempotency-Key") == "a"
+    assert headers.getlist(inputs.IDEMPOTENCY_KEY) == ["a", "b"]
+    assert headers.get("traceparent") is None
+    assert headers.getlist("traceparent") == []
