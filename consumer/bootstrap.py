@@ -176,7 +176,7 @@ counts were ~180,000 at 4,000 records per batch and ~58,500 at 1,000."""
 GC_YOUNG_MIN = 50_000
 GC_YOUNG_MAX = 1_000_000
 """At most this many young objects before a collection, whatever the batch size (a collection
-rescans them all: ~15 ms per 50,000 here)."""
+rescans them all: 11-14 ms per 50,000 here)."""
 
 
 def gc_threshold(batch_max_records: int) -> tuple[int, int, int]:

@@ -3,8 +3,8 @@
 Without anything installed: `traceparent` / `tracestate` travel as they came (validated, never
 invented) from the HTTP request to the Kafka request and onto its reply records (the HTTP
 response does not carry them: W3C Trace Context defines no response header). With the `otel`
-extra installed and `OTEL_EXPORTER_OTLP_ENDPOINT` set, each process
-also exports spans (`setup` configures the SDK from the standard `OTEL_*` variables).
+extra installed and `OTEL_EXPORTER_OTLP_ENDPOINT` set, each process also exports spans (`setup`
+configures the SDK from the standard `OTEL_*` variables).
 """
 
 from __future__ import annotations
