@@ -30,7 +30,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from schemas import wire
-from schemas.errors import EventValidationError, Problems
+from schemas.errors import EventValidationError, Problems, merged
 from schemas.limits import Limits
 from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
@@ -107,10 +107,8 @@ def validated(
         tenancy.resolve(tenant, group)
     except EventValidationError as exc:
         problems.keep(exc)
-    try:
-        problems.raise_any()
-    except EventValidationError as exc:
-        raise InvalidInputError(exc.message) from None
+    if problems.found:
+        raise InvalidInputError(merged(problems.found).message) from None
     assert event is not None  # noqa: S101 - no problem: set
     return event
 
