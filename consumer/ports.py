@@ -158,6 +158,11 @@ class GroupMember(Protocol):
         a retriable ServiceError when the broker cannot be reached."""
         ...
 
+    def rejoin(self) -> None:
+        """Join the group again (a rebalance begins: the revoke hook, then a new membership);
+        for a member whose membership the group no longer seems to honour."""
+        ...
+
     def set_fetch_wait(self, wait_ms: int) -> None:
         """How long the broker may hold a fetch that finds no record (from the next fetch)."""
         ...

@@ -198,7 +198,8 @@ class FakeMember:
     commit in `committed`, raises `commit_failures` in turn first.
 
     A membership is (generation, rebalances begun); `rebalance()` does what a rebalance does to
-    a member: awaits the loop's revoke hook under the old membership, then starts a new one.
+    a member: awaits the loop's revoke hook under the old membership, then starts a new one
+    (`rejoin()` starts one beside the loop and counts it in `rejoins`).
     Assigned the partitions of its batches; `pause`/`resume` keep `paused()`.
     """
 
@@ -211,7 +212,9 @@ class FakeMember:
         self.fetch_waits: list[int] = []
         self.generation = 1
         self.rebalances = 0
+        self.rejoins = 0
         self._hook: RevokeHook | None = None
+        self._rejoining: asyncio.Task[None] | None = None
         self._assigned = {tp for batch in batches for tp in batch}
         self._paused: set[Partition] = set()
 
@@ -246,6 +249,11 @@ class FakeMember:
         if membership != self.membership:
             raise MembershipLostError(f"{membership} is not {self.membership}")
         self.committed.append(dict(offsets))
+
+    def rejoin(self) -> None:
+        """A rebalance beside the loop, as aiokafka's coordination task runs one."""
+        self.rejoins += 1
+        self._rejoining = asyncio.create_task(self.rebalance())
 
     def set_fetch_wait(self, wait_ms: int) -> None:
         self.fetch_waits.append(wait_ms)

@@ -3,7 +3,9 @@
 aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for four things we need:
 
 - **which group membership** (generation, member id) the member holds, to tell whether a batch's
-  offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`);
+  offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`),
+  and to **join again** when the group no longer seems to honour it (`coordinator_dead`, then
+  `request_rejoin`: the coordinator looked up afresh, then a re-join);
 - **committing under an explicit membership**: `AIOKafkaConsumer.commit()` waits for a lost
   coordinator, then sends under whatever membership holds after a re-join, and retries likewise,
   so a batch read from an old log could commit into a new one; we send one request built from the
@@ -70,7 +72,8 @@ class GroupInternals:
         coordinator = _require(consumer, "_coordinator", "AIOKafkaConsumer")
         if coordinator is None:
             raise InternalsError("AIOKafkaConsumer._coordinator is None: start the consumer first")
-        for name in ("generation", "member_id", "ensure_coordinator_known", "_do_commit_offsets"):
+        for name in ("generation", "member_id", "ensure_coordinator_known", "_do_commit_offsets",
+                     "coordinator_dead", "request_rejoin"):  # fmt: skip
             _require(coordinator, name, "GroupCoordinator")
         subscription = _require(consumer, "_subscription", "AIOKafkaConsumer")
         subscribed = _require(subscription, "subscription", "SubscriptionState")
@@ -109,6 +112,12 @@ class GroupInternals:
             for (topic, partition), offset in offsets.items()
         }
         await coordinator._do_commit_offsets(assignment, request)  # private: see above
+
+    def rejoin(self) -> None:
+        """Look the coordinator up afresh and join the group again (from aiokafka's background
+        coordination task: the revoke callback first, then a new generation)."""
+        self._coordinator.coordinator_dead()
+        self._coordinator.request_rejoin()
 
     def fetch_wait(self) -> int:
         """The wait the next fetch will ask the broker for, in milliseconds."""

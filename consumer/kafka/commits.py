@@ -1,5 +1,6 @@
 """Offset commits: each settled batch is committed under the group membership it was fetched
-under, retried while that membership holds, and dropped once it is gone.
+under, retried while that membership holds, and dropped once it is gone, or once it has failed
+for a whole session timeout (the member then joins the group again).
 
 Why under its own membership: at each rebalance aiokafka resets every position to the group's
 committed offset, so a batch whose membership ended is fetched again (by this member or the
@@ -10,6 +11,15 @@ its new log from 0 again) and skip the new log's first records.
 Why retried: a commit lost to a transient failure while the membership holds is not redelivered
 until the next rebalance or restart; work settled in between would be answered again then, and a
 graceful stop would leave it behind. A stop still commits what was settled, for a few seconds.
+
+Why not retried forever: a membership can hold in the client while the group it belongs to is
+gone. A broker restarted without its group state (found with the memory-only dev broker) left
+aiokafka's member believing in its generation while every commit timed out, and the loop, which
+waits for a batch's commit before it settles the next, answered nothing more. A commit failing
+for as long as the group's session timeout (after which aiokafka itself gives a silent
+coordinator up) is therefore dropped like a lost membership's, and the member asked to join the
+group again: positions go back to the committed offsets and the records since are answered again
+(replays are idempotent), as after a restart of the consumer, without one.
 """
 
 from __future__ import annotations
@@ -37,11 +47,17 @@ class Committer:
     """Commits settled batches for one group member."""
 
     def __init__(
-        self, member: GroupMember, retry: RetrySettings, telemetry: Telemetry | None = None
+        self,
+        member: GroupMember,
+        retry: RetrySettings,
+        telemetry: Telemetry | None = None,
+        *,
+        stuck_s: float,
     ) -> None:
         self._member = member
         self._retry = retry
         self._telemetry = telemetry or Telemetry()
+        self._stuck_s = stuck_s
 
     async def commit(
         self, offsets: Mapping[Partition, int], membership: Hashable, stopping: asyncio.Event
@@ -49,6 +65,7 @@ class Committer:
         """Commit `offsets` under `membership`; False if it was dropped (redelivered later)."""
         attempt = 0
         give_up_at: float | None = None
+        stuck_at = time.monotonic() + self._stuck_s
         while True:
             if not self._member.is_current(membership):
                 log.warning("batch settled after its group membership ended: not committed"
@@ -73,6 +90,14 @@ class Committer:
                                     " (redelivered at the next start): %r", exc)  # fmt: skip
                         self._telemetry.committed("failed")
                         return False
+                if time.monotonic() >= stuck_at:
+                    log.warning("offset commit failing for %.1fs under a membership the client"
+                                " still holds: dropped, and the group joined again (records since"
+                                " the last commit are answered again; replays are idempotent): %r",
+                                self._stuck_s, exc)  # fmt: skip
+                    self._telemetry.committed("failed")
+                    self._member.rejoin()
+                    return False
                 delay = backoff_s(self._retry, attempt)
                 attempt += 1
                 log.warning("offset commit failed (attempt %d), retrying in %.2fs under the same"

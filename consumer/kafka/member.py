@@ -89,6 +89,9 @@ class KafkaGroupMember:
                 f"offset commit failed: {exc!r}", retriable=transient
             ) from exc
 
+    def rejoin(self) -> None:
+        self._group().rejoin()
+
     def set_fetch_wait(self, wait_ms: int) -> None:
         group = self._group()
         if group.fetch_wait() != wait_ms:

@@ -66,7 +66,12 @@ class Runner:
             settings.retry,
             telemetry=telemetry,
         )
-        self._committer = Committer(member, settings.retry, telemetry)
+        self._committer = Committer(
+            member,
+            settings.retry,
+            telemetry,
+            stuck_s=settings.consumer.consumer_session_timeout_ms / 1000,
+        )
         self._revoke_wait_s = revoke_wait_s
         self._in_flight = asyncio.Lock()
         self._last_batch_at = 0.0

@@ -1,6 +1,6 @@
 """consumer/kafka/aiokafka_internals.py held to the real client (the pinned aiokafka) and a real
-broker: membership, commits under an explicit membership, the fetch wait, tolerant reading, and
-a loud failure naming what is missing."""
+broker: membership, commits under an explicit membership, joining again, the fetch wait,
+tolerant reading, and a loud failure naming what is missing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from consumer.kafka.aiokafka_internals import (
     InternalsError,
     install_tolerant_records,
 )
+from consumer.kafka.member import KafkaGroupMember
 from consumer.ports import MembershipLostError, UnparseableRecord
 from tests import kafka_poison, servers
 from tests.servers import StackSettings, create_topics
@@ -90,6 +91,50 @@ async def test_a_commit_goes_out_under_the_current_membership_and_never_under_an
     assert internals.membership()[0] == -1  # no longer a member: nothing may be committed
     with pytest.raises(MembershipLostError):
         await internals.commit({(topic, 0): 3}, lambda: True)
+
+
+async def test_a_rejoin_ends_the_membership_through_a_rebalance_and_commits_go_on_under_the_next(
+    topic_settings: StackSettings, producer: AIOKafkaProducer
+) -> None:
+    """What the committer asks for when commits keep failing under a membership the client
+    still holds (`KafkaGroupMember.rejoin`, over `GroupInternals.rejoin`): the revoke hook runs,
+    the old membership's offsets are refused, and they go out under the next one. (tansu keeps
+    a lone member's generation across its re-join: the rebalance count tells them apart.)"""
+    topic = topic_settings.topics.requests
+    await producer.send_and_wait(topic, b"v", partition=0)
+    consumer = member(topic_settings)
+    group = KafkaGroupMember(consumer, [topic])
+    hooks: list[int] = []
+
+    async def hook() -> None:
+        hooks.append(1)
+
+    group.on_revoke(hook)
+    await group.start()
+    try:
+        polled = await group.poll(200, 10)
+        for _ in range(50):
+            if polled.records:
+                break
+            polled = await group.poll(200, 10)
+        assert sum(len(r) for r in polled.records.values()) == 1
+        before, revokes = polled.membership, len(hooks)  # aiokafka revokes nothing at the start
+
+        group.rejoin()
+        for _ in range(100):  # the re-join runs in aiokafka's coordination task
+            after = (await group.poll(100, 10)).membership
+            if len(hooks) > revokes and group.assignment():
+                break
+        assert len(hooks) == revokes + 1
+        assert not group.is_current(before)
+        assert group.is_current(after)
+
+        with pytest.raises(MembershipLostError):
+            await group.commit({(topic, 0): 1}, before)
+        await group.commit({(topic, 0): 1}, after)
+        assert await consumer.committed(TopicPartition(topic, 0)) == 1
+    finally:
+        await group.stop()
 
 
 async def test_records_the_client_cannot_parse_arrive_in_their_place_and_the_rest_flow(

@@ -1,25 +1,29 @@
 """The consume loop over fakes of its ports: retry, commit after replies, offset + 1, and the
-commit rules (under the fetched membership, retried while it holds, dropped once it is gone)."""
+commit rules (under the fetched membership, retried while it holds, dropped once it is gone or
+has failed for a whole session timeout)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import orjson
 import pytest
 
 from consumer.bootstrap import GC_OBJECTS_PER_RECORD, GC_YOUNG_MAX, GC_YOUNG_MIN, gc_threshold
 from consumer.domain import StartCommand
+from consumer.kafka import commits
 from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
 from consumer.ports import (
     MembershipLostError,
     OutRecord,
+    Partition,
     Undelivered,
     UnitOfWorkFactory,
     UnparseableRecord,
 )
+from consumer.telemetry import Telemetry
 from schemas import wire
 from schemas.errors import BrokerUnavailableError
 from tests.fakes import (
@@ -351,6 +355,79 @@ async def test_a_stop_during_a_batch_still_commits_it_even_after_a_failed_commit
         await runner.run(stopping)
     assert member.committed == [{P0: 8, P1: 11}]
     assert member.commit_attempts == 2
+
+
+class ForgottenGroup(FakeMember):
+    """A coordinator restarted without its group state, as the memory-only broker restarts: the
+    client still holds its membership, and no commit under it is ever answered (or each is
+    refused as transient, `failure`) until the member joins the group again."""
+
+    def __init__(self, *batches: Batch, failure: Exception | None = None) -> None:
+        super().__init__(*batches)
+        self.failure = failure
+
+    async def commit(self, offsets: Mapping[Partition, int], membership: Hashable) -> None:
+        if self.rejoins == 0:
+            self.commit_attempts += 1
+            if self.failure is not None:
+                await asyncio.sleep(0.005)
+                raise self.failure
+            await asyncio.Event().wait()  # no answer: the attempt times out
+        await super().commit(offsets, membership)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [None, BrokerUnavailableError("coordinator not available", retriable=True)],
+    ids=["no-answer", "transient-error"],
+)
+async def test_a_commit_failing_for_a_whole_session_is_dropped_and_the_group_joined_again(
+    failure: Exception | None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retried for ever, the loop (which commits a batch before it settles the next) would
+    answer nothing more; a broker restart did that. Dropped after the session timeout, the
+    member rejoins, its positions go back to the committed offsets, and the batch comes again:
+    answered again and committed under the new membership."""
+    monkeypatch.setattr(commits, "ATTEMPT_S", 0.02)
+    batch = two_partitions()
+    member = ForgottenGroup(batch, failure=failure)
+    publisher = FakePublisher()
+    telemetry = Telemetry()
+    settings = SETTINGS.with_(consumer_session_timeout_ms=200, consumer_heartbeat_interval_ms=50)
+    runner = Runner(member, publisher, store_factory(FakeStore()), settings, telemetry=telemetry)
+    stopping = asyncio.Event()
+    started = asyncio.get_running_loop().time()
+    loop = asyncio.create_task(runner.run(stopping))
+    async with asyncio.timeout(5):
+        while member.rebalances == 0:
+            await asyncio.sleep(0.001)
+        given_up_after = asyncio.get_running_loop().time() - started
+        member.batches.append(batch)  # fetched again from the committed offset
+        while not member.committed:
+            await asyncio.sleep(0.001)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
+
+    assert given_up_after >= 0.2, "dropped before a whole session timeout of failures"
+    assert member.commit_attempts >= 2, "not retried before it was dropped"
+    assert member.rejoins == 1
+    assert member.committed == [{P0: 8, P1: 11}]
+    assert [len(call) for call in publisher.published] == [4, 4], "answered, then again"
+    commit_results = telemetry.metrics.registry.get_sample_value
+    assert commit_results("ucs_consumer_commits_total", {"result": "failed"}) == 1
+    assert commit_results("ucs_consumer_commits_total", {"result": "committed"}) == 1
+    assert "dropped, and the group joined again" in caplog.text
+
+
+async def test_a_commit_failing_for_less_than_a_session_is_retried_without_a_rejoin() -> None:
+    failures = [BrokerUnavailableError("request timed out", retriable=True) for _ in range(5)]
+    member = FakeMember(two_partitions(), commit_failures=failures)
+    settings = SETTINGS.with_(consumer_session_timeout_ms=2000, consumer_heartbeat_interval_ms=500)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: bool(member.committed))
+    assert member.commit_attempts == 6
+    assert (member.rejoins, member.rebalances) == (0, 0)
+    assert member.committed == [{P0: 8, P1: 11}]
 
 
 # --- pausing and prefetching -----------------------------------------------------------------
