@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from producer_tools.devstack.embedded import free_port
 from tests.servers import StackSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +34,35 @@ def start_consumer(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+async def started_consumer(
+    settings: StackSettings, log_path: Path, timeout_s: float = 60.0, **overrides: object
+) -> subprocess.Popen[bytes]:
+    """`start_consumer`, returned once its /readyz answers 200 (a member of its group).
+
+    A test that signals a consumer it has just started must wait for this: the process takes a
+    stop signal gracefully from its first line of Python on, but one that arrives while the
+    interpreter itself starts kills it (-15), and a test whose events were all answered already
+    may well send one that early."""
+    port = free_port()
+    process = start_consumer(settings, log_path, consumer_health_port=port, **overrides)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=2) as http:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"the consumer exited with {process.returncode}; see {log_path}"
+                )
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return process
+            except httpx.TransportError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                process.kill()
+                raise AssertionError(f"the consumer was not ready in {timeout_s}s; see {log_path}")
+            await asyncio.sleep(0.05)
 
 
 class ChildProcess:

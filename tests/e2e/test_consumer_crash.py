@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from consumer.db.engine import build_engine
 from tests.kafka_client import TaskClient
-from tests.processes import start_consumer
+from tests.processes import start_consumer, started_consumer
 from tests.servers import StackSettings
 
 EVENTS = 5000
@@ -36,7 +36,7 @@ async def test_a_consumer_killed_mid_batch_and_restarted_loses_and_duplicates_no
         answered_before_kill = len(client.replies)
         assert answered_before_kill < EVENTS, "the kill came too late to test anything"
 
-        second = start_consumer(settings, log, batch_max_records=100)
+        second = await started_consumer(settings, log, batch_max_records=100)
         try:
             await client.wait_for(lambda: all(e in client.replies for e in ids), timeout=90)
         finally:

@@ -18,7 +18,7 @@ import pytest
 
 from schemas.replies import TaskCreated
 from tests.kafka_client import TaskClient, rows_per_event
-from tests.processes import start_consumer
+from tests.processes import start_consumer, started_consumer
 from tests.servers import StackSettings
 
 # Small batches and a large backlog: the stop must land mid-flow however fast the machine is
@@ -64,7 +64,7 @@ async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_
         answered_by_first = len(client.replies)
         assert answered_by_first < EVENTS, "the signal came too late to test anything"
 
-        second = start_consumer(settings, log, batch_max_records=BATCH)
+        second = await started_consumer(settings, log, batch_max_records=BATCH)
         try:
             await client.wait_for(lambda: all(e in client.replies for e in ids), timeout=60)
             await asyncio.sleep(0.5)  # room for a (wrong) second answer to arrive
