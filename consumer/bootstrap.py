@@ -22,7 +22,10 @@ from consumer.db.status import read_status
 from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import StorageUnavailableError
 from consumer.health import Health, HealthServer, health_app
-from consumer.kafka.aiokafka_internals import install_tolerant_records
+from consumer.kafka.aiokafka_internals import (
+    install_no_topic_auto_creation,
+    install_tolerant_records,
+)
 from consumer.kafka.member import KafkaGroupMember
 from consumer.kafka.publisher import KafkaPublisher
 from consumer.kafka.runner import REVOKE_WAIT_S, Runner
@@ -209,6 +212,7 @@ async def run_consumer(
     """
     tune_gc(settings.consumer.batch_max_records)
     install_tolerant_records()
+    install_no_topic_auto_creation()
     telemetry = Telemetry(per_minute=settings.log.rate_per_minute)
     async with AsyncExitStack() as stack:
         telemetry.health.running = True

@@ -29,8 +29,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """Bootstrap servers of the session's broker (env, testcontainers or embedded tansu)."""
+    """Bootstrap servers of the session's broker (env, testcontainers or embedded tansu).
+
+    Every aiokafka client of the session asks the broker not to create missing topics, as the
+    consumer's own process does (it installs the same thing process-wide when it runs, so the
+    tests' clients behave alike whichever test ran first)."""
+    from consumer.kafka.aiokafka_internals import install_no_topic_auto_creation
     from tests import servers
+
+    install_no_topic_auto_creation()
 
     async with contextlib.AsyncExitStack() as stack:
         try:

@@ -279,3 +279,27 @@ async def create_topics(settings: StackSettings, partitions: int | None = None) 
     from consumer.admin import create_service_topics
 
     await create_service_topics(settings.kafka, settings.topics, settings.contract, partitions)
+
+
+async def create_topic(settings: StackSettings, topic: str, partitions: int = 1) -> None:
+    """Create one topic of the test's own (not one of the service's) on the settings' broker."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def topic_names(settings: StackSettings) -> set[str]:
+    """Every topic the settings' broker has (listed without naming any: nothing is created)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()

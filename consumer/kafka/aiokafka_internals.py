@@ -1,6 +1,6 @@
 """Every aiokafka internal this consumer relies on, in one place, each checked once at start.
 
-aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for four things we need:
+aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for five things we need:
 
 - **which group membership** (generation, member id) the member holds, to tell whether a batch's
   offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`),
@@ -11,27 +11,40 @@ aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for four th
   so a batch read from an old log could commit into a new one; we send one request built from the
   membership checked just before (`GroupCoordinator._do_commit_offsets`, no await in between);
 - **the fetch wait per fetch** (`Fetcher._fetch_max_wait_ms`, read each time a fetch is built);
+- **asking the broker not to create topics**: aiokafka's metadata requests name the topics a
+  client uses with `allow_auto_topic_creation` true, so a broker that auto-creates topics (tansu
+  always, Kafka with `auto.create.topics.enable`, its default) creates any missing one with its
+  defaults: a reply topic deleted or not yet re-created (wrong partitions, retention, cleanup
+  policy), or any topic a request names as its `replyto`. `aiokafka.client.MetadataRequest`
+  (a module global read per request) is replaced by one that asks for no creation: a missing
+  topic stays missing, and the publisher says so (`install_no_topic_auto_creation`). A topic a
+  producer looked up stays in its client's metadata requests for good (`AIOKafkaClient._topics`),
+  each refresh logging an error for every missing one: `untrack_topics` takes them out again;
 - **reading past a record the client cannot parse**: the fetcher builds `MemoryRecords` and
   `PartitionRecords` from module globals; ours keep each batch's bytes and, only when the fast
   (C) reader fails on a batch, read that batch in Python (`consumer.kafka.record_format`): the
   unreadable record becomes an `UnparseableRecord` in its place, the rest flow as usual.
 
-Each attribute is checked when first needed (`install_tolerant_records()` before any consumer
-starts, `GroupInternals(consumer)` once it has): a missing one stops the process with a message
+Each attribute is checked when first needed (`install_tolerant_records()` and
+`install_no_topic_auto_creation()` before any client starts, `GroupInternals(consumer)` once it
+has): a missing one stops the process with a message
 naming it and the pinned version, instead of quietly falling back to the behaviour we avoid.
 `tests/integration/test_aiokafka_internals.py` holds this module to the real client and broker.
 """
 
 from __future__ import annotations
 
+import inspect
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import aiokafka
+import aiokafka.client as _client
 import aiokafka.codec as codecs
 from aiokafka.consumer import fetcher as _fetcher
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.legacy_records import LegacyRecordBatch
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
@@ -280,3 +293,43 @@ def install_tolerant_records() -> None:
         _require(DefaultRecordBatch, name, "DefaultRecordBatch")
     _fetcher.PartitionRecords = _tolerant_partition_records(base)
     _fetcher.MemoryRecords = TolerantMemoryRecords
+
+
+# --- no topic auto-creation -------------------------------------------------------------------
+
+
+class _MetadataRequestNoAutoCreate(MetadataRequest):  # type: ignore[misc]  # untyped base
+    """aiokafka's MetadataRequest, asking the broker not to create the topics it names (Metadata
+    v4 and later; a broker that knows no such flag may still create them)."""
+
+    def __init__(
+        self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None
+    ) -> None:
+        super().__init__(topics, bool(allow_auto_topic_creation))
+
+
+def install_no_topic_auto_creation() -> None:
+    """Make every aiokafka client of this process ask brokers not to create missing topics."""
+    if _client.MetadataRequest is _MetadataRequestNoAutoCreate:
+        return  # installed (and checked) already
+    base = _require(_client, "MetadataRequest", "aiokafka.client")
+    if base is not MetadataRequest or "allow_auto_topic_creation" not in (
+        inspect.signature(MetadataRequest).parameters
+    ):
+        raise InternalsError(
+            f"aiokafka {aiokafka.__version__}'s client builds its metadata requests otherwise"
+            f" than {PINNED} (see consumer/kafka/aiokafka_internals.py)"
+        )
+    _client.MetadataRequest = _MetadataRequestNoAutoCreate
+
+
+def untrack_topics(producer: Any, missing: set[str], used: set[str]) -> None:
+    """Stop asking for the metadata of the `missing` topics: aiokafka keeps every topic a
+    producer looked up in each later metadata request, and logs an error per missing one each
+    time. The topics in `used` stay (a topic known from an earlier refresh is not tracked, and
+    an empty set would mean every topic); nothing changes if nothing else would be left."""
+    client = _require(producer, "client", "AIOKafkaProducer")
+    tracked = _require(client, "_topics", "AIOKafkaClient")
+    rest = (tracked | used) - missing
+    if tracked & missing and rest:
+        client.set_topics(rest)

@@ -25,9 +25,11 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     TopicAuthorizationFailedError,
     UnknownError,
+    UnknownTopicOrPartitionError,
 )
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from consumer.kafka.aiokafka_internals import untrack_topics
 from consumer.ports import COPY, OutRecord, Undelivered
 from schemas.errors import BrokerUnavailableError
 
@@ -92,6 +94,9 @@ class KafkaPublisher:
         partitions: dict[str, list[int] | str] = {}
         for topic, optional in {(r.topic, r.role == COPY) for r in records}:
             partitions[topic] = await self._partitions(topic, optional)
+        missing = {topic for topic, found in partitions.items() if isinstance(found, str)}
+        if missing:  # looked up, so tracked: no need to ask for them at each metadata refresh
+            untrack_topics(self._producer, missing, partitions.keys() - missing)
         destinations: dict[tuple[str, int], list[OutRecord]] = {}
         for record in records:
             available = partitions[record.topic]
@@ -145,7 +150,7 @@ class KafkaPublisher:
             try:
                 async with asyncio.timeout(OPTIONAL_TOPIC_WAIT_S):
                     return sorted(await self._producer.partitions_for(topic))
-            except (TimeoutError, KafkaTimeoutError):
+            except (TimeoutError, KafkaTimeoutError, UnknownTopicOrPartitionError):
                 self._missing[topic] = time.monotonic()
                 log.warning("reply topic %r named by a request does not exist", topic)
                 return "the topic does not exist"

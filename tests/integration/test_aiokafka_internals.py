@@ -4,23 +4,27 @@ tolerant reading, and a loud failure naming what is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import client as aiokafka_client
 from aiokafka.consumer import fetcher
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from consumer.kafka.aiokafka_internals import (
     PINNED,
     GroupInternals,
     InternalsError,
+    install_no_topic_auto_creation,
     install_tolerant_records,
 )
 from consumer.kafka.member import KafkaGroupMember
 from consumer.ports import MembershipLostError, UnparseableRecord
 from tests import kafka_poison, servers
-from tests.servers import StackSettings, create_topics
+from tests.servers import StackSettings, create_topics, topic_names
 
 
 @pytest.fixture
@@ -185,6 +189,29 @@ async def test_records_the_client_cannot_parse_arrive_in_their_place_and_the_res
     assert "checksum" in bad_crc.problem
     assert bad_crc.raw[8:] == crc[8:]  # as written, but for the base offset the broker set
     assert records[2].headers == (("h", None),)  # read by the fallback reader, as aiokafka does
+
+
+async def test_asking_for_a_missing_topic_creates_nothing(
+    topic_settings: StackSettings, producer: AIOKafkaProducer
+) -> None:
+    """Installed for the session (tests/conftest.py) as the consumer installs it for its
+    process: the embedded broker creates any topic a metadata request names unless asked not
+    to."""
+    install_no_topic_auto_creation()
+    missing = f"nowhere-{uuid.uuid4().hex[:8]}"
+    with pytest.raises((TimeoutError, UnknownTopicOrPartitionError)):
+        async with asyncio.timeout(2):
+            await producer.partitions_for(missing)
+    assert missing not in await topic_names(topic_settings)
+    assert await producer.partitions_for(topic_settings.topics.requests) == {0}  # one that exists
+
+
+def test_a_client_building_metadata_requests_otherwise_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aiokafka_client, "MetadataRequest", type("MetadataRequest", (), {}))
+    with pytest.raises(InternalsError, match=r"metadata requests.*aiokafka 0\.14"):
+        install_no_topic_auto_creation()
 
 
 def test_a_missing_internal_fails_loudly_naming_it_and_the_pinned_version(

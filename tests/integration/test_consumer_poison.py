@@ -27,7 +27,7 @@ from consumer.ports import OutRecord
 from schemas import wire
 from schemas.requests import EventKind
 from tests.kafka_client import SOURCE, TaskClient, rows_per_event
-from tests.servers import StackSettings
+from tests.servers import StackSettings, create_topic, topic_names
 
 Refuse = Callable[[str, OutRecord], KafkaError | None]
 SERVICE = 777
@@ -35,23 +35,17 @@ SERVICE = 777
 
 class RefusingPublisher(KafkaPublisher):
     """The real publisher, but a batch holding a record `refuse` names an error for is refused
-    whole with that error (as Kafka refuses a batch), and the `missing` topics do not exist
-    (Kafka with topic auto-creation off: metadata never comes)."""
+    whole with that error (as Kafka refuses a batch)."""
 
-    def __init__(
-        self, producer: AIOKafkaProducer, refuse: Refuse, missing: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, producer: AIOKafkaProducer, refuse: Refuse) -> None:
         super().__init__(producer)
         self.refuse = refuse
         self.sends: list[tuple[str, int]] = []
-        real = producer.partitions_for
+        self.producer = producer
 
-        async def partitions_for(topic: str) -> object:
-            if topic in missing:
-                await asyncio.sleep(3600)
-            return await real(topic)
-
-        producer.partitions_for = partitions_for  # type: ignore[method-assign]  # injection
+    def tracked_topics(self) -> set[str]:
+        """The topics the producer's client asks the broker about at each metadata refresh."""
+        return set(self.producer.client._topics)
 
     async def _send(self, topic: str, partition: int, records: Sequence[OutRecord]) -> None:
         self.sends.append((topic, len(records)))
@@ -63,12 +57,12 @@ class RefusingPublisher(KafkaPublisher):
 
 @contextlib.asynccontextmanager
 async def consuming(
-    settings: StackSettings, refuse: Refuse, missing: Sequence[str] = ()
+    settings: StackSettings, refuse: Refuse
 ) -> AsyncIterator[list[RefusingPublisher]]:
     made: list[RefusingPublisher] = []
 
     def publisher(producer: AIOKafkaProducer) -> KafkaPublisher:
-        made.append(RefusingPublisher(producer, refuse, missing))
+        made.append(RefusingPublisher(producer, refuse))
         return made[-1]
 
     stopping = asyncio.Event()
@@ -148,24 +142,34 @@ async def test_a_reply_the_broker_refuses_is_found_in_its_batch_and_dead_lettere
 async def test_a_reply_topic_that_cannot_be_written_gets_a_dead_letter_and_the_log_its_reply(
     client: TaskClient, settings: StackSettings, how: str
 ) -> None:
+    """`forbidden`: the topic exists and the broker refuses writes to it; `missing`: it does not
+    exist, and the consumer's clients ask the broker not to create it (the broker here, tansu,
+    would create any topic a metadata request names)."""
     poison = f"replyto-{how}-{uuid.uuid4().hex[:6]}"
     their_topic = f"their-{poison}"
+    if how == "forbidden":
+        await create_topic(settings, their_topic)
 
     def refuse(topic: str, record: OutRecord) -> KafkaError | None:
         del record
         return TopicAuthorizationFailedError() if topic == their_topic else None
 
-    missing = [their_topic] if how == "missing" else []
     good = await good_around(
         client, f"around-{uuid.uuid4().hex[:6]}", lambda: send(client, poison, reply_to=their_topic)
     )
-    async with consuming(settings, refuse, missing):
+    async with consuming(settings, refuse) as publishers:
         await client.wait_for(lambda: bool(dead_letters_of(client, poison)), timeout=30)
         await answered_once(client, settings, [*good, poison])
     (dead,) = dead_letters_of(client, poison)
     error = dict(dead.headers)[wire.DLQ_ERROR].decode()
     assert their_topic in error
     assert ("does not exist" if how == "missing" else "TopicAuthorizationFailed") in error
+    assert (their_topic in await topic_names(settings)) is (how == "forbidden"), (
+        "the consumer had the missing topic created"
+    )
+    if how == "missing":  # no longer asked for at each metadata refresh (an error logged each)
+        (publisher,) = publishers
+        assert their_topic not in publisher.tracked_topics()
 
 
 async def test_a_dead_letter_the_broker_refuses_is_replaced_by_one_of_headers_only(

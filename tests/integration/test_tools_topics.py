@@ -26,7 +26,7 @@ from producer_tools.devstack.embedded import free_port
 from tests import servers
 from tests.integration.test_tools import env_of
 from tests.kafka_client import TaskClient
-from tests.servers import StackSettings
+from tests.servers import StackSettings, topic_names
 
 FAST_RETRY = {"retry_backoff_initial_ms": 100, "retry_backoff_max_ms": 300}
 
@@ -39,15 +39,6 @@ def bare(kafka_bootstrap: str, database_url: str) -> StackSettings:
 
 def topics_command(settings: StackSettings, *args: str) -> Any:
     return CliRunner().invoke(app, ["topics", *args], env=env_of(settings))
-
-
-async def topic_names(settings: StackSettings) -> set[str]:
-    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def observed(settings: StackSettings) -> dict[str, Any]:
