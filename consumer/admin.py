@@ -4,6 +4,8 @@
 - `create_service_topics` / `check_service_topics`: the service topics with the settings the
   guarantees need (`ucs-tasks topics create|check`, the dev stack, the tests), and
   `create_topics` for other topics (the bridge's reply topic); from `consumer.kafka.topics`;
+- `install_no_topic_auto_creation`: the process's Kafka clients ask brokers not to create the
+  topics they look up (the bridge, as the consumer); from `consumer.kafka.aiokafka_internals`;
 - `TaskRestorer`: the write side of `ucs-tasks rebuild` (tasks and the identities of their
   changes, `ChangeRow`), one transaction that holds off other writers.
 
@@ -25,6 +27,7 @@ from consumer.db import migrate, rebuild
 from consumer.db.engine import EngineScope, build_engine
 from consumer.db.rebuild import ChangeRow
 from consumer.db.status import read_status
+from consumer.kafka.aiokafka_internals import install_no_topic_auto_creation
 from consumer.kafka.topic_rules import Finding, Severity, TopicReport
 from consumer.kafka.topics import (
     TopicSetupError,
@@ -50,6 +53,7 @@ __all__ = [
     "check_service_topics",
     "create_service_topics",
     "create_topics",
+    "install_no_topic_auto_creation",
     "read_database_report",
     "upgrade_database",
 ]

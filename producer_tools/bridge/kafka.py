@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.admin import create_topics
+from consumer.admin import create_topics, install_no_topic_auto_creation
 from observability import tracing
 from producer_tools.bridge.batches import RequestBatches
 from producer_tools.bridge.messages import PendingRequests, dispatch_reply
@@ -106,6 +106,9 @@ class KafkaLink:
         if self._started:
             return
         self._started = True
+        # A broker that creates topics on request would otherwise create the requests topic,
+        # with its defaults, for a bridge that publishes before the topic is (re-)created.
+        install_no_topic_auto_creation()
         await self._try_connect()
         self._supervisor = asyncio.create_task(self._supervise(), name="bridge-kafka-link")
 

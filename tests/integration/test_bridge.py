@@ -18,6 +18,8 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import client as aiokafka_client
+from aiokafka.protocol.metadata import MetadataRequest
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -49,7 +51,7 @@ from tests.reference import (
     REFERENCE_BODY_VERBATIM,
     REFERENCE_SERVICE_ID,
 )
-from tests.servers import StackSettings, create_topics, make_settings
+from tests.servers import StackSettings, create_topics, make_settings, topic_names
 
 SID = REFERENCE_SERVICE_ID
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -743,6 +745,24 @@ async def test_an_unexpected_failure_still_answers_a_json_500() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.post(start_url(), content=b"{}", headers=JSON_HEADERS)
     assert "Internal error" in assert_error_body(response, 500)["message"]
+
+
+async def test_a_bridge_whose_requests_topic_is_missing_answers_503_and_creates_nothing(
+    settings: StackSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded broker creates any topic a client asks about, with its own defaults: a
+    bridge started before its requests topic exists (or after a broker restart, before it is
+    re-created) would write requests into a topic nobody set up. It asks for no creation (the
+    session installed that for every client: undone here, so the bridge's own start does it)."""
+    monkeypatch.setattr(aiokafka_client, "MetadataRequest", MetadataRequest)
+    missing = f"missing-requests-{uuid.uuid4().hex[:8]}"
+    mine = bridge_settings(settings, topic_requests=missing, bridge_send_timeout_ms=1000)
+    async with running_bridge(mine) as running:
+        response = await running.client.post(
+            start_url(), content=b'{"state_id": 1}', headers=JSON_HEADERS
+        )
+    assert_error_body(response, 503)
+    assert missing not in await topic_names(settings)
 
 
 async def test_the_kafka_link_refuses_use_before_start(settings: StackSettings) -> None:
