@@ -41,11 +41,10 @@ class RefusingPublisher(KafkaPublisher):
         super().__init__(producer)
         self.refuse = refuse
         self.sends: list[tuple[str, int]] = []
-        self.producer = producer
 
     def tracked_topics(self) -> set[str]:
         """The topics the producer's client asks the broker about at each metadata refresh."""
-        return set(self.producer.client._topics)
+        return set(self._producer.client._topics)
 
     async def _send(self, topic: str, partition: int, records: Sequence[OutRecord]) -> None:
         self.sends.append((topic, len(records)))
