@@ -79,7 +79,9 @@ WHERE t.task_id = i.task_id AND t.completed_at IS NULL
 RETURNING t.task_id, t.service_id, i.event_id, CAST(to_jsonb(t) - 'attached' AS text)"""
 
 
-def raw_kafka(settings: StackSettings, group: str) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+def raw_kafka(
+    settings: StackSettings, group: str, fetch_max_wait_ms: int = 500
+) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
     consumer = AIOKafkaConsumer(
         settings.topics.requests,
         bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -88,6 +90,7 @@ def raw_kafka(settings: StackSettings, group: str) -> tuple[AIOKafkaConsumer, AI
         auto_offset_reset="earliest",
         session_timeout_ms=3000,
         heartbeat_interval_ms=500,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -141,10 +144,13 @@ async def raw_end_pipeline(settings: StackSettings, stopping: asyncio.Event) -> 
         await db.close()
 
 
-async def raw_pipeline(settings: StackSettings, stopping: asyncio.Event) -> None:
-    """The raw loop (no project code)."""
+async def raw_pipeline(
+    settings: StackSettings, stopping: asyncio.Event, fetch_max_wait_ms: int = 500
+) -> None:
+    """The raw loop (no project code); `fetch_max_wait_ms`: aiokafka's default, which only a
+    latency measurement (soak.py) changes."""
     db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
-    consumer, producer = raw_kafka(settings, "raw-baseline")
+    consumer, producer = raw_kafka(settings, "raw-baseline", fetch_max_wait_ms)
     await consumer.start()
     await producer.start()
     try:

@@ -17,13 +17,17 @@ Needs the `bench` extra (`make soak` installs it): psutil, httpx.
    samples each process (RSS, open file descriptors, open inet connections), the tasks stored,
    the backlog (sent - stored), the bridge's latency percentiles and non-201 answers of that
    interval, the CPU of ours, of the load generators, of the embedded broker and of PostgreSQL
-   (with its backends), the broker's and PostgreSQL's RSS, and the consumer's lag and task ids
-   used from its /metrics.
+   (with its backends), the broker's and PostgreSQL's RSS, the consumer's lag and task ids
+   used from its /metrics, and two probes of the broker: `stored ms`, the median time from
+   producing one probe event to Kafka (two a second, on their own) to its row in the table,
+   for ours and the raw loop alike; and `fetch ms`, the broker's answer to a fetch of the
+   first batch of a requests partition and of a one-record control topic (`FetchProbe`).
 5. Stops the load, waits for the backlog to drain, stops the processes (SIGTERM), prints the
    totals and the growth of RSS, fds and connections from the sample after warm-up
    (`--baseline-sample`, the 2nd by default) to the last, then the steady-state verdict: the
    last minute's bridge p99 within 2x of the first minute's, the backlog bounded, and each
-   process's CPU and RSS from the first minute to the last (the largest CPU rise named).
+   process's CPU and RSS from the first minute to the last (the largest CPU rise named), and
+   the probes' first and last minute.
 
 `--raw` runs the same Kafka load through bench/consumer.py's raw loop (in this process, no
 bridge, no project code): whether the broker or PostgreSQL slows down on its own.
@@ -52,7 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer, TopicPartition
+from aiokafka.protocol.fetch import FetchRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,7 +66,7 @@ from bench._stack import BODY, embedded_stack, produce_events
 from bench.consumer import RAW_TABLE, raw_pipeline
 from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas import wire
-from tests.servers import StackSettings
+from tests.servers import StackSettings, create_topic
 
 try:
     import httpx
@@ -77,6 +82,11 @@ MAX_BRIDGE_IN_FLIGHT = 256
 DRAIN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 MB = 1024 * 1024
+PROBES = 3
+PROBE_WAIT_MS = 1000
+PROBE_EVERY_S = 0.5
+PROBE_POLL_S = 0.002
+SOURCE = "urn:soak"
 
 
 # --- the processes ---------------------------------------------------------------------------
@@ -282,11 +292,17 @@ class Load:
     owed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    stored_ms: list[float] = field(default_factory=list)
+    """The interval's probe events: produced to Kafka -> their row stored (`stored_probe`)."""
 
     def take_interval(self) -> tuple[list[float], int]:
         latencies, self.latencies_ms = self.latencies_ms, []
         failed, self.bridge_failed = self.bridge_failed, 0
         return latencies, failed
+
+    def take_stored(self) -> list[float]:
+        stored, self.stored_ms = self.stored_ms, []
+        return stored
 
 
 async def paced(rate: float, stop_at: float, send_due: Callable[[int], Awaitable[None]]) -> int:
@@ -323,7 +339,7 @@ async def kafka_load(settings: StackSettings, rate: float, stop_at: float, load:
                     service_id=1000 + i % SERVICES,
                     body=BODY,
                     event_id=f"soak-{i}",
-                    source="urn:soak",
+                    source=SOURCE,
                 )
                 pending.append(
                     await producer.send(settings.topics.requests, value, key, headers=headers)
@@ -334,6 +350,40 @@ async def kafka_load(settings: StackSettings, rate: float, stop_at: float, load:
         load.owed += await paced(rate, stop_at, send)
     finally:
         await producer.stop()
+
+
+async def stored_probe(settings: StackSettings, table: str, stop_at: float, load: Load) -> None:
+    """Every `PROBE_EVERY_S`, one more event produced to Kafka on its own, and the time until its
+    row is in `table` (polled every `PROBE_POLL_S`): the same figure for our consumer and for the
+    raw loop, so a latency that grows with both is not ours."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=False
+    )
+    db = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    # On each table's unique index: (event_source, event_id) for ours, event_id for the raw loop.
+    source = f"event_source = '{SOURCE}' AND " if table == "tasks" else ""
+    query = f"SELECT 1 FROM {table} WHERE {source}event_id = $1"  # noqa: S608 - our own names
+    await producer.start()
+    try:
+        for n in itertools.count():
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            event_id = f"probe-{n}"
+            key, value, headers = wire.encode_request_binary(
+                service_id=1000 + n % SERVICES, body=BODY, event_id=event_id, source=SOURCE
+            )
+            await producer.send_and_wait(settings.topics.requests, value, key, headers=headers)
+            load.produced += 1
+            while await db.fetchval(query, event_id) is None:
+                if time.perf_counter() - started > DRAIN_TIMEOUT_S:
+                    raise RuntimeError(f"probe event {event_id} not stored")
+                await asyncio.sleep(PROBE_POLL_S)
+            load.stored_ms.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(max(0.0, started + PROBE_EVERY_S - time.perf_counter()))
+    finally:
+        await producer.stop()
+        await db.close()
 
 
 async def bridge_load(client: httpx.AsyncClient, rate: float, stop_at: float, load: Load) -> None:
@@ -390,6 +440,10 @@ class Sample:
     lag: float | None = None
     ids: float | None = None
     latencies: list[float] = field(default_factory=list)
+    stored_ms: list[float] = field(default_factory=list)
+    """The interval's probe events, produced -> stored (`stored_probe`)."""
+    fetch_ms: dict[str, float] = field(default_factory=dict)
+    """The broker's answer time to one fetch of a partition's first batch, per topic probed."""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -406,6 +460,54 @@ class Watch:
     servers: dict[str, CpuMeter]
     gauges: Callable[[], Awaitable[tuple[float, float] | None]] | None = None
     table: str = "tasks"
+    probe: FetchProbe | None = None
+
+
+class FetchProbe:
+    """Times the broker's answer to a fetch of the first batch of partition 0 of each topic
+    (one byte asked: the broker returns that one batch, at once as it is there; tansu returns
+    nothing to a fetch of no wait at all), the median of `PROBES`.
+
+    tansu's memory store lists every batch object of a partition to answer a fetch that finds
+    records (`fetch` in `tansu-storage/src/dynostore.rs`, tansu v0.6.0), so there this time
+    follows the partition's length: probed on the requests topic, which the load grows, and on
+    a control topic of one record, which it does not. Apache Kafka finds a fetch's offset
+    through its segment index.
+    """
+
+    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
+        self._client = AIOKafkaClient(bootstrap_servers=bootstrap)
+        self._topics = topics  # shown name -> topic
+        self._leaders: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self._client.bootstrap()
+        for topic in self._topics.values():
+            self._client.add_topic(topic)
+        await self._client.force_metadata_update()
+        for topic in self._topics.values():
+            leader = self._client.cluster.leader_for_partition(TopicPartition(topic, 0))
+            if leader is None or leader < 0:
+                raise RuntimeError(f"no leader for {topic} partition 0")
+            self._leaders[topic] = leader
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def measure(self) -> dict[str, float]:
+        times = {}
+        for name, topic in self._topics.items():
+            request = FetchRequest(PROBE_WAIT_MS, 1, 1, 0, [(topic, [(0, 0, 1)])])
+            taken = []
+            for _ in range(PROBES):
+                started = time.perf_counter()
+                response = await self._client.send(self._leaders[topic], request)
+                taken.append(time.perf_counter() - started)
+                found = response.topics[0][1][0] if response.topics else None
+                if found is None or found[1]:  # (partition, error code, ...)
+                    raise RuntimeError(f"probe fetch of {topic} failed: {response}")
+            times[name] = statistics.median(taken) * 1000
+        return times
 
 
 async def sampler(
@@ -434,6 +536,7 @@ async def sampler(
         rows, now = await stored(db, watch.table), time.perf_counter()
         latencies, failed = load.take_interval()
         gauges = await watch.gauges() if watch.gauges is not None else None
+        fetch_ms = await watch.probe.measure() if watch.probe is not None else {}
         every = {**watch.meters, **watch.servers}
         samples.append(
             Sample(
@@ -450,6 +553,8 @@ async def sampler(
                 lag=gauges[0] if gauges else None,
                 ids=gauges[1] if gauges else None,
                 latencies=latencies,
+                stored_ms=load.take_stored(),
+                fetch_ms=fetch_ms,
             )
         )
         previous, previous_at = rows, now
@@ -473,7 +578,8 @@ def print_sample(sample: Sample, *, header: bool) -> None:
             cols += [f"{'http':>5}", f"{'p50 ms':>7}", f"{'p99 ms':>7}", f"{'non-201':>7}"]
         cols += [f"{name + ' cpu%':>12}" for name in sample.cpu]
         cols += [f"{name + ' MB':>11}" for name in sample.servers]
-        cols += [f"{'lag':>7}", f"{'ids used':>9}"]
+        cols += [f"{'lag':>7}", f"{'ids used':>9}", f"{'stored ms':>9}"]
+        cols += [f"{name + ' fetch ms':>14}" for name in sample.fetch_ms]
         print("| " + " | ".join(cols) + " |")
         print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
     cols = [
@@ -495,6 +601,9 @@ def print_sample(sample: Sample, *, header: bool) -> None:
     cols += [f"{value:>11.1f}" for value in sample.servers.values()]
     cols.append(f"{sample.lag:>7.0f}" if sample.lag is not None else f"{'-':>7}")
     cols.append(f"{sample.ids:>9.0f}" if sample.ids is not None else f"{'-':>9}")
+    stored = statistics.median(sample.stored_ms) if sample.stored_ms else None
+    cols.append(f"{stored:>9.1f}" if stored is not None else f"{'-':>9}")
+    cols += [f"{value:>14.2f}" for value in sample.fetch_ms.values()]
     print("| " + " | ".join(cols) + " |", flush=True)
 
 
@@ -545,6 +654,20 @@ def steady_state(samples: list[Sample], rate: float) -> tuple[bool, list[str]]:
     for name in samples[-1].servers:
         mb_first, mb_last = first[0].servers[name], samples[-1].servers[name]
         growth.append((0.0, f"{name} RSS {mb_first:.0f} -> {mb_last:.0f} MB"))
+    stored_first = [v for s in first for v in s.stored_ms]
+    stored_last = [v for s in last for v in s.stored_ms]
+    if stored_first and stored_last:
+        growth.append(
+            (
+                0.0,
+                f"a probe event produced -> stored (median) {statistics.median(stored_first):.1f}"
+                f" -> {statistics.median(stored_last):.1f} ms",
+            )
+        )
+    for name in samples[-1].fetch_ms:
+        ms_first = statistics.median(s.fetch_ms[name] for s in first)
+        ms_last = statistics.median(s.fetch_ms[name] for s in last)
+        growth.append((0.0, f"broker fetch of {name} {ms_first:.2f} -> {ms_last:.2f} ms"))
     lines.append("first minute -> last minute: " + ", ".join(text for _, text in growth))
     grew = max(growth, key=lambda g: g[0])
     if grew[0] > 10:
@@ -616,7 +739,10 @@ async def run_load(
     base = args.calibrate_events
     began = time.perf_counter()
     stop_at = began + args.minutes * 60
-    generators = [asyncio.create_task(kafka_load(settings, kafka_rate, stop_at, load))]
+    generators = [
+        asyncio.create_task(kafka_load(settings, kafka_rate, stop_at, load)),
+        asyncio.create_task(stored_probe(settings, watch.table, stop_at, load)),
+    ]
     if bridge_rate > 0:
         generators.append(asyncio.create_task(bridge_load(client, bridge_rate, stop_at, load)))
     try:
@@ -642,6 +768,25 @@ async def run_load(
     return Outcome(samples, load, total - base, drained, kafka_rate + bridge_rate)
 
 
+async def start_probe(settings: StackSettings) -> FetchProbe:
+    """A FetchProbe of the requests topic and of a control topic holding one record."""
+    control = f"{settings.topics.requests}.probe"
+    await create_topic(settings, control)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(control, BODY)
+    finally:
+        await producer.stop()
+    probe = FetchProbe(
+        settings.kafka.bootstrap_servers, {"requests": settings.topics.requests, "control": control}
+    )
+    await probe.start()
+    return probe
+
+
 def stopped_cleanly(child: Child, code: int) -> bool:
     # uvicorn re-raises the signal it caught once its graceful shutdown is complete.
     return code == 0 or (child.name == "bridge" and code == -signal.SIGTERM)
@@ -651,6 +796,7 @@ async def soak(args: argparse.Namespace) -> int:
     logs = Path(tempfile.mkdtemp(prefix="ucs-soak-logs-"))
     children: list[Child] = []
     raw: asyncio.Task[None] | None = None
+    probe: FetchProbe | None = None
     stopping = asyncio.Event()
     async with embedded_stack() as stack:
         port = free_port() if args.bridge_rate > 0 and not args.raw else 0
@@ -672,7 +818,10 @@ async def soak(args: argparse.Namespace) -> int:
             with_bridge = False
             if args.raw:  # the same load through the raw loop, in this process
                 await db.execute(RAW_TABLE)
-                raw = asyncio.create_task(raw_pipeline(settings, stopping))
+                # Fetches wait what our consumer's do under load (UCS_FETCH_BUSY_WAIT_MS): tansu
+                # answers a fetch at the end of its wait, so the wait sets the latency.
+                busy_wait_ms = settings.consumer.fetch_busy_wait_ms
+                raw = asyncio.create_task(raw_pipeline(settings, stopping, busy_wait_ms))
                 print(
                     "raw mode: the raw loop of bench/consumer.py (no project code) in this process"
                 )
@@ -697,6 +846,7 @@ async def soak(args: argparse.Namespace) -> int:
             watch = Watch(meters, find_servers(), table=table)
             if not args.raw:
                 watch.gauges = lambda: consumer_gauges(client, health)
+            watch.probe = probe = await start_probe(settings)
             outcome = await run_load(
                 args,
                 settings,
@@ -708,6 +858,8 @@ async def soak(args: argparse.Namespace) -> int:
                 kafka_rate=target - bridge_rate,
             )
         finally:
+            if probe is not None:
+                await probe.close()
             await client.aclose()
             codes = {child.name: child.stop() for child in reversed(children)}
             if raw is not None:
