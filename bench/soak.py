@@ -819,7 +819,7 @@ async def soak(args: argparse.Namespace) -> int:
             if args.raw:  # the same load through the raw loop, in this process
                 await db.execute(RAW_TABLE)
                 # Fetches wait what our consumer's do under load (UCS_FETCH_BUSY_WAIT_MS): tansu
-                # answers a fetch at the end of its wait, so the wait sets the latency.
+                # hands a waiting fetch its records after half of the wait, which sets the latency.
                 busy_wait_ms = settings.consumer.fetch_busy_wait_ms
                 raw = asyncio.create_task(raw_pipeline(settings, stopping, busy_wait_ms))
                 print(

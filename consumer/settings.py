@@ -104,8 +104,8 @@ class ConsumerSettings(BaseSettings):
     fetch_busy_wait_ms: int = Field(
         default=10,
         ge=0,
-        description="The same wait while records keep coming (brokers that answer only at "
-        "the end of the wait, like tansu, then hand over the next records sooner).",
+        description="The same wait while records keep coming (brokers that look for records "
+        "only now and then during the wait, like tansu, then hand over the next records sooner).",
     )
     producer_linger_ms: int = Field(
         default=0,

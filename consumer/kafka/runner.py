@@ -131,9 +131,10 @@ class Runner:
         if polled.records:
             self._last_batch_at = time.monotonic()
         # A broker holds a fetch that finds no record for the fetch wait; Kafka answers as soon
-        # as one arrives, but some brokers (tansu) only at the end of the wait. While records
-        # keep coming the next ones are close: a short wait takes them soon after they land. An
-        # idle consumer goes back to the long wait (far fewer empty fetches).
+        # as one arrives, but some brokers look again only now and then (tansu: after half of
+        # the wait left, so a record landing just after the fetch began waits half of it). While
+        # records keep coming the next ones are close: a short wait takes them soon after they
+        # land. An idle consumer goes back to the long wait (far fewer empty fetches).
         member.set_fetch_wait(
             settings.fetch_busy_wait_ms if polled.records else settings.fetch_max_wait_ms
         )
