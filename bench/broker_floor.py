@@ -9,7 +9,11 @@ broker process's CPU time is read around each step (psutil), so its cost is per 
   request), one request at a time, each awaited (acks=all), as a lone HTTP request is sent;
 - offset commit: one per request (the consumer commits once per batch);
 - an empty fetch: a consumer on an empty topic, for a few seconds at fetch waits of 10 and 50 ms
-  (the consumer's busy wait and its idle wait; the bridge's reply listener uses 10).
+  (the consumer's busy wait and its idle wait; the bridge's reply listener uses 10);
+- a waiting fetch: when the broker answers a fetch (100 ms wait) that found no record, for a
+  record landing 5, 30 and 60 ms into its wait. Kafka answers as soon as it lands; tansu looks
+  again only after half of the wait left (at 0, 50, 75, 87.5... ms), which sets the latency
+  every fetch wait setting here is about.
 
 What it shows: whether the broker's cost follows records or requests. Where a request is a
 produce request of its own (the bridge at moderate load: each HTTP request arrives alone), the
@@ -24,12 +28,14 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.fetch import FetchRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +44,8 @@ from producer_tools.devstack.embedded import EmbeddedBroker
 VALUE = b"x" * 500
 TOPIC = "floor"
 PARTITIONS = 6
+WAIT_MS = 100
+LANDS_AT_MS = (5, 30, 60)
 
 
 async def broker_cpu_s(broker: psutil.Process, step: Callable[[], Awaitable[None]]) -> float:
@@ -67,7 +75,11 @@ async def main() -> None:
         await admin.start()
         try:
             await admin.create_topics(
-                [NewTopic(TOPIC, PARTITIONS, 1), NewTopic(f"{TOPIC}.empty", PARTITIONS, 1)]
+                [
+                    NewTopic(TOPIC, PARTITIONS, 1),
+                    NewTopic(f"{TOPIC}.empty", PARTITIONS, 1),
+                    NewTopic(f"{TOPIC}.wait", 1, 1),
+                ]
             )
         finally:
             await admin.close()
@@ -112,6 +124,11 @@ async def main() -> None:
             cpu = await empty_fetches(broker, servers, wait_ms, args.fetch_s)
             name = f"empty fetch, {wait_ms} ms wait ({PARTITIONS} partitions)"
             print(f"| {name:<40} | {fetches:>8.0f} | {cpu / fetches * 1000:>17.3f} |")
+        answered = await waiting_fetches(servers)
+        print(
+            f"a fetch waiting up to {WAIT_MS} ms, record landing at -> answered at (ms): "
+            + ", ".join(f"{lands:.1f} -> {at:.1f}" for lands, at in answered)
+        )
         ratio = per_request[100] / per_request[1]
         print(
             f"ratio broker CPU per produce request, 100 records / 1 record: {ratio:.2f}"
@@ -137,6 +154,38 @@ async def empty_fetches(
         return await broker_cpu_s(broker, polling)
     finally:
         await consumer.stop()
+
+
+async def waiting_fetches(servers: str) -> list[tuple[float, float]]:
+    """(ms into the wait the record landed, ms into it the fetch was answered), per LANDS_AT_MS."""
+    topic, tp = f"{TOPIC}.wait", TopicPartition(f"{TOPIC}.wait", 0)
+    producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=False)
+    client = AIOKafkaClient(bootstrap_servers=servers)
+    await producer.start()
+    await client.bootstrap()
+    try:
+        client.add_topic(topic)
+        await client.force_metadata_update()
+        leader = client.cluster.leader_for_partition(tp)
+        assert leader is not None
+        found = []
+        for offset, lands_at_ms in enumerate(LANDS_AT_MS):
+            request = FetchRequest(WAIT_MS, 1, 1 << 20, 0, [(topic, [(0, offset, 1 << 20)])])
+            began = time.perf_counter()
+            fetch = asyncio.ensure_future(client.send(leader, request))
+            answered: list[float] = []
+            fetch.add_done_callback(lambda _, stamps=answered: stamps.append(time.perf_counter()))
+            await asyncio.sleep(lands_at_ms / 1000)
+            await producer.send_and_wait(topic, VALUE, partition=0)
+            landed = time.perf_counter()
+            response = await fetch
+            assert response.topics, "the fetch found no topic"
+            assert response.topics[0][1][0][-1], "the fetch got no record"
+            found.append(((landed - began) * 1000, (answered[0] - began) * 1000))
+        return found
+    finally:
+        await client.close()
+        await producer.stop()
 
 
 if __name__ == "__main__":
