@@ -469,7 +469,7 @@ class FetchProbe:
     nothing to a fetch of no wait at all), the median of `PROBES`.
 
     tansu's memory store lists every batch object of a partition to answer a fetch that finds
-    records (`fetch` in `tansu-storage/src/dynostore.rs`, tansu v0.6.0), so there this time
+    records (`fetch` in `tansu-storage/src/dynostore.rs`, tansu 510f3e2), so there this time
     follows the partition's length: probed on the requests topic, which the load grows, and on
     a control topic of one record, which it does not. Apache Kafka finds a fetch's offset
     through its segment index.
