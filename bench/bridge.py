@@ -5,9 +5,9 @@
 
 Needs the `bench` extra (`make bench` installs it): faststream[kafka], psutil.
 
-Starts the embedded stack (tansu broker, PostgreSQL with fsync off, migrations, topics), then
-four real processes, each HTTP server on its own free port with the bridge's uvicorn options
-(uvloop, httptools, one process, access log off):
+For each measurement, starts a fresh embedded stack (tansu broker, PostgreSQL with fsync off,
+migrations, topics), the consumer and the one HTTP server measured, each server on its own free
+port with the bridge's uvicorn options (uvloop, httptools, one process, access log off):
 - `bridge`: `python -m producer_tools bridge`, the system under test: POST -> validation ->
   Kafka -> consumer -> PostgreSQL -> reply -> 201;
 - `bare-fastapi`: the same route returning a fixed 201 + Location + {"task_id": 1} (the ceiling
@@ -17,13 +17,13 @@ four real processes, each HTTP server on its own free port with the bridge's uvi
   answered by the same consumer (bench/_http_apps.py);
 - `python -m consumer`, which answers the bridge and the peer alike.
 
-Then, per concurrency (`--clients`), each target in turn (the other servers frozen) gets
-`--seconds` of closed-loop load after `--warmup-s`, from a light keep-alive HTTP/1.1 client in
-this process (bench/_http_load.py): requests/s, p50/p90/p99 latency and the CPU time each
-process spent per request. Last, on a fresh stack with only the consumer and the bridge, an
-open-loop run at half of the bridge's best requests/s for `--latency-s` (latency measured from
-the scheduled send time). Every process shares this machine's cores, the load generator too:
-compare the ratios, and the CPU per request, rather than the absolute rates. About 70 s.
+Per concurrency (`--clients`), each target in turn, on its own fresh stack, gets `--seconds` of
+closed-loop load after `--warmup-s`, from a light keep-alive HTTP/1.1 client in this process
+(bench/_http_load.py): requests/s, p50/p90/p99 latency and the CPU time each process spent per
+request. Last, on a fresh stack with only the consumer and the bridge, an open-loop run at half
+of the bridge's best requests/s for `--latency-s` (latency measured from the scheduled send
+time). Every process shares this machine's cores, the load generator too: compare the ratios,
+and the CPU per request, rather than the absolute rates. About 90 s.
 """
 
 from __future__ import annotations
@@ -96,14 +96,6 @@ def spawn(args: list[str], settings: StackSettings, log: Path) -> subprocess.Pop
             stderr=out,
             preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - no threads here yet
         )
-
-
-def only(running: Target, targets: dict[str, Target]) -> None:
-    """Let `running` run and freeze the other servers (SIGSTOP), so that their idle work (the
-    FastStream peer polls its reply topic every 10 ms) is not in the measure of another."""
-    for target in targets.values():
-        if target.process.poll() is None:
-            target.process.send_signal(signal.SIGCONT if target is running else signal.SIGSTOP)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -302,20 +294,24 @@ async def servers(
 
 
 async def closed_loops(args: argparse.Namespace, folder: Path) -> list[Row]:
-    """Each concurrency in turn, each target in turn (the others frozen): one table each."""
+    """Each concurrency in turn, each target in turn, each on a fresh stack: one table each.
+
+    A fresh stack per measurement, because the embedded broker lists every record batch of a
+    partition to answer a fetch (bench/README.md, soak.py "session 3"): on a shared stack each
+    run paid for the batches every run before it left in the requests topic.
+    """
     rows: list[Row] = []
-    async with servers(TARGETS, args, folder / "closed-loop") as up:
-        for clients in args.clients:
-            batch = []
-            for name in TARGETS:
+    for clients in args.clients:
+        batch = []
+        for name in TARGETS:
+            async with servers((name,), args, folder / f"closed-loop-{clients}-{name}") as up:
                 target = up.targets[name]
                 spied = args.py_spy if name == BRIDGE and clients == max(args.clients) else None
-                pids = {"bridge": up.targets[BRIDGE].process.pid, "consumer": up.consumer.pid}
-                only(target, up.targets)
+                pids = {"bridge": target.process.pid, "consumer": up.consumer.pid}
                 with py_spy(spied, args.warmup_s + args.seconds, pids):
                     batch.append(await measure(target, up.requests[name], up.meter, clients, args))
-            rows += batch
-            print_table(f"{clients} concurrent client(s), closed loop", batch)
+        rows += batch
+        print_table(f"{clients} concurrent client(s), closed loop", batch)
     return rows
 
 
