@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 EXIT_SETTINGS = 2
 EXIT_TOPICS = 3
@@ -25,6 +26,28 @@ def _early_stop(signum: int, frame: FrameType | None) -> None:
     del signum, frame
     global _stop_requested  # noqa: PLW0603 - the one flag a signal handler may set
     _stop_requested = True
+
+
+def _task_stacks() -> str:
+    """Every asyncio task and what it awaits, coroutine by coroutine down to the awaited future
+    (asyncio's own `Task.print_stack` shows only a suspended task's outermost coroutine)."""
+    lines = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        lines.append(f"task {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                lines.append(f"  awaiting {awaited!r}"[:300])
+                break
+            code = frame.f_code
+            lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "\n".join(lines)
+
+
+def _write_task_stacks() -> None:
+    print(f"asyncio tasks:\n{_task_stacks()}", file=sys.stderr, flush=True)
 
 
 async def _main() -> int:
@@ -46,6 +69,8 @@ async def _main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    # `kill -USR2 <pid>` writes every asyncio task's await chain to stderr (USR1: the threads).
+    loop.add_signal_handler(signal.SIGUSR2, _write_task_stacks)
     if _stop_requested:
         stopping.set()
     try:

@@ -81,6 +81,30 @@ async def test_a_signal_mid_flow_stops_the_process_with_0_and_a_restart_answers_
     assert await rows_per_event(settings.database_url, ids) == dict.fromkeys(ids, 1)
 
 
+async def test_sigusr1_and_sigusr2_write_the_threads_and_the_tasks_and_the_process_goes_on(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    log = tmp_path / "consumer.log"
+    process = await started_consumer(settings, log)
+    try:
+        before = len(log.read_text())
+        process.send_signal(signal.SIGUSR1)
+        process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while "asyncio tasks:" not in log.read_text()[before:] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        written = log.read_text()[before:]
+        assert "Current thread" in written, written[-2000:]  # faulthandler's thread stacks
+        tasks = written[written.index("asyncio tasks:") :]
+        # Each task down to what it awaits: the loop's own coroutine, and a future at the end.
+        assert "in run_consumer" in tasks, tasks[:3000]
+        assert "  awaiting <" in tasks, tasks[:3000]
+        assert process.poll() is None, f"the consumer exited with {process.returncode}"
+    finally:
+        code, _ = await stop_process(process, signal.SIGTERM)
+    assert code == 0, f"exit code {code} after SIGTERM; see {log}"
+
+
 def test_a_health_port_in_use_ends_the_process_with_2_and_one_line_naming_the_setting(
     settings: StackSettings, tmp_path: Path
 ) -> None:

@@ -124,10 +124,12 @@ class ConsumerProcess(ChildProcess):
         return self.log_text().count(fragment)
 
     async def stacks(self) -> str:
-        """The process's Python stacks, as `kill -USR1` makes it write them to its log."""
+        """The process's Python stacks, as `kill -USR1` (its threads) and `kill -USR2` (its
+        asyncio tasks, each down to the future it awaits) make it write them to its log."""
         before = len(self.log_text())
         if self.alive:
             os.kill(self.pid, signal.SIGUSR1)
+            os.kill(self.pid, signal.SIGUSR2)
             await asyncio.sleep(0.5)
         return self.log_text()[before:]
 
