@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer, TopicPartition
 
 from consumer.db.migrate import upgrade
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -49,6 +49,26 @@ async def embedded_stack(partitions: int = 6) -> AsyncIterator[StackSettings]:
             yield settings
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def fetch_client(bootstrap: str, topics: list[str]) -> tuple[AIOKafkaClient, dict[str, int]]:
+    """A started low-level client for raw FetchRequests (`client.send(leader, request)`), and
+    the leader of partition 0 of each of `topics`; the caller closes the client."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        for topic in topics:
+            client.add_topic(topic)
+        await client.force_metadata_update()
+    except BaseException:
+        await client.close()
+        raise
+    leaders = {t: client.cluster.leader_for_partition(TopicPartition(t, 0)) for t in topics}
+    missing = [t for t, leader in leaders.items() if leader is None or leader < 0]
+    if missing:
+        await client.close()
+        raise RuntimeError(f"no leader for partition 0 of {missing}")
+    return client, leaders
 
 
 def _producer(settings: StackSettings) -> AIOKafkaProducer:

@@ -100,7 +100,6 @@ def spawn(args: list[str], settings: StackSettings, log: Path) -> subprocess.Pop
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGCONT)  # a frozen process would hold the SIGTERM
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)

@@ -33,12 +33,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
-from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.fetch import FetchRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._stack import fetch_client
 from producer_tools.devstack.embedded import EmbeddedBroker
 
 VALUE = b"x" * 500
@@ -158,21 +159,16 @@ async def empty_fetches(
 
 async def waiting_fetches(servers: str) -> list[tuple[float, float]]:
     """(ms into the wait the record landed, ms into it the fetch was answered), per LANDS_AT_MS."""
-    topic, tp = f"{TOPIC}.wait", TopicPartition(f"{TOPIC}.wait", 0)
+    topic = f"{TOPIC}.wait"
+    client, leaders = await fetch_client(servers, [topic])
     producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=False)
-    client = AIOKafkaClient(bootstrap_servers=servers)
     await producer.start()
-    await client.bootstrap()
     try:
-        client.add_topic(topic)
-        await client.force_metadata_update()
-        leader = client.cluster.leader_for_partition(tp)
-        assert leader is not None
         found = []
         for offset, lands_at_ms in enumerate(LANDS_AT_MS):
             request = FetchRequest(WAIT_MS, 1, 1 << 20, 0, [(topic, [(0, offset, 1 << 20)])])
             began = time.perf_counter()
-            fetch = asyncio.ensure_future(client.send(leader, request))
+            fetch = asyncio.ensure_future(client.send(leaders[topic], request))
             answered: list[float] = []
             fetch.add_done_callback(lambda _, stamps=answered: stamps.append(time.perf_counter()))
             await asyncio.sleep(lands_at_ms / 1000)

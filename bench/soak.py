@@ -56,13 +56,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaClient, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.protocol.fetch import FetchRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BODY, embedded_stack, produce_events
+from bench._stack import BODY, embedded_stack, fetch_client, produce_events
 from bench.consumer import RAW_TABLE, raw_pipeline
 from producer_tools.devstack.embedded import die_with_parent, free_port
 from schemas import wire
@@ -355,8 +355,8 @@ async def kafka_load(settings: StackSettings, rate: float, stop_at: float, load:
 async def stored_probe(settings: StackSettings, table: str, stop_at: float, load: Load) -> None:
     """Every `PROBE_EVERY_S`, one more event produced to Kafka on its own, and the time until its
     row is in `table` (polled every `PROBE_POLL_S`, or a twentieth of the time taken so far when
-    that is longer): the same figure for our consumer and for the
-    raw loop, so a latency that grows with both is not ours."""
+    that is longer): the same figure for our consumer and for the raw loop, so a latency that
+    grows with both is not ours."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=False
     )
@@ -478,21 +478,17 @@ class FetchProbe:
     through its segment index.
     """
 
-    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
-        self._client = AIOKafkaClient(bootstrap_servers=bootstrap)
-        self._topics = topics  # shown name -> topic
-        self._leaders: dict[str, int] = {}
+    def __init__(
+        self, client: AIOKafkaClient, leaders: dict[str, int], names: dict[str, str]
+    ) -> None:
+        self._client = client
+        self._leaders = leaders  # topic -> its partition 0's leader
+        self._topics = names  # shown name -> topic
 
-    async def start(self) -> None:
-        await self._client.bootstrap()
-        for topic in self._topics.values():
-            self._client.add_topic(topic)
-        await self._client.force_metadata_update()
-        for topic in self._topics.values():
-            leader = self._client.cluster.leader_for_partition(TopicPartition(topic, 0))
-            if leader is None or leader < 0:
-                raise RuntimeError(f"no leader for {topic} partition 0")
-            self._leaders[topic] = leader
+    @classmethod
+    async def start(cls, bootstrap: str, topics: dict[str, str]) -> FetchProbe:
+        client, leaders = await fetch_client(bootstrap, list(topics.values()))
+        return cls(client, leaders, topics)
 
     async def close(self) -> None:
         await self._client.close()
@@ -783,11 +779,9 @@ async def start_probe(settings: StackSettings) -> FetchProbe:
         await producer.send_and_wait(control, BODY)
     finally:
         await producer.stop()
-    probe = FetchProbe(
+    return await FetchProbe.start(
         settings.kafka.bootstrap_servers, {"requests": settings.topics.requests, "control": control}
     )
-    await probe.start()
-    return probe
 
 
 def stopped_cleanly(child: Child, code: int) -> bool:
