@@ -30,7 +30,7 @@ from consumer.kafka.member import KafkaGroupMember
 from consumer.kafka.publisher import KafkaPublisher
 from consumer.kafka.runner import REVOKE_WAIT_S, Runner
 from consumer.kafka.topics import require_service_topics as require_topics
-from consumer.ports import UnitOfWork
+from consumer.ports import MemberStuckError, UnitOfWork
 from consumer.settings import ConsumerConfig
 from consumer.telemetry import Telemetry
 
@@ -204,11 +204,17 @@ async def run_consumer(
     settings: ConsumerConfig,
     stopping: asyncio.Event,
     publisher_type: Callable[[AIOKafkaProducer], KafkaPublisher] = KafkaPublisher,
-) -> Runner | None:
-    """Run one consumer until `stopping` is set; returns the runner (for its counters).
+    consumer_type: Callable[[ConsumerConfig], AIOKafkaConsumer] = build_consumer,
+) -> int | None:
+    """Run one consumer until `stopping` is set; returns how many records it settled (None if
+    it stopped before it was wired: database, producer and topics).
+
+    A group client that stops making progress (MemberStuckError) is replaced by a new one; the
+    database engine, the producer and the health server stay.
 
     `publisher_type` lets a test put a publisher in front of the real broker that refuses some
-    records the way Apache Kafka would (the embedded broker accepts nearly everything).
+    records the way Apache Kafka would (the embedded broker accepts nearly everything), and
+    `consumer_type` lets it reach the Kafka clients the consumer builds.
     """
     tune_gc(settings.consumer.batch_max_records)
     install_tolerant_records()
@@ -252,16 +258,6 @@ async def run_consumer(
             "topics", lambda: require_topics(*topics), settings, stopping, telemetry.health
         ):
             return None
-        member = KafkaGroupMember(build_consumer(settings), [settings.topics.requests])
-        stack.push_async_callback(member.stop)  # safe on a consumer that never started
-        runner = Runner(member, publisher, uow_factory, settings, telemetry=telemetry)
-        if not await _until_ready(
-            "broker (consumer)", member.start, settings, stopping, telemetry.health
-        ):
-            return None
-        telemetry.health.member = True
-        refresher = asyncio.create_task(_refresh(telemetry, member, engine), name="telemetry")
-        stack.push_async_callback(_cancel, refresher)
         log.info(
             "consuming %s as group %s; replies to %s / %s",
             settings.topics.requests,
@@ -269,7 +265,29 @@ async def run_consumer(
             settings.topics.created,
             settings.topics.rejected,
         )
-        await runner.run(stopping)
-        log.info("stopped after %d records", runner.processed)
-        return runner
+        processed = 0
+        while not stopping.is_set():
+            async with AsyncExitStack() as client:
+                member = KafkaGroupMember(consumer_type(settings), [settings.topics.requests])
+                client.push_async_callback(member.stop)  # safe on a consumer that never started
+                client.callback(setattr, telemetry.health, "member", False)
+                runner = Runner(member, publisher, uow_factory, settings, telemetry=telemetry)
+                if not await _until_ready(
+                    "broker (consumer)", member.start, settings, stopping, telemetry.health
+                ):
+                    break
+                telemetry.health.member = True
+                refresh = _refresh(telemetry, member, engine)
+                client.push_async_callback(_cancel, asyncio.create_task(refresh, name="telemetry"))
+                try:
+                    await runner.run(stopping)
+                except MemberStuckError as exc:
+                    log.warning("the Kafka consumer client makes no progress in its group, replaced"
+                                " by a new one (records since the last commit are answered again;"
+                                " replays are idempotent): %s", exc)  # fmt: skip
+                    telemetry.metrics.client_replacements.inc()
+                finally:
+                    processed += runner.processed
+        log.info("stopped after %d records", processed)
+        return processed
     return None

@@ -66,6 +66,12 @@ class ConsumerMetrics:
             ["result"],
             registry=r,
         )
+        self.client_replacements = Counter(
+            "ucs_consumer_client_replacements",
+            "Kafka consumer clients replaced because their group coordination made no progress"
+            " (commits stuck again after a rejoin).",
+            registry=r,
+        )
         self.lag = Gauge(
             "ucs_consumer_lag_records",
             "Records of a partition not yet settled (log end minus position).",

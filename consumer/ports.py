@@ -135,6 +135,13 @@ class MembershipLostError(Exception):
     membership a batch came under is refused; its records are redelivered."""
 
 
+class MemberStuckError(Exception):
+    """The member's group client makes no progress: commits failed for a whole session timeout,
+    the member was asked to join the group again, and by the next batch's commit nothing had
+    changed. Only a new client helps; the composition root builds one (the records since the
+    last commit are answered again; replays are idempotent)."""
+
+
 RevokeHook = Callable[[], Awaitable[None]]
 
 

@@ -1,6 +1,6 @@
 """Every aiokafka internal this consumer relies on, in one place, each checked once at start.
 
-aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for five things we need:
+aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for six things we need:
 
 - **which group membership** (generation, member id) the member holds, to tell whether a batch's
   offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`),
@@ -11,6 +11,11 @@ aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for five th
   so a batch read from an old log could commit into a new one; we send one request built from the
   membership checked just before (`GroupCoordinator._do_commit_offsets`, no await in between);
 - **the fetch wait per fetch** (`Fetcher._fetch_max_wait_ms`, read each time a fetch is built);
+- **ending a client whose group coordination is stuck**: `AIOKafkaConsumer.stop()` first awaits
+  the coordinator's background task (`GroupCoordinator._coordination_task`), which has no bound
+  of its own; one stuck in a coordinator lookup holds the stop for ever. `abandon` cancels that
+  task and closes what the stop then never reached (heartbeat task, fetcher, client), and
+  `coordination_state` names what the lookup may be waiting on, for the log;
 - **asking the broker not to create topics**: aiokafka's metadata requests name the topics a
   client uses with `allow_auto_topic_creation` true, so a broker that auto-creates topics (tansu
   always, Kafka with `auto.create.topics.enable`, its default) creates any missing one with its
@@ -34,6 +39,7 @@ of quietly falling back to the behaviour we avoid.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -96,9 +102,16 @@ class GroupInternals:
         fetcher = _require(consumer, "_fetcher", "AIOKafkaConsumer")
         if not isinstance(_require(fetcher, "_fetch_max_wait_ms", "Fetcher"), int):
             raise InternalsError(f"Fetcher._fetch_max_wait_ms is not an int ({PINNED})")
+        for name in ("_coordination_task", "_coordinator_lookup_lock", "coordinator_id",
+                     "_stop_heartbeat_task"):  # fmt: skip
+            _require(coordinator, name, "GroupCoordinator")
+        client = _require(consumer, "_client", "AIOKafkaConsumer")
+        for name in ("_sync_task", "_md_update_fut", "close"):
+            _require(client, name, "AIOKafkaClient")
         self._coordinator = coordinator
         self._subscription = subscription
         self._fetcher = fetcher
+        self._client = client
 
     def membership(self) -> Membership:
         """The member's generation and member id now (generation -1: not a member)."""
@@ -131,6 +144,50 @@ class GroupInternals:
         coordination task: the revoke callback first, then a new generation)."""
         self._coordinator.coordinator_dead()
         self._coordinator.request_rejoin()
+
+    def coordination_state(self) -> str:
+        """What the group coordination waits on now, in one line (for a log)."""
+        coordinator, client = self._coordinator, self._client
+        sync = client._sync_task  # private: see the module docstring
+        if sync is None:
+            synchronizer = "not started"
+        elif not sync.done():
+            pending = client._md_update_fut is not None  # private: see the module docstring
+            synchronizer = "a refresh pending" if pending else "idle"
+        elif sync.cancelled():
+            synchronizer = "cancelled"
+        else:
+            synchronizer = f"ended: {sync.exception()!r}"
+        task = coordinator._coordination_task  # private: see the module docstring
+        lookup = coordinator._coordinator_lookup_lock.locked()  # private: as above
+        return (
+            f"coordinator {coordinator.coordinator_id}, lookup {'running' if lookup else 'idle'},"
+            f" coordination task {'running' if not task.done() else 'ended'},"
+            f" metadata synchronizer {synchronizer}"
+        )
+
+    async def abandon(self, stopping: asyncio.Future[None], wait_s: float) -> None:
+        """End a client whose `stop()` (`stopping`, still running) is held by a stuck group
+        coordination: cancel the coordination task, which ends that stop too, then close what
+        the stop did not reach. Waits up to `wait_s` for each step."""
+        coordinator = self._coordinator
+        coordinator._coordination_task.cancel()  # private: see the module docstring
+        await asyncio.wait({stopping}, timeout=wait_s)
+        steps = (
+            coordinator._stop_heartbeat_task,  # private: as above
+            self._fetcher.close,
+            self._client.close,
+        )
+        for step in steps:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await step()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this wait itself is cancelled; not a task it awaited
+            except Exception:  # noqa: BLE001, S110 - a best effort on a client being dropped
+                pass
 
     def fetch_wait(self) -> int:
         """The wait the next fetch will ask the broker for, in milliseconds."""

@@ -20,6 +20,13 @@ for as long as the group's session timeout (after which aiokafka itself gives a 
 coordinator up) is therefore dropped like a lost membership's, and the member asked to join the
 group again: positions go back to the committed offsets and the records since are answered again
 (replays are idempotent), as after a restart of the consumer, without one.
+
+Why a rejoin can be followed by a new client: the rejoin goes through the client's own group
+coordination, and once that coordination stops (a broker restart left aiokafka's coordinator
+lookup waiting on something that never came, and no rejoin had any effect) nothing in the client
+brings it back. When the next batch's commit is stuck as long under the very membership the
+rejoin was asked under, the rejoin changed nothing: MemberStuckError tells the composition root
+to replace the client.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import time
 from collections.abc import Hashable, Mapping
 
 from consumer.kafka.backoff import backoff_s
-from consumer.ports import GroupMember, MembershipLostError, Partition
+from consumer.ports import GroupMember, MembershipLostError, MemberStuckError, Partition
 from consumer.telemetry import Telemetry
 from schemas.errors import ServiceError
 from schemas.settings import RetrySettings
@@ -58,6 +65,8 @@ class Committer:
         self._retry = retry
         self._telemetry = telemetry or Telemetry()
         self._stuck_s = stuck_s
+        self._rejoined_under: Hashable | None = None
+        """The membership a rejoin was last asked under (None once a commit went through)."""
 
     async def commit(
         self, offsets: Mapping[Partition, int], membership: Hashable, stopping: asyncio.Event
@@ -91,11 +100,17 @@ class Committer:
                         self._telemetry.committed("failed")
                         return False
                 if time.monotonic() >= stuck_at:
+                    self._telemetry.committed("failed")
+                    if membership == self._rejoined_under:
+                        raise MemberStuckError(
+                            f"offset commits failing for {self._stuck_s:.1f}s again under the"
+                            f" membership a rejoin was asked under: {exc!r}"
+                        ) from exc
                     log.warning("offset commit failing for %.1fs under a membership the client"
                                 " still holds: dropped, and the group joined again (records since"
                                 " the last commit are answered again; replays are idempotent): %r",
                                 self._stuck_s, exc)  # fmt: skip
-                    self._telemetry.committed("failed")
+                    self._rejoined_under = membership
                     self._member.rejoin()
                     return False
                 delay = backoff_s(self._retry, attempt)
@@ -104,5 +119,6 @@ class Committer:
                             " membership: %r", attempt, delay, exc)  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
+            self._rejoined_under = None
             self._telemetry.committed("committed", {(t, p): o for (t, p), o in offsets.items()})
             return True

@@ -9,6 +9,8 @@ fetched again (by this member or by the partition's new owner).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -28,6 +30,9 @@ from consumer.ports import MembershipLostError, Partition, Polled, RevokeHook
 from schemas.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
+
+STOP_S = 10.0
+"""How long a stop waits for the client to leave the group before it abandons the client."""
 
 _GROUP_MOVED_ON = (
     CommitFailedError,
@@ -57,9 +62,28 @@ class KafkaGroupMember:
         self._internals = GroupInternals(self._consumer)
 
     async def stop(self) -> None:
-        """Leave the group (commits nothing: the loop committed what it settled)."""
-        self._internals = None
-        await self._consumer.stop()
+        """Leave the group (commits nothing: the loop committed what it settled).
+
+        Bounded: aiokafka's stop first waits for its group coordination, which has no bound of
+        its own; a client whose coordination is stuck is abandoned after `STOP_S` instead (its
+        tasks cancelled, its connections closed; the broker drops the member at the session
+        timeout)."""
+        internals, self._internals = self._internals, None
+        stopping = asyncio.ensure_future(self._consumer.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=STOP_S)
+        if stopping in done:
+            stopping.result()
+            return
+        if internals is None:  # never started: nothing of it can hold the stop
+            await stopping
+            return
+        log.warning("the Kafka client did not stop within %.0fs (%s): abandoned",
+                    STOP_S, internals.coordination_state())  # fmt: skip
+        await internals.abandon(stopping, STOP_S)
+        if not stopping.done():
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stopping
 
     def _group(self) -> GroupInternals:
         if self._internals is None:
@@ -90,7 +114,9 @@ class KafkaGroupMember:
             ) from exc
 
     def rejoin(self) -> None:
-        self._group().rejoin()
+        group = self._group()
+        log.info("joining the group again (%s)", group.coordination_state())
+        group.rejoin()
 
     def set_fetch_wait(self, wait_ms: int) -> None:
         group = self._group()

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumer.bootstrap import run_consumer
+from consumer.bootstrap import build_consumer, run_consumer
 from consumer.db.migrate import upgrade
-from consumer.kafka.runner import Runner
+from consumer.kafka import commits
+from consumer.kafka import member as member_module
+from consumer.settings import ConsumerConfig
 from producer_tools.devstack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
@@ -39,9 +41,10 @@ class Running:
     """One in-process consumer (bootstrap.run_consumer) and the event that stops it."""
 
     stopping: asyncio.Event
-    task: asyncio.Task[Runner | None]
+    task: asyncio.Task[int | None]
 
-    async def stop(self, timeout: float = 30.0) -> Runner | None:
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop it; how many records it settled."""
         self.stopping.set()
         return await asyncio.wait_for(self.task, timeout)
 
@@ -316,22 +319,80 @@ async def test_two_consumers_with_a_rebalance_in_the_middle_give_every_event_exa
                     # first's first assignment, then both members' after second joined
                     await until(lambda: logged(caplog, "partitions assigned") >= 3)
                     answered_by_both = len(client.replies)
-                    first_runner = await first.stop()
+                    first_settled = await first.stop()
                     # second alone again, after first left the group
                     await until(lambda: logged(caplog, "partitions assigned") >= 4)
                     await client.wait_for(lambda: len(client.replies) >= answered_by_both + 30)
                     flowing.set()
                     await producer
                     await client.wait_for(lambda: all(e in client.replies for e in sent))
-                    second_runner = await second.stop()
+                    second_settled = await second.stop()
         finally:
             flowing.set()
             await producer
 
-    assert first_runner is not None
-    assert first_runner.processed > 0
-    assert second_runner is not None
-    assert second_runner.processed > 0
+    assert first_settled is not None
+    assert first_settled > 0
+    assert second_settled is not None
+    assert second_settled > 0
+    for event_id in sent:
+        task_ids = {r.payload["task_id"] for r in client.replies[event_id]}
+        assert len(task_ids) == 1, f"{event_id} answered with task ids {task_ids}"
+    assert await rows_per_event(settings.database_url, sent) == dict.fromkeys(sent, 1)
+
+
+async def test_a_group_client_whose_coordination_is_stuck_is_replaced_and_nothing_is_lost(
+    kafka_bootstrap: str,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker-restart hang of docs/guarantees.md, made on purpose: the first client's
+    coordinator lookup never returns (injected into that client only), so its commits time out,
+    the rejoin asked for changes nothing, and its stop would wait for ever. The consumer drops
+    that client within its bounds and goes on with a new one: every event answered once, with
+    one task each, and the old client's tasks and connections ended."""
+    monkeypatch.setattr(commits, "ATTEMPT_S", 0.5)
+    monkeypatch.setattr(member_module, "STOP_S", 1.0)
+    caplog.set_level(logging.INFO, logger="consumer")
+    settings = await fresh_settings(kafka_bootstrap, database_url, **FAST_RETRY)
+    clients: list[AIOKafkaConsumer] = []
+
+    def consumer_type(config: ConsumerConfig) -> AIOKafkaConsumer:
+        clients.append(build_consumer(config))
+        return clients[-1]
+
+    async def never(*args: object) -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    stopping = asyncio.Event()
+    consumer = asyncio.create_task(run_consumer(settings, stopping, consumer_type=consumer_type))
+    sent: list[str] = []
+    async with task_client(settings) as client:
+        sent += await send_events(client, "before", 20)
+        await client.wait_for(lambda: all(e in client.replies for e in sent), timeout=30)
+        first = clients[0]
+        first._client.coordinator_lookup = never  # this client only: a lookup that never ends
+        first._coordinator.coordinator_dead()  # its coordination task looks the coordinator up
+        async with asyncio.timeout(60):
+            while len(clients) < 2:  # events keep coming: each batch's commit is stuck
+                assert not consumer.done(), "the consumer stopped"
+                sent += await send_events(client, "stuck", 5)
+                await asyncio.sleep(0.2)
+        sent += await send_events(client, "after", 20)
+        await client.wait_for(lambda: all(e in client.replies for e in sent), timeout=60)
+        stopping.set()
+        settled = await asyncio.wait_for(consumer, 30)
+
+    assert settled is not None
+    assert settled >= len(sent)
+    assert logged(caplog, "joining the group again (coordinator None, lookup running") == 1
+    assert logged(caplog, "makes no progress in its group, replaced by a new one") == 1
+    assert logged(caplog, "did not stop within 1s (coordinator None, lookup running") == 1
+    assert first._coordinator._coordination_task.done()
+    assert not any(conn.connected() for conn in first._client._conns.values())
+    assert len(clients) == 2
     for event_id in sent:
         task_ids = {r.payload["task_id"] for r in client.replies[event_id]}
         assert len(task_ids) == 1, f"{event_id} answered with task ids {task_ids}"
@@ -347,9 +408,8 @@ async def test_a_graceful_stop_right_after_the_last_reply_leaves_nothing_settled
     async with task_client(settings) as client, running(settings) as consumer:
         ids = await send_events(client, "stop", 300)
         await client.wait_for(lambda: all(e in client.replies for e in ids), timeout=30)
-        runner = await consumer.stop()
-    assert runner is not None
-    assert runner.processed == 300
+        settled = await consumer.stop()
+    assert settled == 300
     assert await committed_total(settings) == 300
 
 

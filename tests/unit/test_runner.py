@@ -17,6 +17,7 @@ from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
 from consumer.ports import (
     MembershipLostError,
+    MemberStuckError,
     OutRecord,
     Partition,
     Undelivered,
@@ -417,6 +418,68 @@ async def test_a_commit_failing_for_a_whole_session_is_dropped_and_the_group_joi
     assert commit_results("ucs_consumer_commits_total", {"result": "failed"}) == 1
     assert commit_results("ucs_consumer_commits_total", {"result": "committed"}) == 1
     assert "dropped, and the group joined again" in caplog.text
+
+
+class DeafGroup(ForgottenGroup):
+    """A client whose group coordination stopped: no commit is ever answered, and a rejoin is
+    counted but changes nothing (no rebalance, the same membership)."""
+
+    def rejoin(self) -> None:
+        self.rejoins += 1
+
+    async def commit(self, offsets: Mapping[Partition, int], membership: Hashable) -> None:
+        self.commit_attempts += 1
+        await asyncio.Event().wait()
+
+
+async def test_commits_stuck_again_under_the_membership_a_rejoin_was_asked_under_end_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rejoin that changed nothing cannot be helped from inside the client: the loop ends
+    with MemberStuckError (the composition root builds a new client), after one rejoin and
+    neither batch committed."""
+    monkeypatch.setattr(commits, "ATTEMPT_S", 0.02)
+    member = DeafGroup(two_partitions(), {P0: [event(0, 8)], P1: [event(1, 11)]})
+    telemetry = Telemetry()
+    settings = SETTINGS.with_(consumer_session_timeout_ms=100, consumer_heartbeat_interval_ms=30)
+    runner = Runner(
+        member, FakePublisher(), store_factory(FakeStore()), settings, telemetry=telemetry
+    )
+    with pytest.raises(MemberStuckError, match="a rejoin was asked under"):
+        async with asyncio.timeout(5):
+            await runner.run(asyncio.Event())
+    assert member.rejoins == 1
+    assert member.committed == []
+    assert member.batches == [], "the second batch was not the one that ended the run"
+    commit_results = telemetry.metrics.registry.get_sample_value
+    assert commit_results("ucs_consumer_commits_total", {"result": "failed"}) == 2
+
+
+async def test_a_rejoin_that_worked_leaves_the_next_stuck_commit_to_another_rejoin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a rejoin, a batch under the new membership that gets stuck is the first of its
+    kind: a rejoin again, not the end of the client."""
+    monkeypatch.setattr(commits, "ATTEMPT_S", 0.02)
+
+    class Forgetful(DeafGroup):
+        def rejoin(self) -> None:
+            FakeMember.rejoin(self)  # a rebalance: the membership changes
+
+    member = Forgetful(two_partitions())
+    settings = SETTINGS.with_(consumer_session_timeout_ms=100, consumer_heartbeat_interval_ms=30)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(runner.run(stopping))
+    async with asyncio.timeout(5):
+        while member.rebalances < 1:
+            await asyncio.sleep(0.001)
+        member.batches.append(two_partitions())  # fetched again, under the new membership
+        while member.rebalances < 2:
+            await asyncio.sleep(0.001)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)  # no MemberStuckError
+    assert member.rejoins == 2
 
 
 async def test_a_commit_failing_for_less_than_a_session_is_retried_without_a_rejoin() -> None:
