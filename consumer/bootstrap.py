@@ -258,13 +258,6 @@ async def run_consumer(
             "topics", lambda: require_topics(*topics), settings, stopping, telemetry.health
         ):
             return None
-        log.info(
-            "consuming %s as group %s; replies to %s / %s",
-            settings.topics.requests,
-            settings.consumer.consumer_group,
-            settings.topics.created,
-            settings.topics.rejected,
-        )
         processed = 0
         while not stopping.is_set():
             async with AsyncExitStack() as client:
@@ -277,6 +270,13 @@ async def run_consumer(
                 ):
                     break
                 telemetry.health.member = True
+                log.info(
+                    "consuming %s as group %s; replies to %s / %s",
+                    settings.topics.requests,
+                    settings.consumer.consumer_group,
+                    settings.topics.created,
+                    settings.topics.rejected,
+                )
                 refresh = _refresh(telemetry, member, engine)
                 client.push_async_callback(_cancel, asyncio.create_task(refresh, name="telemetry"))
                 try:
