@@ -5,7 +5,9 @@
   guarantees need (`ucs-tasks topics create|check`, the dev stack, the tests), and
   `create_topics` for other topics (the bridge's reply topic); from `consumer.kafka.topics`;
 - `install_no_topic_auto_creation`: the process's Kafka clients ask brokers not to create the
-  topics they look up (the bridge, as the consumer); from `consumer.kafka.aiokafka_internals`;
+  topics they look up (the bridge, as the consumer), and `install_closed_connection_errors`: a
+  request written to a connection that has just closed fails as a lost connection under uvloop
+  too; from `consumer.kafka.aiokafka_internals`;
 - `TaskRestorer`: the write side of `ucs-tasks rebuild` (tasks and the identities of their
   changes, `ChangeRow`), one transaction that holds off other writers.
 
@@ -27,7 +29,10 @@ from consumer.db import migrate, rebuild
 from consumer.db.engine import EngineScope, build_engine
 from consumer.db.rebuild import ChangeRow
 from consumer.db.status import read_status
-from consumer.kafka.aiokafka_internals import install_no_topic_auto_creation
+from consumer.kafka.aiokafka_internals import (
+    install_closed_connection_errors,
+    install_no_topic_auto_creation,
+)
 from consumer.kafka.topic_rules import Finding, Severity, TopicReport
 from consumer.kafka.topics import (
     TopicSetupError,
@@ -53,6 +58,7 @@ __all__ = [
     "check_service_topics",
     "create_service_topics",
     "create_topics",
+    "install_closed_connection_errors",
     "install_no_topic_auto_creation",
     "read_database_report",
     "upgrade_database",

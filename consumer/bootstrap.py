@@ -23,6 +23,7 @@ from consumer.db.uow import SqlUnitOfWork
 from consumer.domain import StorageUnavailableError
 from consumer.health import Health, HealthServer, health_app
 from consumer.kafka.aiokafka_internals import (
+    install_closed_connection_errors,
     install_no_topic_auto_creation,
     install_tolerant_records,
 )
@@ -219,6 +220,7 @@ async def run_consumer(
     tune_gc(settings.consumer.batch_max_records)
     install_tolerant_records()
     install_no_topic_auto_creation()
+    install_closed_connection_errors()
     telemetry = Telemetry(per_minute=settings.log.rate_per_minute)
     async with AsyncExitStack() as stack:
         telemetry.health.running = True

@@ -1,6 +1,6 @@
 """Every aiokafka internal this consumer relies on, in one place, each checked once at start.
 
-aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for six things we need:
+aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for seven things we need:
 
 - **which group membership** (generation, member id) the member holds, to tell whether a batch's
   offsets still belong to the group's current view (`GroupCoordinator.generation/.member_id`),
@@ -25,13 +25,24 @@ aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for six thi
   topic stays missing, and the publisher says so (`install_no_topic_auto_creation`). A topic a
   producer looked up stays in its client's metadata requests for good (`AIOKafkaClient._topics`),
   each refresh logging an error for every missing one: `untrack_topics` takes them out again;
+- **a request written to a connection that has just closed, under uvloop**: the broker gone,
+  uvloop closes the socket's transport a loop turn or two before aiokafka's reader task notices
+  and closes the connection; a request written in between gets uvloop's `RuntimeError` ("the
+  handler is closed") where asyncio's own transport would fail it as a lost connection, and
+  `AIOKafkaConnection.send` turns only OSError into `KafkaConnectionError`. The RuntimeError
+  escaped the metadata synchronizer task (`AIOKafkaClient._md_synchronizer`), which ended for
+  good; every later `force_metadata_update()` then waited for ever, and with it the group's
+  coordinator lookup: the consumer's commits hung after a broker restart (the fault suite,
+  docs/guarantees.md). `install_closed_connection_errors` makes such a write fail as a broken
+  connection (closed, `KafkaConnectionError`), as aiokafka expects;
 - **reading past a record the client cannot parse**: the fetcher builds `MemoryRecords` and
   `PartitionRecords` from module globals; ours keep each batch's bytes and, only when the fast
   (C) reader fails on a batch, read that batch in Python (`consumer.kafka.record_format`): the
   unreadable record becomes an `UnparseableRecord` in its place, the rest flow as usual.
 
-Each attribute is checked when first needed (`install_tolerant_records()` and
-`install_no_topic_auto_creation()` before any client starts, `GroupInternals(consumer)` once it
+Each attribute is checked when first needed (`install_tolerant_records()`,
+`install_no_topic_auto_creation()` and `install_closed_connection_errors()` before any client
+starts, `GroupInternals(consumer)` once it
 has): a missing one stops the process with a message naming it and the pinned version, instead
 of quietly falling back to the behaviour we avoid.
 `tests/integration/test_aiokafka_internals.py` holds this module to the real client and broker.
@@ -40,6 +51,7 @@ of quietly falling back to the behaviour we avoid.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -48,8 +60,9 @@ from typing import Any
 import aiokafka
 import aiokafka.client as _client
 import aiokafka.codec as codecs
+import aiokafka.conn as _conn
 from aiokafka.consumer import fetcher as _fetcher
-from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from aiokafka.errors import CorruptRecordException, KafkaConnectionError, UnsupportedCodecError
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.legacy_records import LegacyRecordBatch
@@ -378,6 +391,38 @@ def install_no_topic_auto_creation() -> None:
             f" than {PINNED} (see consumer/kafka/aiokafka_internals.py)"
         )
     _client.MetadataRequest = _MetadataRequestNoAutoCreate
+
+
+def install_closed_connection_errors() -> None:
+    """Make a request written to a connection whose transport has already closed fail as a
+    broken connection (`KafkaConnectionError`, the connection closed), not with uvloop's
+    RuntimeError (see the module docstring)."""
+    connection = _require(_conn, "AIOKafkaConnection", "aiokafka.conn")
+    if getattr(connection.send, "_closed_transport_guard", False):
+        return  # installed (and checked) already
+    _require(_conn.CloseReason, "CONNECTION_BROKEN", "aiokafka.conn.CloseReason")
+    for name in ("send", "_send_sasl_token", "close"):
+        _require(connection, name, "AIOKafkaConnection")
+    for name in ("send", "_send_sasl_token"):
+        setattr(connection, name, _guard_closed_transport(getattr(connection, name)))
+
+
+def _guard_closed_transport(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        writer = self._writer  # private: see the module docstring
+        try:
+            return write(self, *args, **kwargs)
+        except RuntimeError as exc:
+            if writer is None or not writer.transport.is_closing():
+                raise  # not a write on a closed transport
+            self.close(reason=_conn.CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError(
+                f"Connection at {self._host}:{self._port} broken: {exc}"
+            ) from exc
+
+    guarded._closed_transport_guard = True  # type: ignore[attr-defined]
+    return guarded
 
 
 def untrack_topics(producer: Any, missing: set[str], used: set[str]) -> None:

@@ -25,7 +25,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.admin import create_topics, install_no_topic_auto_creation
+from consumer.admin import (
+    create_topics,
+    install_closed_connection_errors,
+    install_no_topic_auto_creation,
+)
 from observability import tracing
 from producer_tools.bridge.batches import RequestBatches
 from producer_tools.bridge.messages import PendingRequests, dispatch_reply
@@ -109,6 +113,9 @@ class KafkaLink:
         # A broker that creates topics on request would otherwise create the requests topic,
         # with its defaults, for a bridge that publishes before the topic is (re-)created.
         install_no_topic_auto_creation()
+        # Under uvloop a request written to a connection the broker just closed would otherwise
+        # raise past aiokafka and end its metadata task for good.
+        install_closed_connection_errors()
         await self._try_connect()
         self._supervisor = asyncio.create_task(self._supervise(), name="bridge-kafka-link")
 

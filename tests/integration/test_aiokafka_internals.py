@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import client as aiokafka_client
+from aiokafka.conn import AIOKafkaConnection, create_conn
 from aiokafka.consumer import fetcher
-from aiokafka.errors import UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from consumer.kafka.aiokafka_internals import (
     PINNED,
     GroupInternals,
     InternalsError,
+    install_closed_connection_errors,
     install_no_topic_auto_creation,
     install_tolerant_records,
 )
@@ -204,6 +207,41 @@ async def test_asking_for_a_missing_topic_creates_nothing(
             await producer.partitions_for(missing)
     assert missing not in await topic_names(topic_settings)
     assert await producer.partitions_for(topic_settings.topics.requests) == {0}  # one that exists
+
+
+def test_a_request_written_as_its_connection_closes_fails_as_a_lost_connection_under_uvloop(
+    kafka_bootstrap: str,
+) -> None:
+    """uvloop closes a dead socket's transport a loop turn or two before aiokafka's reader task
+    notices; a request written in between raised uvloop's RuntimeError past aiokafka, and inside
+    the metadata task it ended that task for good (a consumer's commits then hung after a broker
+    restart). Installed, every such write fails as the lost connection it is, whenever it lands."""
+    uvloop = pytest.importorskip("uvloop")
+    install_closed_connection_errors()
+    install_closed_connection_errors()  # idempotent: wrapped once
+    assert not hasattr(AIOKafkaConnection.send.__wrapped__, "_closed_transport_guard")
+    host, port = kafka_bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)
+
+    async def write_after(turns: int) -> BaseException | None:
+        conn = await create_conn(host, int(port))
+        conn._writer.transport.abort()  # the socket gone, as when the broker dies
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        try:
+            await conn.send(MetadataRequest([]))
+        except Exception as exc:  # noqa: BLE001 - what it raises is the point
+            return exc
+        finally:
+            conn.close()
+        return None
+
+    async def every_moment() -> list[BaseException | None]:
+        return [await write_after(turns) for turns in range(4)]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        errors = runner.run(every_moment())
+    for turns, error in enumerate(errors):
+        assert isinstance(error, KafkaConnectionError), f"{turns} loop turns after: {error!r}"
 
 
 def test_a_client_building_metadata_requests_otherwise_fails_loudly(
