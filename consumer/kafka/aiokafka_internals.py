@@ -34,7 +34,8 @@ aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for seven t
   good; every later `force_metadata_update()` then waited for ever, and with it the group's
   coordinator lookup: the consumer's commits hung after a broker restart (the fault suite,
   docs/guarantees.md). `install_closed_connection_errors` makes such a write fail as a broken
-  connection (closed, `KafkaConnectionError`), as aiokafka expects;
+  connection (closed, `KafkaConnectionError`), as aiokafka expects (upstream: aio-libs/aiokafka
+  issue 1038, open);
 - **reading past a record the client cannot parse**: the fetcher builds `MemoryRecords` and
   `PartitionRecords` from module globals; ours keep each batch's bytes and, only when the fast
   (C) reader fails on a batch, read that batch in Python (`consumer.kafka.record_format`): the
