@@ -24,9 +24,9 @@ group again: positions go back to the committed offsets and the records since ar
 Why a rejoin can be followed by a new client: the rejoin goes through the client's own group
 coordination, and once that coordination stops nothing in the client brings it back (a broker
 restart once ended aiokafka's metadata task, and its coordinator lookup then waited for ever:
-fixed by `install_closed_connection_errors`; this is the net for any other such cause). When the next batch's commit is stuck as long under the very membership the
-rejoin was asked under, the rejoin changed nothing: MemberStuckError tells the composition root
-to replace the client.
+fixed by `install_closed_connection_errors`; this is the net for any other such cause). When
+the next batch's commit is stuck as long under the very membership the rejoin was asked under,
+the rejoin changed nothing: MemberStuckError tells the composition root to replace the client.
 """
 
 from __future__ import annotations
