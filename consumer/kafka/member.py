@@ -25,7 +25,7 @@ from aiokafka.errors import (
     UnknownMemberIdError,
 )
 
-from consumer.kafka.aiokafka_internals import GroupInternals
+from consumer.kafka.aiokafka_internals import GroupInternals, InternalsError
 from consumer.ports import MembershipLostError, Partition, Polled, RevokeHook
 from schemas.errors import BrokerUnavailableError
 
@@ -74,9 +74,12 @@ class KafkaGroupMember:
         if stopping in done:
             stopping.result()
             return
-        if internals is None:  # never started: nothing of it can hold the stop
-            await stopping
-            return
+        if internals is None:  # not started, or a start given up midway
+            try:
+                internals = GroupInternals(self._consumer)
+            except InternalsError:  # no group coordination yet: nothing of it holds the stop
+                await stopping
+                return
         log.warning("the Kafka client did not stop within %.0fs (%s): abandoned",
                     STOP_S, internals.coordination_state())  # fmt: skip
         await internals.abandon(stopping, STOP_S)

@@ -5,6 +5,7 @@ tolerant reading, and a loud failure naming what is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from aiokafka.consumer import fetcher
 from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from consumer.kafka import member as member_module
 from consumer.kafka.aiokafka_internals import (
     PINNED,
     GroupInternals,
@@ -142,6 +144,34 @@ async def test_a_rejoin_ends_the_membership_through_a_rebalance_and_commits_go_o
         assert await consumer.committed(TopicPartition(topic, 0)) == 1
     finally:
         await group.stop()
+
+
+async def test_a_member_whose_start_was_given_up_on_a_stuck_coordination_still_stops(
+    topic_settings: StackSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka's start waits for an assignment, and its stop for the coordination task; with a
+    coordinator lookup that never returns both would wait for ever. A start given up (as a stop
+    of the consumer gives it up) leaves a member whose stop still ends within its bound, the
+    client's tasks and connections ended."""
+    monkeypatch.setattr(member_module, "STOP_S", 0.5)
+    consumer = member(topic_settings)
+
+    async def never(*args: object) -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    consumer._client.coordinator_lookup = never  # this client only
+    group = KafkaGroupMember(consumer, [topic_settings.topics.requests])
+    start = asyncio.create_task(group.start())
+    await asyncio.sleep(1.0)
+    assert not start.done(), "the start did not wait for the group"
+    start.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await start
+    async with asyncio.timeout(10):
+        await group.stop()
+    assert consumer._coordinator._coordination_task.done()
+    assert not any(conn.connected() for conn in consumer._client._conns.values())
 
 
 async def test_records_the_client_cannot_parse_arrive_in_their_place_and_the_rest_flow(
