@@ -43,9 +43,8 @@ aiokafka (pinned `>=0.14,<0.15` in pyproject.toml) has no public API for seven t
 
 Each attribute is checked when first needed (`install_tolerant_records()`,
 `install_no_topic_auto_creation()` and `install_closed_connection_errors()` before any client
-starts, `GroupInternals(consumer)` once it
-has): a missing one stops the process with a message naming it and the pinned version, instead
-of quietly falling back to the behaviour we avoid.
+starts, `GroupInternals(consumer)` once it has): a missing one stops the process with a message
+naming it and the pinned version, instead of quietly falling back to the behaviour we avoid.
 `tests/integration/test_aiokafka_internals.py` holds this module to the real client and broker.
 """
 
