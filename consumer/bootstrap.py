@@ -173,10 +173,11 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-GC_OBJECTS_PER_RECORD = 75
-"""Young objects the consumer keeps alive per record of `batch_max_records` while a batch is
-settled and the next one fetched, with room to spare: bench/consumer.py's peak generation-0
-counts were ~180,000 at 4,000 records per batch and ~58,500 at 1,000."""
+GC_OBJECTS_PER_RECORD = 110
+"""Young objects the consumer keeps alive per record of `batch_max_records` while three batches
+are in flight (one answered, one decided, one fetched), with room to spare: bench/consumer.py's
+peak generation-0 count was ~294,000 at 4,000 records per batch (~180,000 when two batches
+were in flight, ~58,500 at 1,000 records per batch)."""
 GC_YOUNG_MIN = 50_000
 GC_YOUNG_MAX = 1_000_000
 """At most this many young objects before a collection, whatever the batch size (a collection
@@ -184,7 +185,7 @@ rescans them all: 11-14 ms per 50,000 here)."""
 
 
 def gc_threshold(batch_max_records: int) -> tuple[int, int, int]:
-    """The collector's thresholds: generation 0 above what two batches in flight keep alive.
+    """The collector's thresholds: generation 0 above what the batches in flight keep alive.
 
     A collection frees nearly nothing here (reference counting frees a settled batch; 143 cyclic
     objects were left after 50,000 events), but one triggered mid-batch rescans every live

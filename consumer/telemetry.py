@@ -58,7 +58,7 @@ class Telemetry:
 
     @contextmanager
     def timed_publish(self) -> Iterator[None]:
-        """Time one lane's publish, until every acknowledgement (and its span)."""
+        """Time one publish of a batch's answers, until every acknowledgement (and its span)."""
         started = time.perf_counter()
         if tracing.enabled():
             with tracing.span(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from consumer.kafka.codec import Replies, Rules, consumed
 from consumer.kafka.commits import Committer
-from consumer.kafka.settle import Settler
+from consumer.kafka.settle import Decided, Settler
 from consumer.ports import GroupMember, Inbound, Partition, ReplyPublisher, UnitOfWorkFactory
 from consumer.settings import ConsumerConfig
 from consumer.telemetry import Telemetry
@@ -28,6 +28,10 @@ POLL_TIMEOUT_MS = 200
 REVOKE_WAIT_S = 20.0
 """How long a rebalance waits for the batch in flight; below the group's rebalance timeout
 (bootstrap.REBALANCE_TIMEOUT_MS), or this member would be dropped from the group meanwhile."""
+
+
+TRANSLATE_SLICE = 256
+"""Records translated per turn of the event loop (a few milliseconds of CPU)."""
 
 
 class Batch(NamedTuple):
@@ -74,17 +78,28 @@ class Runner:
         )
         self._revoke_wait_s = revoke_wait_s
         self._in_flight = asyncio.Lock()
+        """Held while a batch is decided, until its answer has begun."""
+        self._answering: asyncio.Task[None] | None = None
+        self._revoking = False
+        """True while a rebalance waits for the batches in flight."""
         self._last_batch_at = 0.0
         self.processed = 0
         member.on_revoke(self._before_revoke)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Poll, settle and commit batches; return once stopping, after the batch in flight.
+        """Poll, settle and commit batches; return once stopping, after the batches in flight.
 
-        After a full batch (a backlog), the next one is fetched and translated while the current
-        one waits on the database and the broker (CPU work overlapping I/O); it is settled only
-        after the current one is committed, so offsets advance in order, and dropped if a
-        rebalance began meanwhile (its records are fetched again).
+        A batch settles in two steps: the service decides it (the database), then it is
+        answered (replies published, then its offsets committed). On a backlog (full batches)
+        three batches are in flight at once: one being answered, the next being decided, and
+        the one after being fetched and translated. So the CPU work of translating records and
+        building replies overlaps the database's and the broker's round trips. Order still holds:
+        a batch is decided only after the one before it was decided (its transaction committed)
+        and answered only after the one before it was answered and committed, so replies and
+        offsets advance in order. When a rebalance begins, the batch being answered is answered
+        and committed under the membership it was fetched under (`_before_revoke` waits for it);
+        the batches behind it are dropped unanswered, even one already decided (their records
+        are fetched again, and replays are idempotent).
 
         After a partial batch, fetching pauses until it is committed: a fetch made meanwhile
         would return the few records there at that moment, the next batch would be those few,
@@ -96,25 +111,60 @@ class Runner:
             while not stopping.is_set():
                 batch = await (prefetch if prefetch is not None else self._fetch())
                 prefetch = None
+                if self._answering is not None and self._answering.done():
+                    await self._answered()  # surfaces its failure
                 if not batch.inbound:
                     continue
                 if len(batch.inbound) >= self._settings.batch_max_records:
                     prefetch = asyncio.create_task(self._fetch())
                 else:
                     self._member.pause(*self._member.assignment())
-                async with self._in_flight:
-                    if not self._member.is_current(batch.membership):
-                        log.info("a rebalance began since this batch was fetched: dropped")
-                        continue
-                    if await self._settler.settle(batch.inbound, stopping):
-                        self.processed += len(batch.inbound)
-                        await self._committer.commit(batch.offsets, batch.membership, stopping)
-                        self._telemetry.batch(len(batch.inbound), batch.started)
+                await self._settle(batch, stopping)
+                if prefetch is None:  # paused: the next fetch waits for this batch's commit
+                    await self._answered()
+            await self._answered()
         finally:
             if prefetch is not None:
                 prefetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await prefetch
+            if self._answering is not None:  # leaving on an error: uncommitted, redelivered
+                self._answering.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._answering
+                self._answering = None
+
+    async def _settle(self, batch: Batch, stopping: asyncio.Event) -> None:
+        """Decide the batch, then begin answering it once the batch before it is answered."""
+        async with self._in_flight:
+            if self._revoking or not self._member.is_current(batch.membership):
+                log.info("a rebalance began since this batch was fetched: dropped")
+                return
+            decided = await self._settler.decide(batch.inbound, stopping)
+            await self._answered()
+            if decided is None:
+                return  # the consumer is stopping: redelivered
+            if self._revoking or not self._member.is_current(batch.membership):
+                log.info("a rebalance began while this batch was decided: left unanswered"
+                         " (its records are fetched again; replays are idempotent)")  # fmt: skip
+                return
+            self._answering = asyncio.create_task(self._answer(batch, decided, stopping))
+
+    async def _answer(self, batch: Batch, decided: Decided, stopping: asyncio.Event) -> None:
+        if await self._settler.answer(decided, stopping):
+            self.processed += len(batch.inbound)
+            await self._committer.commit(batch.offsets, batch.membership, stopping)
+            self._telemetry.batch(len(batch.inbound), batch.started)
+
+    async def _answered(self) -> None:
+        """Wait for the batch being answered, if any, to be answered and committed."""
+        answering = self._answering
+        if answering is not None:
+            try:
+                await answering
+            finally:
+                if self._answering is answering:
+                    self._answering = None
 
     async def _fetch(self) -> Batch:
         member, settings = self._member, self._settings
@@ -139,17 +189,29 @@ class Runner:
             settings.fetch_busy_wait_ms if polled.records else settings.fetch_max_wait_ms
         )
         rules = self._rules
-        inbound = [consumed(r, rules) for records in polled.records.values() for r in records]
+        inbound: list[Inbound] = []
+        for records in polled.records.values():
+            for start in range(0, len(records), TRANSLATE_SLICE):
+                inbound += [consumed(r, rules) for r in records[start : start + TRANSLATE_SLICE]]
+                # A prefetched batch is translated while the one before it settles: between
+                # slices, that one's database and broker answers are taken up, so its round
+                # trips overlap this CPU work instead of waiting for all of it.
+                await asyncio.sleep(0)
         offsets = {tp: records[-1].offset + 1 for tp, records in polled.records.items()}
         return Batch(inbound, offsets, polled.membership, time.monotonic())
 
     async def _before_revoke(self) -> None:
-        """Awaited as a rebalance begins, under the old membership: the batch in flight settles
-        and commits, or is given up after `revoke_wait_s` (its commit is then dropped)."""
+        """Awaited as a rebalance begins, under the old membership: the batches in flight settle
+        and commit, or are given up after `revoke_wait_s` (their commits are then dropped)."""
+        self._revoking = True  # a batch not being answered yet is dropped (fetched again)
         try:
             async with asyncio.timeout(self._revoke_wait_s):
                 async with self._in_flight:
-                    pass
+                    answering = self._answering
+                if answering is not None:
+                    await asyncio.wait([answering])  # its failure is the loop's to raise
         except TimeoutError:
             log.warning("the batch in flight is still settling as partitions are revoked:"
                         " its offsets will not be committed (redelivered)")  # fmt: skip
+        finally:
+            self._revoking = False

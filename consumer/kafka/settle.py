@@ -1,17 +1,21 @@
-"""Settling a batch: the service answers each record, the answers are published, and a
-transient failure (broker or database away) makes the whole batch settle again after a back-off.
+"""Settling a batch in two steps: `decide` (the service answers each record, in the database)
+and `answer` (the answers are built and published). A transient failure (broker or database
+away) makes the step settle again after a back-off.
 
-A batch settles as concurrent lanes of whole partitions, each its own transaction and publish:
-one lane's database round trip and broker acknowledgements overlap the other's work, and a
-partition stays in one lane, so per-partition order holds. The same identity in two lanes is
-still one task (the unique key decides; a rare deadlock is a retriable error).
+The steps are separate so that the consume loop can decide the next batch while this one is
+answered: one batch's database round trip overlaps the other's replies and acknowledgements.
+`decide` runs as concurrent lanes of whole partitions, each its own transaction: one lane's
+database round trip overlaps the other's work, and a partition stays in one lane, so
+per-partition order holds. The same identity in two lanes is still one task (the unique key
+decides; a rare deadlock is a retriable error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 from consumer.domain import Outcome, Undecodable
 from consumer.kafka.backoff import backoff_s, sleep_unless
@@ -24,6 +28,8 @@ from schemas.settings import RetrySettings
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 LANE_MIN_RECORDS = 200
 """A batch gets one more concurrent lane per this many records (up to `consumer_lanes`): a lane
 costs a transaction, a publish and their round trips, worth it on a backlog's big batches, not
@@ -31,8 +37,20 @@ on the small ones of a steady flow (one lane at 780 req/s through the bridge too
 per request and cut its p99 by a quarter)."""
 
 
+class Lane(NamedTuple):
+    """Records of whole partitions, and the service's outcome of each, in the same order."""
+
+    inbound: Sequence[Inbound]
+    outcomes: list[Outcome]
+
+
+Decided = list[Lane]
+"""A batch the service has answered, lane by lane: what `Settler.answer` publishes."""
+
+
 class Settler:
-    """Settles batches: service, replies, publish; retries transient failures."""
+    """Settles batches: `decide` (the service), then `answer` (replies, publish); each step
+    retries transient failures."""
 
     def __init__(
         self,
@@ -51,20 +69,40 @@ class Settler:
         self._retry = retry
         self._telemetry = telemetry or Telemetry()
 
-    async def settle(self, inbound: Sequence[Inbound], stopping: asyncio.Event) -> bool:
-        """Settle the batch, retrying transient failures with back-off; False if abandoned
-        because the consumer is stopping (nothing is committed: the batch is redelivered)."""
+    async def decide(self, inbound: Sequence[Inbound], stopping: asyncio.Event) -> Decided | None:
+        """The service's outcome of every record, in lanes; None if abandoned because the consumer
+        is stopping while the database is away (nothing was decided: the batch is redelivered)."""
+        return await self._retrying(lambda: self._in_lanes(inbound), stopping)
+
+    async def answer(self, decided: Decided, stopping: asyncio.Event) -> bool:
+        """Publish every record's answer; False if abandoned because the consumer is stopping
+        while the broker is away (the batch stays uncommitted: it is redelivered, and its
+        replays answered with the same tasks)."""
+        records = [
+            r for lane in decided for r in self._replies.records(lane.inbound, lane.outcomes)
+        ]
+        if await self._retrying(lambda: self._deliver(records), stopping) is None:
+            return False
+        for lane in decided:
+            self._telemetry.outcomes(lane.inbound, lane.outcomes)
+        return True
+
+    async def _retrying(
+        self, step: Callable[[], Awaitable[_T]], stopping: asyncio.Event
+    ) -> _T | None:
+        """`step()`, retried with back-off while it fails for a transient reason; None if the
+        consumer is stopping meanwhile."""
         attempt = 0
         while True:
             try:
-                await self._in_lanes(inbound)
+                done = await step()
             except ServiceError as exc:
                 if not exc.retriable:
                     raise
                 self._telemetry.retry(exc)
                 if stopping.is_set():
                     log.warning("stopping with an unsettled batch: it will be redelivered")
-                    return False
+                    return None
                 delay = backoff_s(self._retry, attempt)
                 attempt += 1
                 log.warning(
@@ -73,34 +111,28 @@ class Settler:
                 await sleep_unless(stopping, delay)
                 continue
             self._telemetry.recovered()
-            return True
+            return done
 
-    async def _in_lanes(self, inbound: Sequence[Inbound]) -> None:
+    async def _in_lanes(self, inbound: Sequence[Inbound]) -> Decided:
         count = max(1, min(self._lanes, len(inbound) // LANE_MIN_RECORDS))
         if count == 1:
-            await self._lane(inbound)
-            return
+            return [await self._lane(inbound)]
         lanes: list[list[Inbound]] = [[] for _ in range(count)]
         for item in inbound:  # one subscribed topic: the partition number picks the lane
             lanes[item.position.partition % count].append(item)
-        settling = [asyncio.ensure_future(self._lane(lane)) for lane in lanes if lane]
+        deciding = [asyncio.ensure_future(self._lane(lane)) for lane in lanes if lane]
         try:
-            await asyncio.gather(*settling)
+            return await asyncio.gather(*deciding)
         except BaseException:
             # One lane failed: stop the others before the batch is retried as a whole.
-            for task in settling:
+            for task in deciding:
                 task.cancel()
-            await asyncio.gather(*settling, return_exceptions=True)
+            await asyncio.gather(*deciding, return_exceptions=True)
             raise
 
-    async def _lane(self, inbound: Sequence[Inbound]) -> None:
-        telemetry = self._telemetry
-        with telemetry.timed_database():
-            outcomes = await self._outcomes(inbound)
-        records = self._replies.records(inbound, outcomes)
-        with telemetry.timed_publish():
-            await self._deliver(records)
-        telemetry.outcomes(inbound, outcomes)
+    async def _lane(self, inbound: Sequence[Inbound]) -> Lane:
+        with self._telemetry.timed_database():
+            return Lane(inbound, await self._outcomes(inbound))
 
     async def _outcomes(self, inbound: Sequence[Inbound]) -> list[Outcome]:
         try:
@@ -121,10 +153,11 @@ class Settler:
                 outcomes.append(Undecodable(item.position, reason))
         return outcomes
 
-    async def _deliver(self, records: Sequence[OutRecord]) -> None:
-        """Publish; what the broker refuses for good is replaced by a dead letter (then by a
-        dead letter of headers only), so every record is accounted for."""
-        refused = await self._publisher.publish(records)
+    async def _deliver(self, records: Sequence[OutRecord]) -> bool:
+        """Publish (True once done); what the broker refuses for good is replaced by a dead letter
+        (then by a dead letter of headers only), so every record is accounted for."""
+        with self._telemetry.timed_publish():
+            refused = await self._publisher.publish(records)
         while refused:
             instead: list[OutRecord] = []
             for undelivered in refused:
@@ -145,6 +178,7 @@ class Settler:
                 refused[0].problem,
             )  # fmt: skip
             refused = await self._publisher.publish(instead)
+        return True
 
 
 _ROLES = ("a reply", "a reply copy", "a dead letter", "a last-resort dead letter")
