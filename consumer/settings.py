@@ -86,8 +86,8 @@ class ConsumerSettings(BaseSettings):
         default=2,
         ge=1,
         le=16,
-        description="Partitions of a batch are settled in up to this many concurrent lanes "
-        "(transactions), one per 200 records of the batch.",
+        description="Partitions of a batch are decided in up to this many concurrent lanes "
+        "(database transactions), one per 200 records of the batch.",
     )
     batch_linger_ms: int = Field(
         default=10,
