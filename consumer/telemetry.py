@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from consumer.domain import Changed, ChangeKind, Outcome, Rejection, Task, Undecodable
@@ -119,10 +119,10 @@ class Telemetry:
         self.metrics.retries.labels(dependency).inc()
         self.health.failing(dependency, str(exc).splitlines()[0][:200])
 
-    def recovered(self) -> None:
-        """A batch settled: whatever was failing answers again."""
-        if self.health.down:
-            self.health.down.clear()
+    def recovered(self, dependencies: Iterable[str]) -> None:
+        """A step that had failed on these dependencies went through: they answer again."""
+        for dependency in dependencies:
+            self.health.recovered(dependency)
 
     def committed(self, result: str, offsets: dict[tuple[str, int], int] | None = None) -> None:
         """An offset commit's result (`committed`, `dropped`, `failed`) and what it stored."""

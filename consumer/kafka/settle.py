@@ -22,7 +22,7 @@ from consumer.kafka.backoff import backoff_s, sleep_unless
 from consumer.kafka.codec import Replies
 from consumer.ports import Inbound, OutRecord, ReplyPublisher, UnitOfWorkFactory
 from consumer.service import handle
-from consumer.telemetry import Telemetry
+from consumer.telemetry import Telemetry, dependency_of
 from schemas.errors import BrokerUnavailableError, ServiceError
 from schemas.settings import RetrySettings
 
@@ -91,8 +91,11 @@ class Settler:
         self, step: Callable[[], Awaitable[_T]], stopping: asyncio.Event
     ) -> _T | None:
         """`step()`, retried with back-off while it fails for a transient reason; None if the
-        consumer is stopping meanwhile."""
+        consumer is stopping meanwhile. Once it goes through, the dependencies its failures named
+        are reported answering again (only those: while one batch's publish waits for the
+        broker, the next batch's transaction going through says nothing about the broker)."""
         attempt = 0
+        failed: set[str] = set()
         while True:
             try:
                 done = await step()
@@ -100,6 +103,7 @@ class Settler:
                 if not exc.retriable:
                     raise
                 self._telemetry.retry(exc)
+                failed.add(dependency_of(exc))
                 if stopping.is_set():
                     log.warning("stopping with an unsettled batch: it will be redelivered")
                     return None
@@ -110,7 +114,7 @@ class Settler:
                 )
                 await sleep_unless(stopping, delay)
                 continue
-            self._telemetry.recovered()
+            self._telemetry.recovered(failed)
             return done
 
     async def _in_lanes(self, inbound: Sequence[Inbound]) -> Decided:

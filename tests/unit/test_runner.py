@@ -12,6 +12,7 @@ import pytest
 
 from consumer.bootstrap import GC_OBJECTS_PER_RECORD, GC_YOUNG_MAX, GC_YOUNG_MIN, gc_threshold
 from consumer.domain import StartCommand
+from consumer.health import Health
 from consumer.kafka import commits
 from consumer.kafka import settle as settle_module
 from consumer.kafka.runner import Runner
@@ -304,6 +305,33 @@ async def test_an_answer_failing_for_good_ends_the_run_and_later_batches_stay_un
 
     assert member.committed == []
     assert publisher.published == []
+
+
+async def test_while_a_publish_waits_for_the_broker_the_next_transaction_leaves_it_down() -> None:
+    """The readiness check names what is failing: a batch's transaction going through while
+    the batch ahead of it retries its publish says nothing about the broker."""
+    health = Health(running=True, member=True)
+    member = FakeMember({P0: [event(0, 0)]}, {P1: [event(1, 0)]})
+    store = FakeStore()
+    broker_down_at_attempt: list[tuple[int, bool]] = []
+    failures = [BrokerUnavailableError("broker away", retriable=True) for _ in range(3)]
+    publisher = FakePublisher(
+        failures,
+        on_attempt=lambda: broker_down_at_attempt.append((store.commits, "kafka" in health.down)),
+    )
+    settings = SETTINGS.with_(
+        batch_max_records=1, retry_backoff_initial_ms=20, retry_backoff_max_ms=40
+    )
+    runner = Runner(
+        member, publisher, store_factory(store), settings, telemetry=Telemetry(health=health)
+    )
+
+    await run_until(runner, lambda: len(member.committed) == 2)
+
+    # First attempt: nothing failed yet. Then the second batch was decided (2 transactions)
+    # while the first one's publish backed off, and the broker stayed down until it answered.
+    assert broker_down_at_attempt[:4] == [(1, False), (2, True), (2, True), (2, True)]
+    assert health.down == {}
 
 
 async def test_the_fetch_wait_is_short_while_records_come_and_long_once_a_poll_finds_none() -> None:
