@@ -82,6 +82,9 @@ class Runner:
         self._answering: asyncio.Task[None] | None = None
         self._revoking = False
         """True while a rebalance waits for the batches in flight."""
+        self._gap = False
+        """A batch was left undecided or unanswered (stopping): no batch behind it is answered,
+        as its commit would cover the records of the one left behind."""
         self._last_batch_at = 0.0
         self.processed = 0
         member.on_revoke(self._before_revoke)
@@ -143,7 +146,9 @@ class Runner:
             decided = await self._settler.decide(batch.inbound, stopping)
             await self._answered()
             if decided is None:
-                return  # the consumer is stopping: redelivered
+                self._gap = True  # the consumer is stopping: redelivered
+            if decided is None or self._gap:
+                return
             if self._revoking or not self._member.is_current(batch.membership):
                 log.info("a rebalance began while this batch was decided: left unanswered"
                          " (its records are fetched again; replays are idempotent)")  # fmt: skip
@@ -151,10 +156,12 @@ class Runner:
             self._answering = asyncio.create_task(self._answer(batch, decided, stopping))
 
     async def _answer(self, batch: Batch, decided: Decided, stopping: asyncio.Event) -> None:
-        if await self._settler.answer(decided, stopping):
-            self.processed += len(batch.inbound)
-            await self._committer.commit(batch.offsets, batch.membership, stopping)
-            self._telemetry.batch(len(batch.inbound), batch.started)
+        if not await self._settler.answer(decided, stopping):
+            self._gap = True  # the consumer is stopping: redelivered
+            return
+        self.processed += len(batch.inbound)
+        await self._committer.commit(batch.offsets, batch.membership, stopping)
+        self._telemetry.batch(len(batch.inbound), batch.started)
 
     async def _answered(self) -> None:
         """Wait for the batch being answered, if any, to be answered and committed."""

@@ -334,6 +334,25 @@ async def test_while_a_publish_waits_for_the_broker_the_next_transaction_leaves_
     assert health.down == {}
 
 
+async def test_a_batch_left_unanswered_at_a_stop_is_never_covered_by_a_later_batch_commit() -> None:
+    """Stopping while the broker is away abandons a batch's answer; the batch decided behind it
+    on the same partition must not be answered and committed, or that commit would cover the
+    abandoned batch's records, never answered."""
+    member = FakeMember({P0: [event(0, 0)]}, {P0: [event(0, 1)]})
+    stopping = asyncio.Event()
+    publisher = FakePublisher(
+        [BrokerUnavailableError("broker away", retriable=True)], on_attempt=stopping.set
+    )
+    settings = SETTINGS.with_(batch_max_records=1)  # full batches: the second is prefetched
+    runner = make_runner(member, publisher, store_factory(FakeStore()), settings)
+
+    async with asyncio.timeout(5):
+        await runner.run(stopping)
+
+    assert member.committed == []
+    assert publisher.published == []
+
+
 async def test_the_fetch_wait_is_short_while_records_come_and_long_once_a_poll_finds_none() -> None:
     member = FakeMember({P0: [event(0, 0)]})
     settings = SETTINGS.with_(fetch_busy_wait_ms=10, fetch_max_wait_ms=50)
