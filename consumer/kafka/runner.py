@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Hashable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from consumer.kafka.codec import Replies, Rules, consumed
 from consumer.kafka.commits import Committer
@@ -128,13 +128,9 @@ class Runner:
             await self._answered()
         finally:
             if prefetch is not None:
-                prefetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await prefetch
+                await _cancelled(prefetch)
             if self._answering is not None:  # leaving on an error: uncommitted, redelivered
-                self._answering.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._answering
+                await _cancelled(self._answering)
                 self._answering = None
 
     async def _settle(self, batch: Batch, stopping: asyncio.Event) -> None:
@@ -222,3 +218,10 @@ class Runner:
                         " its offsets will not be committed (redelivered)")  # fmt: skip
         finally:
             self._revoking = False
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it to end, whatever it ends with (the loop is leaving)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
