@@ -1,0 +1,238 @@
+"""The native fast path of event validation (schemas._events.native_validator) against the full
+model check: whatever it accepts, the full check accepts with the same result, in both modes,
+under tight caps; and the bodies it is for do take it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas._events import _CONTEXT_SHALLOW, EventModel, decode_body, native_validator
+from schemas._task_fields import CONTEXT_LIMITS
+from schemas.errors import EventValidationError
+from schemas.fields import Kind, reserved_attached_keys
+from schemas.limits import FieldMode, Limits
+from schemas.task_end import TaskEndEvent, parse_task_end
+from schemas.task_start import TaskStartEvent, parse_task_start
+
+MODELS = {"start": (TaskStartEvent, parse_task_start), "end": (TaskEndEvent, parse_task_end)}
+LIMITS = (
+    Limits(),
+    Limits(mode=FieldMode.STRICT),
+    Limits(max_string_length=4),
+    Limits(max_string_length=4, mode=FieldMode.STRICT),
+)
+BOUNDS = (-(2**63) - 1, -(2**63), -(2**31) - 1, -(2**31), -1, 0, 1, 2**31 - 1, 2**31, 2**63 - 1)
+BOUNDS += (2**63, 2**64 - 1)
+TIMESTAMPS = (
+    "2010-05-20T15:41:52.380Z",
+    "2010-05-20T15:41:52Z",
+    "2010-05-20t15:41:52.380z",
+    "2010-05-20T17:41:52.380123+02:00",
+    "2010-05-20T15:41:52.380",
+    "2010-02-30T15:41:52.380Z",
+    "2010-05-20",
+    "",
+)
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from(BOUNDS),
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    st.text(alphabet="0123456789-", max_size=21),
+    st.sampled_from(("a\x00", "\x00")),
+    st.sampled_from(TIMESTAMPS),
+)
+
+
+def at_the_cap(limits: Limits) -> st.SearchStrategy[str]:
+    """Strings one short of, at and one past the length cap, in one- to four-byte characters."""
+    cap = limits.max_string_length
+    return st.sampled_from([c * n for c in "eé€😀" for n in (cap - 1, cap, cap + 1)])
+
+
+def values(limits: Limits) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars | at_the_cap(limits),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+
+def near_valid(kind: Kind, limits: Limits) -> st.SearchStrategy[Any]:
+    """Values of a standard field of `kind`: mostly around what it accepts, now and then junk
+    (a body reaches the native path only when every field of it passes)."""
+    integers = st.sampled_from(BOUNDS) | st.integers(-(2**33), 2**33)
+    texts = at_the_cap(limits) | st.text(max_size=6)
+    common: st.SearchStrategy[Any] = {
+        Kind.INT32: integers,
+        Kind.DURATION: integers,
+        Kind.TEXT: texts | integers,
+        Kind.LONG_OR_STRING: texts | integers | st.just(""),
+        Kind.TIMESTAMP: st.sampled_from(TIMESTAMPS),
+    }[kind]
+    return st.one_of(common, common, common, values(limits))
+
+
+@st.composite
+def bodies(draw: st.DrawFn, model: type[EventModel], limits: Limits) -> dict[str, Any]:
+    fields = {f.name: f for f in model.event_rules.fields}
+    body: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(sorted(fields)), unique=True)):
+        body[name] = draw(near_valid(fields[name].kind, limits))
+    reserved = st.sampled_from(sorted(reserved_attached_keys(())))
+    extra_keys = st.one_of(st.text(max_size=5), st.text(max_size=5), st.text(max_size=5), reserved)
+    for key in draw(st.lists(extra_keys, max_size=3, unique=True)):
+        body.setdefault(key, draw(values(limits)))
+    return body
+
+
+def full_check(model: type[EventModel], value: dict[str, Any], limits: Limits, raw: bytes) -> Any:
+    """What `parse_event` did before the fast path: the model with its Python validators."""
+    shallow = decode_body(raw, limits, "event").shallow
+    return model.model_validate(value, context={CONTEXT_LIMITS: limits, _CONTEXT_SHALLOW: shallow})
+
+
+def typed(event: EventModel) -> list[tuple[str, type, Any]]:
+    dumped = {**event.__dict__, **(event.__pydantic_extra__ or {})}
+    return [(key, type(value), value) for key, value in dumped.items()]
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), limits=st.sampled_from(LIMITS))
+def test_what_the_native_path_accepts_the_full_check_accepts_with_the_same_result(
+    kind: str, data: st.DataObject, limits: Limits
+) -> None:
+    model, parse = MODELS[kind]
+    value = data.draw(bodies(model, limits))
+    try:
+        raw = orjson.dumps(value)
+    except TypeError:  # a lone surrogate: no JSON text holds one
+        assume(False)
+    decoded = orjson.loads(raw)  # as a body arrives: decoded from bytes
+    try:
+        fast = native_validator(model, limits).validate_python(decoded)
+    except ValidationError:
+        fast = None
+    try:
+        full = full_check(model, decoded, limits, raw)
+    except ValidationError:
+        full = None
+    taken = decode_body(raw, limits, "event").shallow and model.event_rules.reserved.isdisjoint(
+        decoded
+    )  # what `parse_event` makes sure of before the native path
+    if fast is not None and taken:
+        assert full is not None, f"{decoded} passed the native path only"
+        assert typed(fast) == typed(full)
+        assert fast.model_fields_set == full.model_fields_set
+    # The public entry agrees with the full check either way.
+    try:
+        parsed = parse(raw, limits)
+    except EventValidationError:
+        assert full is None
+    else:
+        assert full is not None
+        assert typed(parsed) == typed(full)
+        assert parsed.model_dump_json() == full.model_dump_json()
+
+
+def agree(model: type[EventModel], body: dict[str, Any], limits: Limits) -> None:
+    raw = json.dumps(body, ensure_ascii=False).encode()  # orjson writes no integer past 64 bits
+    decoded = orjson.loads(raw)  # and reads one as a float: a value the full check refuses
+    try:
+        fast = native_validator(model, limits).validate_python(decoded)
+    except ValidationError:
+        return
+    full = full_check(model, decoded, limits, raw)  # raises if the native path was too lax
+    assert typed(fast) == typed(full), body
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize(
+    "limits", LIMITS, ids=lambda limits: f"{limits.mode}-{limits.max_string_length}"
+)
+def test_every_field_agrees_with_the_full_check_at_every_bound(kind: str, limits: Limits) -> None:
+    model = MODELS[kind][0]
+    cap = limits.max_string_length
+    strings = [c * n for c in "eé€😀" for n in (0, 1, cap - 1, cap, cap + 1)]
+    junk = [None, True, False, 0.0, 1.5, [], {}, [1], {"a": 1}, "24", "-1", "0x1", " 1"]
+    for standard in model.event_rules.fields:
+        for value in (*BOUNDS, *strings, *TIMESTAMPS, *junk):
+            agree(model, {standard.name: value}, limits)
+
+
+def common_body() -> bytes:
+    return orjson.dumps(
+        {
+            "state_id": 24,
+            "task_type": "customer info",
+            "interaction_id": "IX42",
+            "media_type": 7,
+            "est_duration": 460,
+            "timestamp": "2010-05-20T15:41:52.380Z",
+            "Survey": {"url": "http://ourServer/storage/userAnswers", "question1": 7},
+        }
+    )
+
+
+def test_a_common_valid_start_is_checked_by_the_native_path_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_full_check(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full model check ran")
+
+    monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
+    event = parse_task_start(common_body())
+    assert event.state_id == 24
+    assert event.media_type == 7
+    assert event.timestamp == datetime(2010, 5, 20, 15, 41, 52, 380000, tzinfo=UTC)
+    assert event.timestamp.tzinfo is UTC
+    assert event.attached_data == {
+        "Survey": {"url": "http://ourServer/storage/userAnswers", "question1": 7}
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"state_id": "24"}, None, None),  # genesys: a decimal string, taken by the full check
+        ({"state_id": 2**31}, "state_id", "must be between"),
+        ({"interaction_id": None}, "interaction_id", "must not be null"),
+        ({"task_type": ""}, "task_type", "non-empty string"),
+        ({"timestamp": "2010-05-20"}, "timestamp", "a date without a time"),
+        ({"timestamp": "2010-02-30T15:41:52.380Z"}, "timestamp", "not a valid date-time"),
+        ({"task_id": 1}, "task_id", "reserved name"),
+    ],
+)
+def test_what_the_native_path_refuses_gets_the_full_check_and_its_wording(
+    change: dict[str, Any], field: str | None, problem: str | None
+) -> None:
+    raw = orjson.dumps({**orjson.loads(common_body()), **change})
+    if field is None:
+        assert parse_task_start(raw).state_id == 24
+        return
+    with pytest.raises(EventValidationError) as caught:
+        parse_task_start(raw)
+    found = {e.field: e.problem for e in caught.value.errors}
+    assert field in found, found
+    assert problem is not None
+    assert problem in found[field], found
+
+
+def test_the_native_validator_is_compiled_once_per_model_and_limits() -> None:
+    assert native_validator(TaskStartEvent, Limits()) is native_validator(TaskStartEvent, Limits())
+    strict = Limits(mode=FieldMode.STRICT)
+    assert native_validator(TaskStartEvent, strict) is not native_validator(TaskEndEvent, strict)
