@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from schemas import _events
 from schemas._events import _CONTEXT_SHALLOW, EventModel, decode_body, native_validator
 from schemas._task_fields import CONTEXT_LIMITS
 from schemas.errors import EventValidationError
@@ -123,8 +124,10 @@ def test_what_the_native_path_accepts_the_full_check_accepts_with_the_same_resul
     except TypeError:  # a lone surrogate: no JSON text holds one
         assume(False)
     decoded = orjson.loads(raw)  # as a body arrives: decoded from bytes
+    native = native_validator(model, limits)
+    assert native is not None
     try:
-        fast = native_validator(model, limits).validate_python(decoded)
+        fast = native.validate_python(decoded)
     except ValidationError:
         fast = None
     try:
@@ -152,8 +155,10 @@ def test_what_the_native_path_accepts_the_full_check_accepts_with_the_same_resul
 def agree(model: type[EventModel], body: dict[str, Any], limits: Limits) -> None:
     raw = json.dumps(body, ensure_ascii=False).encode()  # orjson writes no integer past 64 bits
     decoded = orjson.loads(raw)  # and reads one as a float: a value the full check refuses
+    native = native_validator(model, limits)
+    assert native is not None
     try:
-        fast = native_validator(model, limits).validate_python(decoded)
+        fast = native.validate_python(decoded)
     except ValidationError:
         return
     full = full_check(model, decoded, limits, raw)  # raises if the native path was too lax
@@ -236,3 +241,17 @@ def test_the_native_validator_is_compiled_once_per_model_and_limits() -> None:
     assert native_validator(TaskStartEvent, Limits()) is native_validator(TaskStartEvent, Limits())
     strict = Limits(mode=FieldMode.STRICT)
     assert native_validator(TaskStartEvent, strict) is not native_validator(TaskEndEvent, strict)
+
+
+def test_a_model_schema_of_another_shape_gets_no_native_path_and_the_full_check_does_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unwrapped:
+        __pydantic_core_schema__: ClassVar[dict[str, Any]] = {"type": "model", "schema": {}}
+
+    assert native_validator(Unwrapped, Limits()) is None  # type: ignore[arg-type]
+    expected = parse_task_start(common_body())
+    monkeypatch.setattr(_events, "native_validator", lambda model, limits: None)
+    assert typed(parse_task_start(common_body())) == typed(expected)
+    with pytest.raises(EventValidationError):
+        parse_task_start(orjson.dumps({"state_id": 2**31}))
