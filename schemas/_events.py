@@ -4,7 +4,8 @@ A task event (`TaskStartEvent`, `TaskEndEvent`) is an `EventModel` built by `der
 from its tuple in `schemas.fields`; `parse_event` is the body check every event goes through:
 raw bytes or an already-decoded JSON value in, a validated model out, or one
 `EventValidationError` carrying every problem found. `decode_body` is its first half, shared
-with the extension-update body.
+with the extension-update body. A common valid body is checked by pydantic-core alone
+(`native_validator`); the model's Python checks run for everything else and name the problems.
 """
 
 from __future__ import annotations
