@@ -15,7 +15,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, TypeVar
 
 import orjson
 from pydantic import (
@@ -228,8 +228,30 @@ class Decoded:
     serialisable: bool = True
 
 
+class Scanned(NamedTuple):
+    """A JSON value orjson decoded from bytes that `scanned_clean` passed, such as a structured
+    CloudEvent's `data` decoded with its record: `decode_body` takes it as it takes raw bytes that
+    need no deep walk (and `parse_event` may check it natively)."""
+
+    value: Any
+
+
+def scanned_clean(raw: bytes) -> bool:
+    """Whether every JSON value orjson decodes from `raw`, or from a part of it, needs no deep
+    walk: no `\\u0000` escape (orjson refuses a raw U+0000 and any lone surrogate), no run of 19
+    digits (the only way to write an integer orjson would read as a float) and at most
+    MAX_NESTING_DEPTH brackets in all (so no part nests deeper)."""
+    shape = raw.translate(_SHAPE)
+    return (
+        b"\\u0000" not in shape
+        and _LONG_DIGIT_RUN not in shape
+        and shape.count(b"[") <= MAX_NESTING_DEPTH
+    )
+
+
 def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
-    """`data` decoded (bytes) or size-checked (a decoded value); 413 and malformed JSON here."""
+    """`data` decoded (bytes) or size-checked (a decoded value, or a `Scanned` one); 413 and
+    malformed JSON here."""
     if isinstance(data, _RAW_TYPES):
         raw = data if type(data) is bytes else bytes(data)
         if len(raw) > limits.max_body_bytes:
@@ -246,13 +268,16 @@ def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
         if _LONG_DIGIT_RUN in shape:
             early = big_int_problems(raw, value)
         return Decoded(value, shallow, early)
+    shallow = type(data) is Scanned
+    if shallow:
+        data = data.value
     try:
         size = len(orjson.dumps(data))
     except TypeError:  # not JSON-serialisable: the walk names what and where
         return Decoded(data, serialisable=False)
     if size > limits.max_body_bytes:
         raise too_large(what, f"{size} bytes as JSON", limits)
-    return Decoded(data)
+    return Decoded(data, shallow)
 
 
 def with_early(decoded: Decoded, problems: Sequence[Problem]) -> list[Problem]:

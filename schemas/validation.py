@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from schemas import extension
-from schemas._events import too_large
+from schemas._events import Scanned, scanned_clean, too_large
 from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
 from schemas.ids import parse_service_id, parse_task_id
@@ -23,7 +23,14 @@ from schemas.limits import DEFAULT_LIMITS, Limits
 from schemas.task_end import TaskEndEvent, parse_task_end
 from schemas.task_start import TaskStartEvent, parse_task_start
 
-__all__ = ["BODY_NAMES", "EventKind", "ValidEvent", "body_too_large", "validate_event"]
+__all__ = [
+    "BODY_NAMES",
+    "EventKind",
+    "ValidEvent",
+    "body_too_large",
+    "structured_body",
+    "validate_event",
+]
 
 
 class EventKind(StrEnum):
@@ -102,6 +109,16 @@ def _body(
     return parse_extension_update(extension, body, limits)
 
 
+def structured_body(data: Any, record: bytes | None) -> Any:
+    """The body of a structured CloudEvent as `validate_event` should take it: its `data`,
+    marked `Scanned` when the bytes of the whole `record` it was decoded from prove that no deep
+    walk is needed (`scanned_clean`; raw `data_base64` bytes and unproven values as they are). The
+    same checks either way; a proven body skips the walk and may be checked natively."""
+    if record is None or isinstance(data, bytes | bytearray | memoryview):
+        return data
+    return Scanned(data) if scanned_clean(record) else data
+
+
 def validate_event(
     kind: EventKind,
     service_id: str | int | None,
@@ -115,7 +132,8 @@ def validate_event(
 
     `service_id` and `task_id` are as received (decimal text or a JSON integer; None when
     absent, which is a problem for a service id, and for a task id of END and EXTENSION);
-    `body` is the raw body (bytes) or an already-decoded JSON value; `extension` is the
+    `body` is the raw body (bytes) or an already-decoded JSON value (`Scanned` when its bytes
+    were proven clean: `structured_body`); `extension` is the
     extension name (EXTENSION only). A START with a task id or an extension name, or an END
     with an extension name, is a programming error (ValueError).
     """

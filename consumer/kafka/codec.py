@@ -50,7 +50,7 @@ from schemas.task_end import END_STANDARD_FIELDS as END_FIELDS
 from schemas.task_start import STANDARD_FIELDS as START_FIELDS
 from schemas.task_start import format_timestamp
 from schemas.tenants import Tenancy
-from schemas.validation import EventKind, ValidEvent, validate_event
+from schemas.validation import EventKind, ValidEvent, structured_body, validate_event
 
 __all__ = ["Inbound", "Replies", "Rules", "consumed", "translate"]
 
@@ -147,12 +147,12 @@ def translate(
     kind = KIND_OF_TYPE[envelope.type]
     task_id = envelope.task_id if kind is not EventKind.START else None
     extension = (envelope.extension or "") if kind is EventKind.EXTENSION else None
+    body = structured_body(envelope.data, value) if envelope.structured else envelope.data
     valid: ValidEvent | None = None
     try:
         valid = validate_event(
-            kind, envelope.service_id, envelope.data, rules.limits,
-            task_id=task_id, extension=extension,
-        )  # fmt: skip
+            kind, envelope.service_id, body, rules.limits, task_id=task_id, extension=extension
+        )
     except EventValidationError as exc:
         problems.append(exc.with_traceback(None))
     command: Command

@@ -34,7 +34,7 @@ from schemas.errors import EventValidationError, Problems, merged
 from schemas.limits import Limits
 from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
-from schemas.validation import EventKind, ValidEvent, validate_event
+from schemas.validation import EventKind, ValidEvent, structured_body, validate_event
 
 PRODUCE_SOURCE: Final = "urn:ucs-tasks:produce"
 """CloudEvents `source` of plain lines published by `produce`."""
@@ -122,13 +122,17 @@ def decode_record(value: bytes | None, headers: wire.Headers) -> wire.Envelope:
 
 
 def validated_envelope(
-    envelope: wire.Envelope, limits: Limits, tenancy: Tenancy = SINGLE_TENANT
+    envelope: wire.Envelope,
+    limits: Limits,
+    tenancy: Tenancy = SINGLE_TENANT,
+    record: bytes | None = None,
 ) -> ValidEvent:
-    """A decoded request checked by its type as the consumer checks it (see `validated`)."""
+    """A decoded request checked by its type as the consumer checks it (see `validated`);
+    `record`: the bytes a structured one was decoded from (`structured_body`)."""
     return validated(
         KIND_OF_TYPE[envelope.type],
         envelope.service_id,
-        envelope.data,
+        structured_body(envelope.data, record) if envelope.structured else envelope.data,
         limits,
         task_id=envelope.task_id,
         extension=envelope.extension,
@@ -362,7 +366,7 @@ class LinePreparer:
 
     def _structured(self, line: bytes, obj: dict[str, Any]) -> Prepared:
         envelope = decode_record(line, STRUCTURED_HEADERS)
-        valid = validated_envelope(envelope, self._limits, self._tenancy)
+        valid = validated_envelope(envelope, self._limits, self._tenancy, line)
         headers = list(STRUCTURED_HEADERS)
         edited = False
         if HEADERS_ATTRIBUTE in obj:

@@ -195,7 +195,7 @@ def replay_record(
     if log_kind(headers) is not None or wire.reply_type(headers) == wire.TYPE_TASK_REJECTED:
         key, value, headers = wire.encode_structured(export_event(value, headers))
     envelope = decode_record(value, headers)
-    valid = validated_envelope(envelope, limits, tenancy)
+    valid = validated_envelope(envelope, limits, tenancy, value)
     out_headers = list(headers)
     if drop_reply_to and envelope.reply_to is not None:
         if envelope.structured:

@@ -15,13 +15,20 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import _events
-from schemas._events import _CONTEXT_SHALLOW, EventModel, decode_body, native_validator
+from schemas._events import (
+    _CONTEXT_SHALLOW,
+    EventModel,
+    Scanned,
+    decode_body,
+    native_validator,
+)
 from schemas._task_fields import CONTEXT_LIMITS
 from schemas.errors import EventValidationError
 from schemas.fields import Kind, reserved_attached_keys
 from schemas.limits import FieldMode, Limits
 from schemas.task_end import TaskEndEvent, parse_task_end
 from schemas.task_start import TaskStartEvent, parse_task_start
+from schemas.validation import EventKind, structured_body, validate_event
 
 MODELS = {"start": (TaskStartEvent, parse_task_start), "end": (TaskEndEvent, parse_task_end)}
 LIMITS = (
@@ -255,3 +262,99 @@ def test_a_model_schema_of_another_shape_gets_no_native_path_and_the_full_check_
     assert typed(parse_task_start(common_body())) == typed(expected)
     with pytest.raises(EventValidationError):
         parse_task_start(orjson.dumps({"state_id": 2**31}))
+
+
+# --- structured CloudEvents: `data` decoded with its record, proven clean by the record's bytes
+
+KINDS = {"start": EventKind.START, "end": EventKind.END, "extension": EventKind.EXTENSION}
+
+
+def outcome(kind: EventKind, body: Any, limits: Limits) -> tuple[Any, ...]:
+    task_id = None if kind is EventKind.START else 7
+    extension = "Survey" if kind is EventKind.EXTENSION else None
+    try:
+        valid = validate_event(kind, 21456878, body, limits, task_id=task_id, extension=extension)
+    except EventValidationError as exc:
+        return ("refused", exc.code, exc.message, tuple(exc.errors))
+    event = valid.event
+    if isinstance(event, EventModel):
+        return ("accepted", tuple(typed(event)), event.model_dump_json())
+    return ("accepted", repr(event))
+
+
+def structured(data: Any) -> bytes:
+    return json.dumps(
+        {"specversion": "1.0", "id": "e-1", "source": "urn:t", "data": data}, ensure_ascii=False
+    ).encode()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), limits=st.sampled_from(LIMITS))
+def test_a_structured_body_proven_clean_gets_the_answer_of_the_full_walk(
+    kind: str, data: st.DataObject, limits: Limits
+) -> None:
+    model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
+    value = data.draw(bodies(model, limits) | values(limits))
+    record = structured(value)
+    try:
+        decoded = orjson.loads(record)["data"]
+    except orjson.JSONDecodeError:  # a lone surrogate or a number orjson refuses
+        assume(False)
+    body = structured_body(decoded, record)
+    assert outcome(KINDS[kind], body, limits) == outcome(KINDS[kind], decoded, limits)
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "attached",
+    [
+        {"Deep": nested(63)},
+        {"Deep": nested(64)},
+        {"Deep": nested(65)},
+        {"Big": 2**64},
+        {"Big": 2**64 - 1, "Small": -(2**63)},
+        {"Text": "a\x00b"},
+        {"Key\x00": 1},
+        {"Id": "12345678901234567890"},
+        {"Fine": [{"a": 1}, {"b": "é😀"}]},
+    ],
+    ids=repr,
+)
+def test_a_structured_body_proven_clean_or_not_is_answered_as_before(
+    attached: dict[str, Any],
+) -> None:
+    value = {"state_id": 24, "task_type": "customer info", **attached}
+    record = structured(value)
+    decoded = orjson.loads(record)["data"]
+    body = structured_body(decoded, record)
+    for kind in KINDS.values():
+        assert outcome(kind, body, LIMITS[0]) == outcome(kind, decoded, LIMITS[0])
+
+
+def test_only_a_clean_record_marks_its_data_and_raw_data_stays_bytes() -> None:
+    clean = structured({"state_id": 24})
+    assert isinstance(structured_body({"state_id": 24}, clean), Scanned)
+    for unproven in (structured({"a": "\x00"}), structured({"a": 2**64}), structured(nested(70))):
+        assert not isinstance(structured_body(orjson.loads(unproven)["data"], unproven), Scanned)
+    assert structured_body(b'{"state_id":24}', clean) == b'{"state_id":24}'
+    assert structured_body({"state_id": 24}, None) == {"state_id": 24}
+
+
+def test_a_clean_structured_start_is_checked_by_the_native_path_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_full_check(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full model check ran")
+
+    record = structured(orjson.loads(common_body()))
+    decoded = orjson.loads(record)["data"]
+    monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
+    valid = validate_event(EventKind.START, 21456878, structured_body(decoded, record))
+    assert valid.start.state_id == 24
