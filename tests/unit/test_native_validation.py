@@ -5,6 +5,7 @@ under tight caps; and the bodies it is for do take it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -118,9 +119,21 @@ def typed(event: EventModel) -> list[tuple[str, type, Any]]:
     return [(key, type(value), value) for key, value in dumped.items()]
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), limits=st.sampled_from(LIMITS))
+Test = Callable[[str, st.DataObject, Limits], None]
+
+
+def drawn(kinds: Iterable[str], examples: int) -> Callable[[Test], Any]:
+    """A property test per kind: `examples` bodies drawn, each under one of LIMITS."""
+
+    def decorate(test: Test) -> Any:
+        checked = settings(max_examples=examples, suppress_health_check=[HealthCheck.too_slow])
+        drawing = given(data=st.data(), limits=st.sampled_from(LIMITS))
+        return pytest.mark.parametrize("kind", sorted(kinds))(checked(drawing(test)))
+
+    return decorate
+
+
+@drawn(MODELS, examples=400)
 def test_what_the_native_path_accepts_the_full_check_accepts_with_the_same_result(
     kind: str, data: st.DataObject, limits: Limits
 ) -> None:
@@ -288,9 +301,7 @@ def structured(data: Any) -> bytes:
     ).encode()
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), limits=st.sampled_from(LIMITS))
+@drawn(KINDS, examples=300)
 def test_a_structured_body_proven_clean_gets_the_answer_of_the_full_walk(
     kind: str, data: st.DataObject, limits: Limits
 ) -> None:
