@@ -58,7 +58,7 @@ _SHAPE = bytes(
     for byte in range(256)
 )
 _LONG_DIGIT_RUN = b"0" * 19
-_RAW_TYPES = (bytes, bytearray, memoryview)
+RAW_TYPES = (bytes, bytearray, memoryview)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,17 +242,19 @@ def scanned_clean(raw: bytes) -> bool:
     digits (the only way to write an integer orjson would read as a float) and at most
     MAX_NESTING_DEPTH brackets in all (so no part nests deeper)."""
     shape = raw.translate(_SHAPE)
-    return (
-        b"\\u0000" not in shape
-        and _LONG_DIGIT_RUN not in shape
-        and shape.count(b"[") <= MAX_NESTING_DEPTH
-    )
+    return _LONG_DIGIT_RUN not in shape and _shallow(shape)
+
+
+def _shallow(shape: bytes) -> bool:
+    # orjson output holds only JSON types and finite floats; U+0000 needs a `\u0000` escape
+    # and depth needs brackets, so a body without them needs no deep walk.
+    return b"\\u0000" not in shape and shape.count(b"[") <= MAX_NESTING_DEPTH
 
 
 def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
     """`data` decoded (bytes) or size-checked (a decoded value, or a `Scanned` one); 413 and
     malformed JSON here."""
-    if isinstance(data, _RAW_TYPES):
+    if isinstance(data, RAW_TYPES):
         raw = data if type(data) is bytes else bytes(data)
         if len(raw) > limits.max_body_bytes:
             raise too_large(what, f"{len(raw)} bytes", limits)
@@ -260,10 +262,8 @@ def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise whole_body(ErrorCode.MALFORMED_JSON, describe_decode_error(raw, exc)) from None
-        # orjson output holds only JSON types and finite floats; U+0000 needs a `\u0000` escape
-        # and depth needs brackets, so a body without them needs no deep walk.
         shape = raw.translate(_SHAPE)
-        shallow = b"\\u0000" not in shape and shape.count(b"[") <= MAX_NESTING_DEPTH
+        shallow = _shallow(shape)
         early = []
         if _LONG_DIGIT_RUN in shape:
             early = big_int_problems(raw, value)
@@ -319,13 +319,10 @@ def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
         raise whole_body(
             ErrorCode.NOT_AN_OBJECT, f"The {what} must be a JSON object, got {json_type(value)}."
         )
-    native = native_validator(model, limits)
-    if (
-        native is not None
-        and decoded.shallow
-        and not decoded.early
-        and model.event_rules.reserved.isdisjoint(value)
-    ):
+    native = None  # looked up only for a body it may take
+    if decoded.shallow and not decoded.early and model.event_rules.reserved.isdisjoint(value):
+        native = native_validator(model, limits)
+    if native is not None:
         try:  # the common valid body, checked by pydantic-core alone
             event: M = native.validate_python(value)
         except ValidationError:

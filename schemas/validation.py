@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from schemas import extension
-from schemas._events import Scanned, scanned_clean, too_large
+from schemas._events import RAW_TYPES, Scanned, scanned_clean, too_large
 from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
 from schemas.ids import parse_service_id, parse_task_id
@@ -110,11 +110,12 @@ def _body(
 
 
 def structured_body(data: Any, record: bytes | None) -> Any:
-    """The body of a structured CloudEvent as `validate_event` should take it: its `data`,
-    marked `Scanned` when the bytes of the whole `record` it was decoded from prove that no deep
-    walk is needed (`scanned_clean`; raw `data_base64` bytes and unproven values as they are). The
-    same checks either way; a proven body skips the walk and may be checked natively."""
-    if record is None or isinstance(data, bytes | bytearray | memoryview):
+    """A decoded request's `data` (`wire.Envelope.data`) as `validate_event` should take it:
+    raw bytes (a binary-mode body, a `data_base64` one) as they are; a structured CloudEvent's
+    decoded `data` marked `Scanned` when the bytes of the whole `record` it was decoded from
+    prove that no deep walk is needed (`scanned_clean`), as it is otherwise. The same checks
+    either way; a proven body skips the walk and may be checked natively."""
+    if record is None or isinstance(data, RAW_TYPES):
         return data
     return Scanned(data) if scanned_clean(record) else data
 

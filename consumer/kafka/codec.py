@@ -147,7 +147,7 @@ def translate(
     kind = KIND_OF_TYPE[envelope.type]
     task_id = envelope.task_id if kind is not EventKind.START else None
     extension = (envelope.extension or "") if kind is EventKind.EXTENSION else None
-    body = structured_body(envelope.data, value) if envelope.structured else envelope.data
+    body = structured_body(envelope.data, value)
     valid: ValidEvent | None = None
     try:
         valid = validate_event(

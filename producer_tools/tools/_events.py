@@ -128,11 +128,11 @@ def validated_envelope(
     record: bytes | None = None,
 ) -> ValidEvent:
     """A decoded request checked by its type as the consumer checks it (see `validated`);
-    `record`: the bytes a structured one was decoded from (`structured_body`)."""
+    `record`: the bytes it was decoded from (`structured_body`)."""
     return validated(
         KIND_OF_TYPE[envelope.type],
         envelope.service_id,
-        structured_body(envelope.data, record) if envelope.structured else envelope.data,
+        structured_body(envelope.data, record),
         limits,
         task_id=envelope.task_id,
         extension=envelope.extension,
