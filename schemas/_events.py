@@ -248,7 +248,9 @@ def scanned_clean(raw: bytes) -> bool:
 def _shallow(shape: bytes) -> bool:
     # orjson output holds only JSON types and finite floats; U+0000 needs a `\u0000` escape
     # and depth needs brackets, so a body without them needs no deep walk.
-    return b"\\u0000" not in shape and shape.count(b"[") <= MAX_NESTING_DEPTH
+    # A backslash is rare (orjson writes text as UTF-8): looked for first, one memchr.
+    escaped = b"\\" in shape and b"\\u0000" in shape
+    return not escaped and shape.count(b"[") <= MAX_NESTING_DEPTH
 
 
 def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:

@@ -135,7 +135,8 @@ class _Run(ToolRun[ProduceOptions]):
     paths: Sequence[str] = ()
     """The inputs, in order (`-` is stdin)."""
     sender: BatchSender | None = None
-    first_seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    first_seen: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    """Where each identity was first read: (input name, line number)."""
     services: set[int] = field(default_factory=set)
     topic: str = field(init=False)
     limiter: RateLimiter = field(init=False)
@@ -154,20 +155,22 @@ class _Run(ToolRun[ProduceOptions]):
     def _acked(self) -> int:
         return self.sender.acked if self.sender is not None else 0
 
-    def _admit(self, prepared: Prepared, where: str) -> bool:
-        """Whether to send this record: not a duplicate (unless --new-ids), not a dry run (which
-        counts and shows it instead)."""
+    def _admit(self, prepared: Prepared, name: str, number: int) -> bool:
+        """Whether to send this record, line `number` of input `name`: not a duplicate (unless
+        --new-ids), not a dry run (which counts and shows it instead)."""
         if not self.options.new_ids:
-            first = self.first_seen.setdefault(prepared.identity, where)
-            if first != where:
-                self.summary.duplicate(where, first)
+            identity = prepared.identity
+            first = self.first_seen.get(identity)
+            if first is not None:
+                self.summary.duplicate(f"{name}:{number}", f"{first[0]}:{first[1]}")
                 return False
+            self.first_seen[identity] = (name, number)
         if self.sender is None:
             self.summary.would_send += 1
             self.services.add(prepared.service_id)
             if self.summary.would_send <= _DRY_RUN_SHOWN:
                 self.reporter.note(
-                    f"would send {where}: service {prepared.service_id}, "
+                    f"would send {name}:{number}: service {prepared.service_id}, "
                     f"source {prepared.source}, id {prepared.id}"
                 )
             return False
@@ -196,13 +199,12 @@ class _Run(ToolRun[ProduceOptions]):
                 if not line:
                     continue
                 self.summary.read += 1
-                where = f"{source.name}:{number}"
                 try:
                     prepared = preparer.prepare(line)
                 except InvalidInputError as exc:
-                    self.summary.skip(where, str(exc))
+                    self.summary.skip(f"{source.name}:{number}", str(exc))
                     continue
-                if not self._admit(prepared, where) or sender is None:
+                if not self._admit(prepared, source.name, number) or sender is None:
                     continue
                 # No coroutine per line: only a rate, or a full batch, is awaited.
                 if limiter.limited:

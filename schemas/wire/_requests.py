@@ -318,12 +318,13 @@ def encode_request_binary(
 ) -> Record:
     """A binary-mode task request record (start by default): the body goes out untouched;
     `trace`: W3C trace context headers to send along."""
+    key = str(service_id).encode()  # the record key (`service_key`) and `serviceid`
     headers = [
         _SPECVERSION_HEADER,
         ("ce_id", attributes["event_id"].encode()),
         ("ce_source", attributes["source"].encode()),
         ("ce_type", attributes.get("event_type", TYPE_TASK_START).encode()),
-        ("ce_serviceid", str(service_id).encode()),
+        ("ce_serviceid", key),
         _JSON_CONTENT_TYPE,
     ]
     for keyword, header in _OPTIONAL_HEADERS:  # in `_OPTIONAL_ATTRIBUTES` order
@@ -332,7 +333,7 @@ def encode_request_binary(
             headers.append((header, str(value).encode()))
     if trace:
         headers.extend((name, text.encode()) for name, text in trace.items())
-    return service_key(service_id), body, headers
+    return key, body, headers
 
 
 def structured_request(

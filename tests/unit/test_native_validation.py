@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from producer_tools.tools import _events as tools_events
+from producer_tools.tools._events import InvalidInputError, LinePreparer
 from schemas import _events
 from schemas._events import (
     _CONTEXT_SHALLOW,
@@ -323,21 +325,23 @@ def nested(depth: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize(
-    "attached",
-    [
-        {"Deep": nested(63)},
-        {"Deep": nested(64)},
-        {"Deep": nested(65)},
-        {"Big": 2**64},
-        {"Big": 2**64 - 1, "Small": -(2**63)},
-        {"Text": "a\x00b"},
-        {"Key\x00": 1},
-        {"Id": "12345678901234567890"},
-        {"Fine": [{"a": 1}, {"b": "é😀"}]},
-    ],
-    ids=repr,
-)
+ATTACHED = [
+    {"Deep": nested(62)},
+    {"Deep": nested(63)},
+    {"Deep": nested(64)},
+    {"Deep": nested(65)},
+    {"Big": 2**64},
+    {"Big": 2**64 - 1, "Small": -(2**63)},
+    {"Text": "a\x00b"},
+    {"Key\x00": 1},
+    {"Escaped": "a\\u0000b"},
+    {"Id": "12345678901234567890"},
+    {"Fine": [{"a": 1}, {"b": "é😀"}]},
+]
+"""Attached data at each edge of what a record's or a line's bytes can prove clean."""
+
+
+@pytest.mark.parametrize("attached", ATTACHED, ids=repr)
 def test_a_structured_body_proven_clean_or_not_is_answered_as_before(
     attached: dict[str, Any],
 ) -> None:
@@ -369,3 +373,86 @@ def test_a_clean_structured_start_is_checked_by_the_native_path_alone(
     monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
     valid = validate_event(EventKind.START, 21456878, structured_body(decoded, record))
     assert valid.start.state_id == 24
+
+
+# --- plain `produce` lines: the body decoded with its line, proven clean by the line's bytes
+
+PLAIN_IDS: dict[str, dict[str, Any]] = {
+    "start": {},
+    "end": {"task_id": 7},
+    "extension": {"task_id": 7, "extension": "Survey"},
+}
+BODY_KEYS = {"start": "event", "end": "end", "extension": "value"}
+
+
+def plain_line(kind: str, value: Any) -> bytes:
+    line = {"service_id": 21456878, **PLAIN_IDS[kind], BODY_KEYS[kind]: value}
+    return json.dumps(line, ensure_ascii=False).encode()
+
+
+def answer(line: bytes, limits: Limits) -> Any:
+    """Whether `produce` takes `line` (the kind of request it makes), or why it refuses it."""
+    try:
+        return LinePreparer(limits).prepare(line).kind
+    except InvalidInputError as exc:
+        return ("refused", str(exc))
+
+
+def answer_before(kind: str, line: bytes, limits: Limits) -> Any:
+    """The same, as it was before: the body decoded again from the compact JSON that is sent."""
+    obj = orjson.loads(line)
+    try:
+        tools_events._check_exact_integers(line)
+        tools_events.validated(
+            KINDS[kind],
+            obj["service_id"],
+            orjson.dumps(obj[BODY_KEYS[kind]]),
+            limits,
+            task_id=obj.get("task_id"),
+            extension=obj.get("extension"),
+        )
+    except InvalidInputError as exc:
+        return ("refused", str(exc))
+    return KINDS[kind]
+
+
+@drawn(KINDS, examples=300)
+def test_a_plain_line_proven_clean_gets_the_answer_of_the_unproven_path(
+    kind: str, data: st.DataObject, limits: Limits
+) -> None:
+    model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
+    line = plain_line(kind, data.draw(bodies(model, limits) | values(limits)))
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:  # a number orjson refuses: refused before either path
+        assume(False)
+    assert answer(line, limits) == answer_before(kind, line, limits)
+
+
+@pytest.mark.parametrize("attached", ATTACHED, ids=repr)
+def test_a_plain_line_proven_clean_or_not_is_answered_as_before(attached: dict[str, Any]) -> None:
+    value = {"state_id": 24, "task_type": "customer info", **attached}
+    for kind in KINDS:
+        line = plain_line(kind, value)
+        assert answer(line, LIMITS[0]) == answer_before(kind, line, LIMITS[0])
+
+
+def test_a_clean_plain_start_is_checked_by_the_native_path_alone_and_not_decoded_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_full_check(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the full model check ran")
+
+    decoded: list[bytes] = []
+    real_loads = orjson.loads
+
+    def loads(raw: bytes) -> Any:
+        decoded.append(raw)
+        return real_loads(raw)
+
+    line = plain_line("start", orjson.loads(common_body()))
+    monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
+    monkeypatch.setattr(orjson, "loads", loads)  # the module every step decodes with
+    record = LinePreparer(Limits()).prepare(line)
+    assert decoded == [line]
+    assert orjson.loads(record.value)["state_id"] == 24
