@@ -111,15 +111,18 @@ def _body(
     return parse_extension_update(extension, body, limits)
 
 
-def structured_body(data: Any, record: bytes | None) -> Any:
+def structured_body(data: Any, record: bytes | None, clean: bool | None = None) -> Any:
     """A decoded request's `data` (`wire.Envelope.data`) as `validate_event` should take it:
     raw bytes (a binary-mode body, a `data_base64` one) as they are; a structured CloudEvent's
     decoded `data` marked `Scanned` when the bytes of the whole `record` it was decoded from
-    prove that no deep walk is needed (`scanned_clean`), as it is otherwise. The same checks
-    either way; a proven body skips the walk and may be checked natively."""
+    prove that no deep walk is needed (`scanned_clean`; `clean`: its answer, when the caller
+    has it already), as it is otherwise. The same checks either way; a proven body skips the
+    walk and may be checked natively."""
     if record is None or isinstance(data, RAW_TYPES):
         return data
-    return Scanned(data) if scanned_clean(record) else data
+    if clean is None:
+        clean = scanned_clean(record)
+    return Scanned(data) if clean else data
 
 
 def validate_event(

@@ -136,13 +136,15 @@ def validated_envelope(
     limits: Limits,
     tenancy: Tenancy = SINGLE_TENANT,
     record: bytes | None = None,
+    clean: bool | None = None,
 ) -> ValidEvent:
     """A decoded request checked by its type as the consumer checks it (see `validated`);
-    `record`: the bytes it was decoded from (`structured_body`)."""
+    `record`: the bytes it was decoded from, `clean`: whether they passed `scanned_clean`, when
+    the caller knows (`structured_body`)."""
     return validated(
         KIND_OF_TYPE[envelope.type],
         envelope.service_id,
-        structured_body(envelope.data, record),
+        structured_body(envelope.data, record, clean),
         limits,
         task_id=envelope.task_id,
         extension=envelope.extension,
@@ -348,7 +350,7 @@ class LinePreparer:
         if not isinstance(obj, dict):
             raise InvalidInputError("not a JSON object")
         if "specversion" in obj:
-            return self._structured(line, obj)
+            return self._structured(line, obj, clean)
         return self._plain(obj, clean)
 
     def _plain(self, obj: dict[str, Any], clean: bool) -> Prepared:
@@ -379,9 +381,13 @@ class LinePreparer:
         key, value, headers = request.record(event_id=event_id, source=PRODUCE_SOURCE)
         return Prepared(PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
 
-    def _structured(self, line: bytes, obj: dict[str, Any]) -> Prepared:
-        envelope = decode_record(line, STRUCTURED_HEADERS)
-        valid = validated_envelope(envelope, self._limits, self._tenancy, line)
+    def _structured(self, line: bytes, obj: dict[str, Any], clean: bool) -> Prepared:
+        """`obj`: the line decoded (not decoded again); `clean`: the line passed `scanned_clean`."""
+        try:
+            envelope = wire.decode_structured(obj)
+        except wire.UndecodableRecordError as exc:
+            raise InvalidInputError(str(exc)) from None
+        valid = validated_envelope(envelope, self._limits, self._tenancy, line, clean)
         headers = list(STRUCTURED_HEADERS)
         edited = False
         if HEADERS_ATTRIBUTE in obj:

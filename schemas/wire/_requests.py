@@ -32,6 +32,7 @@ __all__ = [
     "RequestAttributes",
     "UndecodableRecordError",
     "decode_request",
+    "decode_structured",
     "encode_request_binary",
     "encode_structured",
     "record_to_structured",
@@ -204,6 +205,21 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
         event = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise UndecodableRecordError(f"structured CloudEvent is not valid JSON: {exc}") from exc
+    return decode_structured(
+        event, reply_to_alias=alias_reply_to, correlation_alias=alias_correlation, echo=echo
+    )
+
+
+def decode_structured(
+    event: Any,
+    *,
+    reply_to_alias: str | None = None,
+    correlation_alias: str | None = None,
+    echo: tuple[tuple[str, bytes], ...] = (),
+) -> Envelope:
+    """A structured-mode request already decoded from its JSON (`decode_request` once it has,
+    or a tool that decoded the line itself), or UndecodableRecordError; `reply_to_alias`,
+    `correlation_alias` and `echo`: what the record's headers said (`decode_request`)."""
     if not isinstance(event, dict):
         raise UndecodableRecordError("structured CloudEvent is not a JSON object")
     _check_attributes(event)
@@ -220,8 +236,8 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
         service_id=service_id,
         data=_structured_data(event),
         time=_optional_str(event, "time"),
-        reply_to=_optional_str(event, "replyto") or alias_reply_to or None,
-        correlation_id=correlation if correlation is not None else alias_correlation,
+        reply_to=_optional_str(event, "replyto") or reply_to_alias or None,
+        correlation_id=correlation if correlation is not None else correlation_alias,
         structured=True,
         type=event["type"],
         task_id=task_id,

@@ -29,6 +29,7 @@ from schemas._task_fields import CONTEXT_LIMITS
 from schemas.errors import EventValidationError
 from schemas.fields import Kind, reserved_attached_keys
 from schemas.limits import FieldMode, Limits
+from schemas.requests import TYPE_OF_KIND
 from schemas.task_end import TaskEndEvent, parse_task_end
 from schemas.task_start import TaskStartEvent, parse_task_start
 from schemas.validation import EventKind, structured_body, validate_event
@@ -399,46 +400,76 @@ def answer(line: bytes, limits: Limits) -> Any:
 
 
 def answer_before(kind: str, line: bytes, limits: Limits) -> Any:
-    """The same, as it was before: the body decoded again from the compact JSON that is sent."""
+    """The same, as it was before: a plain line's body decoded again from the compact JSON that
+    is sent, a structured line decoded again as a record and its bytes scanned again."""
     obj = orjson.loads(line)
     try:
         tools_events._check_exact_integers(line)
-        tools_events.validated(
-            KINDS[kind],
-            obj["service_id"],
-            orjson.dumps(obj[BODY_KEYS[kind]]),
-            limits,
-            task_id=obj.get("task_id"),
-            extension=obj.get("extension"),
-        )
+        if "specversion" in obj:
+            envelope = tools_events.decode_record(line, tools_events.STRUCTURED_HEADERS)
+            tools_events.validated_envelope(envelope, limits, record=line)
+        else:
+            tools_events.validated(
+                KINDS[kind],
+                obj["service_id"],
+                orjson.dumps(obj[BODY_KEYS[kind]]),
+                limits,
+                task_id=obj.get("task_id"),
+                extension=obj.get("extension"),
+            )
     except InvalidInputError as exc:
         return ("refused", str(exc))
     return KINDS[kind]
 
 
+def structured_line(kind: str, value: Any) -> bytes:
+    ids = {"taskid": 7} if kind != "start" else {}
+    if kind == "extension":
+        ids["extension"] = "Survey"
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "e-1",
+            "source": "urn:t",
+            "type": TYPE_OF_KIND[KINDS[kind]],
+            "serviceid": "21456878",
+            **ids,
+            "data": value,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+LINES = {"plain": plain_line, "structured": structured_line}
+
+
 @drawn(KINDS, examples=300)
-def test_a_plain_line_proven_clean_gets_the_answer_of_the_unproven_path(
+def test_a_line_proven_clean_gets_the_answer_of_the_unproven_path(
     kind: str, data: st.DataObject, limits: Limits
 ) -> None:
     model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
-    line = plain_line(kind, data.draw(bodies(model, limits) | values(limits)))
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:  # a number orjson refuses: refused before either path
-        assume(False)
-    assert answer(line, limits) == answer_before(kind, line, limits)
+    value = data.draw(bodies(model, limits) | values(limits))
+    for shape in LINES.values():
+        line = shape(kind, value)
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:  # a number orjson refuses: refused before either path
+            assume(False)
+        assert answer(line, limits) == answer_before(kind, line, limits)
 
 
 @pytest.mark.parametrize("attached", ATTACHED, ids=repr)
-def test_a_plain_line_proven_clean_or_not_is_answered_as_before(attached: dict[str, Any]) -> None:
+def test_a_line_proven_clean_or_not_is_answered_as_before(attached: dict[str, Any]) -> None:
     value = {"state_id": 24, "task_type": "customer info", **attached}
     for kind in KINDS:
-        line = plain_line(kind, value)
-        assert answer(line, LIMITS[0]) == answer_before(kind, line, LIMITS[0])
+        for shape in LINES.values():
+            line = shape(kind, value)
+            assert answer(line, LIMITS[0]) == answer_before(kind, line, LIMITS[0])
 
 
-def test_a_clean_plain_start_is_checked_by_the_native_path_alone_and_not_decoded_twice(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("shape", sorted(LINES))
+def test_a_clean_start_line_is_checked_by_the_native_path_alone_and_decoded_once(
+    shape: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_full_check(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the full model check ran")
@@ -450,9 +481,9 @@ def test_a_clean_plain_start_is_checked_by_the_native_path_alone_and_not_decoded
         decoded.append(raw)
         return real_loads(raw)
 
-    line = plain_line("start", orjson.loads(common_body()))
+    line = LINES[shape]("start", orjson.loads(common_body()))
     monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
     monkeypatch.setattr(orjson, "loads", loads)  # the module every step decodes with
     record = LinePreparer(Limits()).prepare(line)
     assert decoded == [line]
-    assert orjson.loads(record.value)["state_id"] == 24
+    assert record.kind is EventKind.START
