@@ -355,7 +355,8 @@ class LinePreparer:
 
     def _plain(self, obj: dict[str, Any], clean: bool) -> Prepared:
         """`clean`: the line passed `scanned_clean`, so its body is checked as decoded (not
-        decoded a second time from the compact JSON that is sent)."""
+        decoded a second time from the compact JSON that is sent); one over the size cap is
+        refused from its bytes, as before (the message says "N bytes", not "as JSON")."""
         kind = _plain_kind(obj)
         tenant, group = _label(obj, "tenant"), _label(obj, "group")
         value = obj[_BODY_KEY[kind]]
@@ -363,7 +364,7 @@ class LinePreparer:
         valid = validated(
             kind,
             obj["service_id"],
-            Scanned(value) if clean else body,
+            Scanned(value) if clean and len(body) <= self._limits.max_body_bytes else body,
             self._limits,
             task_id=obj.get("task_id"),
             extension=obj.get("extension"),

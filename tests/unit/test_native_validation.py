@@ -468,6 +468,17 @@ def test_a_line_proven_clean_or_not_is_answered_as_before(attached: dict[str, An
 
 
 @pytest.mark.parametrize("shape", sorted(LINES))
+@pytest.mark.parametrize("cap", [67, 68, 69, 200])
+def test_a_line_whose_body_is_near_the_size_cap_is_answered_as_before(shape: str, cap: int) -> None:
+    value = {"state_id": 24, "task_type": "customer info", "Survey": {"question1": 7}}
+    assert len(orjson.dumps(value)) == 68
+    for kind in KINDS:
+        line = LINES[shape](kind, value)
+        limits = Limits(max_body_bytes=cap)
+        assert answer(line, limits) == answer_before(kind, line, limits)
+
+
+@pytest.mark.parametrize("shape", sorted(LINES))
 def test_a_clean_start_line_is_checked_by_the_native_path_alone_and_decoded_once(
     shape: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
