@@ -82,6 +82,14 @@ class Problems:
         alive until a full garbage collection."""
         self.found.append(problem.with_traceback(None))
 
+    @staticmethod
+    def kept(problems: Problems | None, problem: EventValidationError) -> Problems:
+        """`problems` with `problem` kept; made now when None (for a caller that makes its
+        collector at the first problem, so that a valid request makes none)."""
+        problems = problems if problems is not None else Problems()
+        problems.keep(problem)
+        return problems
+
     def raise_any(self) -> None:
         """Raise every problem found as one error (see `merged`), if there is any."""
         if not self.found:

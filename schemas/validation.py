@@ -159,19 +159,16 @@ def validate_event(
     try:
         service = parse_service_id(service_id)
     except EventValidationError as exc:
-        problems = problems or Problems()
-        problems.keep(exc)
+        problems = Problems.kept(problems, exc)
     if kind is not EventKind.START:
         try:
             task = parse_task_id(task_id)
         except EventValidationError as exc:
-            problems = problems or Problems()
-            problems.keep(exc)
+            problems = Problems.kept(problems, exc)
     try:
         event = _body(kind, body, limits, extension)
     except EventValidationError as exc:
-        problems = problems or Problems()
-        problems.keep(exc)
+        problems = Problems.kept(problems, exc)
     if problems is not None:
         problems.raise_any()
     if service is None or event is None:

@@ -110,13 +110,11 @@ def validated(
             extension=extension if kind is EventKind.EXTENSION else None,
         )
     except EventValidationError as exc:  # names every problem of the ids and the body
-        problems = Problems()
-        problems.keep(exc)
+        problems = Problems.kept(problems, exc)
     try:
         tenancy.resolve(tenant, group)
     except EventValidationError as exc:
-        problems = problems or Problems()
-        problems.keep(exc)
+        problems = Problems.kept(problems, exc)
     if problems is not None:
         raise InvalidInputError(merged(problems.found).message) from None
     assert event is not None  # noqa: S101 - no problem: set

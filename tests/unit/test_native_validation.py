@@ -298,6 +298,13 @@ def outcome(kind: EventKind, body: Any, limits: Limits) -> tuple[Any, ...]:
     return ("accepted", repr(event))
 
 
+def any_body(kind: str, data: st.DataObject, limits: Limits) -> Any:
+    """A body drawn for `kind` (an extension update's value: a start's): near the model's
+    bounds, or any JSON value."""
+    model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
+    return data.draw(bodies(model, limits) | values(limits))
+
+
 def structured(data: Any) -> bytes:
     return json.dumps(
         {"specversion": "1.0", "id": "e-1", "source": "urn:t", "data": data}, ensure_ascii=False
@@ -308,8 +315,7 @@ def structured(data: Any) -> bytes:
 def test_a_structured_body_proven_clean_gets_the_answer_of_the_full_walk(
     kind: str, data: st.DataObject, limits: Limits
 ) -> None:
-    model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
-    value = data.draw(bodies(model, limits) | values(limits))
+    value = any_body(kind, data, limits)
     record = structured(value)
     try:
         decoded = orjson.loads(record)["data"]
@@ -447,8 +453,7 @@ LINES = {"plain": plain_line, "structured": structured_line}
 def test_a_line_proven_clean_gets_the_answer_of_the_unproven_path(
     kind: str, data: st.DataObject, limits: Limits
 ) -> None:
-    model = MODELS.get(kind, (TaskStartEvent, parse_task_start))[0]
-    value = data.draw(bodies(model, limits) | values(limits))
+    value = any_body(kind, data, limits)
     for shape in LINES.values():
         line = shape(kind, value)
         try:
