@@ -234,6 +234,9 @@ class Scanned(NamedTuple):
     need no deep walk (and `parse_event` may check it natively)."""
 
     value: Any
+    size: int | None = None
+    """`len(orjson.dumps(value))` when the caller has that JSON already (`produce` sends it),
+    so that the size cap is checked without encoding the value again."""
 
 
 def scanned_clean(raw: bytes) -> bool:
@@ -271,12 +274,14 @@ def decode_body(data: bytes | Any, limits: Limits, what: str) -> Decoded:
             early = big_int_problems(raw, value)
         return Decoded(value, shallow, early)
     shallow = type(data) is Scanned
+    size = None
     if shallow:
-        data = data.value
-    try:
-        size = len(orjson.dumps(data))
-    except TypeError:  # not JSON-serialisable: the walk names what and where
-        return Decoded(data, serialisable=False)
+        data, size = data
+    if size is None:
+        try:
+            size = len(orjson.dumps(data))
+        except TypeError:  # not JSON-serialisable: the walk names what and where
+            return Decoded(data, serialisable=False)
     if size > limits.max_body_bytes:
         raise too_large(what, f"{size} bytes as JSON", limits)
     return Decoded(data, shallow)

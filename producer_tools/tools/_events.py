@@ -358,11 +358,13 @@ class LinePreparer:
         kind = _plain_kind(obj)
         tenant, group = _label(obj, "tenant"), _label(obj, "group")
         value = obj[_BODY_KEY[kind]]
-        body = orjson.dumps(value)
+        body = orjson.dumps(value)  # what is sent; its size is the body's, checked once
+        size = len(body)
+        checked = Scanned(value, size) if clean and size <= self._limits.max_body_bytes else body
         valid = validated(
             kind,
             obj["service_id"],
-            Scanned(value) if clean and len(body) <= self._limits.max_body_bytes else body,
+            checked,
             self._limits,
             task_id=obj.get("task_id"),
             extension=obj.get("extension"),

@@ -304,7 +304,14 @@ _OPTIONAL_ATTRIBUTES = (
 
 _SPECVERSION_HEADER = (CE_PREFIX + "specversion", SPECVERSION.encode())
 _JSON_CONTENT_TYPE = (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode())
-_OPTIONAL_HEADERS = tuple((keyword, CE_PREFIX + name) for keyword, name in _OPTIONAL_ATTRIBUTES)
+_OPTIONAL_HEADERS = {keyword: CE_PREFIX + name for keyword, name in _OPTIONAL_ATTRIBUTES}
+_TIME_HEADER = _OPTIONAL_HEADERS["time"]
+_REPLY_TO_HEADER = _OPTIONAL_HEADERS["reply_to"]
+_CORRELATION_HEADER = _OPTIONAL_HEADERS["correlation_id"]
+_TASK_ID_HEADER = _OPTIONAL_HEADERS["task_id"]
+_EXTENSION_HEADER = _OPTIONAL_HEADERS["extension"]
+_TENANT_HEADER = _OPTIONAL_HEADERS["tenant"]
+_GROUP_HEADER = _OPTIONAL_HEADERS["group"]
 
 
 def _identity(attributes: RequestAttributes) -> list[tuple[str, str]]:
@@ -329,24 +336,46 @@ def encode_request_binary(
     *,
     service_id: int,
     body: bytes,
+    event_id: str,
+    source: str,
+    event_type: str = TYPE_TASK_START,
+    time: str | None = None,
+    reply_to: str | None = None,
+    correlation_id: str | None = None,
+    task_id: int | str | None = None,
+    extension: str | None = None,
+    tenant: str | None = None,
+    group: str | None = None,
     trace: Mapping[str, str] | None = None,
-    **attributes: Unpack[RequestAttributes],
 ) -> Record:
-    """A binary-mode task request record (start by default): the body goes out untouched;
-    `trace`: W3C trace context headers to send along."""
+    """A binary-mode task request record (start by default) with the `RequestAttributes` given
+    (None: not written): the body goes out untouched; `trace`: W3C trace context headers to
+    send along. Named parameters, not `**RequestAttributes`: one is built per request the
+    bridge or `produce` sends, and collecting a dict of keywords cost it ~1 us."""
     key = str(service_id).encode()  # the record key (`service_key`) and `serviceid`
     headers = [
         _SPECVERSION_HEADER,
-        ("ce_id", attributes["event_id"].encode()),
-        ("ce_source", attributes["source"].encode()),
-        ("ce_type", attributes.get("event_type", TYPE_TASK_START).encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event_type.encode()),
         ("ce_serviceid", key),
         _JSON_CONTENT_TYPE,
     ]
-    for keyword, header in _OPTIONAL_HEADERS:  # in `_OPTIONAL_ATTRIBUTES` order
-        value = attributes.get(keyword)
-        if value is not None:
-            headers.append((header, str(value).encode()))
+    # In `_OPTIONAL_ATTRIBUTES` order (test_wire checks it against that list).
+    if time is not None:
+        headers.append((_TIME_HEADER, str(time).encode()))
+    if reply_to is not None:
+        headers.append((_REPLY_TO_HEADER, str(reply_to).encode()))
+    if correlation_id is not None:
+        headers.append((_CORRELATION_HEADER, str(correlation_id).encode()))
+    if task_id is not None:
+        headers.append((_TASK_ID_HEADER, str(task_id).encode()))
+    if extension is not None:
+        headers.append((_EXTENSION_HEADER, str(extension).encode()))
+    if tenant is not None:
+        headers.append((_TENANT_HEADER, str(tenant).encode()))
+    if group is not None:
+        headers.append((_GROUP_HEADER, str(group).encode()))
     if trace:
         headers.extend((name, text.encode()) for name, text in trace.items())
     return key, body, headers

@@ -497,9 +497,29 @@ def test_a_clean_start_line_is_checked_by_the_native_path_alone_and_decoded_once
         decoded.append(raw)
         return real_loads(raw)
 
+    encoded: list[Any] = []
+    real_dumps = orjson.dumps
+
+    def dumps(value: Any, *args: Any, **kwargs: Any) -> bytes:
+        encoded.append(value)
+        return real_dumps(value, *args, **kwargs)
+
     line = LINES[shape]("start", orjson.loads(common_body()))
     monkeypatch.setattr(TaskStartEvent, "model_validate", no_full_check)
     monkeypatch.setattr(orjson, "loads", loads)  # the module every step decodes with
+    monkeypatch.setattr(orjson, "dumps", dumps)
     record = LinePreparer(Limits()).prepare(line)
     assert decoded == [line]
+    # A plain line's body is encoded to be sent, and its size cap checked on that JSON's
+    # length (`Scanned.size`); a structured line is sent as it is, its data encoded only to
+    # be measured.
+    assert len(encoded) == 1
     assert record.kind is EventKind.START
+
+
+def test_a_scanned_body_of_known_size_is_held_to_the_cap_by_that_size() -> None:
+    value = {"state_id": 24}
+    limits = Limits(max_body_bytes=100)
+    assert validate_event(EventKind.START, 1, Scanned(value, 100), limits).start.state_id == 24
+    with pytest.raises(EventValidationError, match="101 bytes as JSON"):
+        validate_event(EventKind.START, 1, Scanned(value, 101), limits)

@@ -172,6 +172,40 @@ def test_encode_request_binary_then_decode_request_round_trips() -> None:
     assert (envelope.id, envelope.source) == ("evt-1", "urn:test")
 
 
+@pytest.mark.parametrize("given", [(), ("task_id", "group"), ("time", "tenant", "extension")])
+def test_encode_request_binary_writes_the_optional_attributes_given_in_their_order(
+    given: tuple[str, ...],
+) -> None:
+    """Every attribute of `_OPTIONAL_ATTRIBUTES` (each a named parameter, not a loop over that
+    list) is written only when given, under its CloudEvents name, in that list's order, and
+    decodes back to what was given."""
+    everything = {
+        "time": "2010-05-20T15:41:52.380Z",
+        "reply_to": "replies",
+        "correlation_id": "corr-1",
+        "task_id": 7,
+        "extension": "Survey",
+        "tenant": "acme",
+        "group": "ops",
+    }
+    names = [keyword for keyword, _ in wire._requests._OPTIONAL_ATTRIBUTES]
+    assert sorted(names) == sorted(everything)
+    for chosen in (names, list(given)):
+        attributes = {keyword: everything[keyword] for keyword in chosen}
+        _, value, headers = wire.encode_request_binary(
+            service_id=5, body=BODY, event_id="e", source="s", **attributes
+        )
+        written = [name for name, _ in headers[6:]]
+        expected = [f"ce_{name}" for keyword, name in wire._requests._OPTIONAL_ATTRIBUTES]
+        assert written == [h for h in expected if h in written]
+        assert len(written) == len(chosen)
+        envelope = wire.decode_request(value, headers)
+        for keyword in names:
+            want = attributes.get(keyword)
+            got = getattr(envelope, keyword)
+            assert got == (None if want is None else str(want)), keyword
+
+
 def test_record_to_structured_of_a_binary_record_replays_as_the_same_request() -> None:
     _, value, headers = binary_record()
     headers.append(("ce_tenant", b"acme"))
