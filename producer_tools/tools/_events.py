@@ -232,8 +232,6 @@ _PLAIN_START: Final = frozenset(("service_id", "event"))
 
 
 def _plain_kind(obj: dict[str, Any]) -> EventKind:
-    if obj.keys() == _PLAIN_START:  # the common line, at once
-        return EventKind.START
     kinds = [kind for kind, key in _DISCRIMINATOR if key in obj]
     if not kinds:
         got = ", ".join(sorted(map(str, obj))) or "none"
@@ -355,8 +353,11 @@ class LinePreparer:
         """`clean`: the line passed `scanned_clean`, so its body is checked as decoded (not
         decoded a second time from the compact JSON that is sent); one over the size cap is
         refused from its bytes, as before (the message says "N bytes", not "as JSON")."""
-        kind = _plain_kind(obj)
-        tenant, group = _label(obj, "tenant"), _label(obj, "group")
+        if obj.keys() == _PLAIN_START:  # the common line: a start, no tenant or group
+            kind, tenant, group = EventKind.START, None, None
+        else:
+            kind = _plain_kind(obj)
+            tenant, group = _label(obj, "tenant"), _label(obj, "group")
         value = obj[_BODY_KEY[kind]]
         body = orjson.dumps(value)  # what is sent; its size is the body's, checked once
         size = len(body)
