@@ -1,6 +1,6 @@
 """Benchmark: `ucs-tasks produce` against raw aiokafka produce loops, same events, same run.
 
-    .venv/bin/python bench/replay.py [--events 100000] [--rounds 2]
+    .venv/bin/python bench/replay.py [--events 100000] [--rounds 4]
 
 Starts an embedded broker (tansu), writes a JSON-lines file of plain task-start records, then
 alternates, each round on fresh topics of the same partition count:
@@ -12,7 +12,9 @@ alternates, each round on fresh topics of the same partition count:
 - `raw send_batch()`: the same records through aiokafka's batch API (what `produce` uses
   underneath), the ceiling for any tool on this client.
 Prints the best rate and the least CPU time per event of each over the rounds, and the ratios
-(wall-clock rates move with the load of a shared machine; this process's CPU time does not).
+(wall-clock rates move with the load of a shared machine; this process's CPU time per event
+moves less, but it moves too: in one slow spell raw `send()` took 14-19 us per event in runs a
+minute apart, so the default is 4 alternated rounds, where 2 gave ratios 57-91% in a row).
 """
 
 from __future__ import annotations
@@ -184,6 +186,6 @@ async def main(count: int, rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.events, arguments.rounds))
