@@ -88,7 +88,17 @@ def encode_reply(
         headers.append(("ce_correlationid", correlation_id.encode()))
     if echo:
         headers.extend(echo)
-    return key, orjson.dumps(payload), headers
+    return key, _sized_json(payload), headers
+
+
+def _sized_json(value: Any) -> bytes:
+    """`orjson.dumps(value)` in an allocation of its own size. orjson returns its output in the
+    buffer it wrote it to, rounded up to a power of two (4 KB at least) and never shrunk: a
+    value that is kept, as a batch's replies are until they are published, holds that much
+    memory and faults a fresh page in (~1.5 us a reply in a 4,000-record batch, against 0.3 us
+    for this copy; bench/README.md, "replies right-sized"). A value used at once and dropped
+    needs no copy: its buffer is reused."""
+    return memoryview(orjson.dumps(value)).tobytes()
 
 
 def reply_correlation(headers: Headers) -> str | None:

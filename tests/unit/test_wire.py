@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -295,6 +296,33 @@ def test_a_reply_has_a_deterministic_id_and_echoes_the_correlation_id() -> None:
     assert wire.reply_correlation(headers) == "corr-1"
     assert wire.reply_correlation(again[2]) is None
     assert wire.reply_type(headers) == wire.TYPE_TASK_CREATED
+
+
+def test_a_kept_reply_holds_memory_of_its_own_size() -> None:
+    """A batch's replies are kept until published: each value is allocated at its own size, not
+    in orjson's output buffer (rounded up to a power of two, 4 KB at least, never shrunk)."""
+    payload = {"kind": "task.created", "task_id": 1, "task": {"attached": "x" * 700}}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [
+            wire.encode_reply(
+                reply_type=wire.TYPE_TASK_CREATED,
+                payload=payload,
+                service_id=7,
+                request_source="urn:test",
+                request_id=f"evt-{i}",
+                correlation_id=None,
+                time="2010-05-20T15:41:52.380Z",
+            )[1]
+            for i in range(100)
+        ]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert orjson.loads(kept[0]) == payload
+    # The value (~770 bytes) and its record's headers; orjson's own buffer would be 8 KB.
+    assert held < 2 * len(kept[0]) + 1024, held
 
 
 def test_structured_request_lays_out_a_valid_task_start_cloudevent() -> None:
