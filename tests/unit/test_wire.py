@@ -177,9 +177,9 @@ def test_encode_request_binary_then_decode_request_round_trips() -> None:
 def test_encode_request_binary_writes_the_optional_attributes_given_in_their_order(
     given: tuple[str, ...],
 ) -> None:
-    """Every attribute of `_OPTIONAL_ATTRIBUTES` (each a named parameter, not a loop over that
-    list) is written only when given, under its CloudEvents name, in that list's order, and
-    decodes back to what was given."""
+    """Every attribute of `_OPTIONAL_ATTRIBUTES` (each a named parameter, gathered in a tuple
+    that must follow that list) is written only when given, under its CloudEvents name, in that
+    list's order, and decodes back to what was given."""
     everything = {
         "time": "2010-05-20T15:41:52.380Z",
         "reply_to": "replies",
