@@ -25,6 +25,9 @@ from schemas.task_start import TaskStartEvent, parse_task_start
 
 __all__ = [
     "BODY_NAMES",
+    "END_KIND",
+    "EXTENSION_KIND",
+    "START_KIND",
     "EventKind",
     "Scanned",
     "ValidEvent",
@@ -44,6 +47,14 @@ class EventKind(StrEnum):
     """Complete Task: a Task End Event for one task."""
     EXTENSION = "extension"
     """Update Task Extension: the new value of one extension of one task."""
+
+
+START_KIND: Final = EventKind.START
+END_KIND: Final = EventKind.END
+EXTENSION_KIND: Final = EventKind.EXTENSION
+"""EventKind's members under plain names, for the code that runs per request: on CPython 3.11
+reading a member off its class (`EventKind.START`) costs ~75 ns, a module name ~15 (a request
+read ~10 of them on the way through `produce` or the consumer)."""
 
 
 BODY_NAMES: Final[Mapping[EventKind, str]] = MappingProxyType(
@@ -104,9 +115,9 @@ class ValidEvent(NamedTuple):
 def _body(
     kind: EventKind, body: bytes | Any, limits: Limits, extension: str | None
 ) -> TaskStartEvent | TaskEndEvent | ExtensionUpdate:
-    if kind is EventKind.START:
+    if kind is START_KIND:
         return parse_task_start(body, limits)
-    if kind is EventKind.END:
+    if kind is END_KIND:
         return parse_task_end(body, limits)
     return parse_extension_update(extension, body, limits)
 
@@ -145,9 +156,9 @@ def validate_event(
     """
     if type(kind) is not EventKind:
         kind = EventKind(kind)
-    if kind is EventKind.START and task_id is not None:
+    if kind is START_KIND and task_id is not None:
         raise ValueError("a start request names no task id")
-    if kind is not EventKind.EXTENSION and extension is not None:
+    if kind is not EXTENSION_KIND and extension is not None:
         raise ValueError(f"a {kind} request names no extension")
     # Each part checked once, every problem kept. Not `Problems.check`: its call per part
     # costs a valid request ~0.6 us more than a `try` (on every consumed record); and the
@@ -160,7 +171,7 @@ def validate_event(
         service = parse_service_id(service_id)
     except EventValidationError as exc:
         problems = Problems.kept(problems, exc)
-    if kind is not EventKind.START:
+    if kind is not START_KIND:
         try:
             task = parse_task_id(task_id)
         except EventValidationError as exc:

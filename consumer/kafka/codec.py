@@ -50,7 +50,15 @@ from schemas.task_end import END_STANDARD_FIELDS as END_FIELDS
 from schemas.task_start import STANDARD_FIELDS as START_FIELDS
 from schemas.task_start import format_timestamp
 from schemas.tenants import Tenancy
-from schemas.validation import EventKind, ValidEvent, structured_body, validate_event
+from schemas.validation import (
+    END_KIND,
+    EXTENSION_KIND,
+    START_KIND,
+    EventKind,
+    ValidEvent,
+    structured_body,
+    validate_event,
+)
 
 __all__ = ["Inbound", "Replies", "Rules", "consumed", "translate"]
 
@@ -145,8 +153,8 @@ def translate(
     except EventValidationError as exc:
         problems.append(exc.with_traceback(None))
     kind = KIND_OF_TYPE[envelope.type]
-    task_id = envelope.task_id if kind is not EventKind.START else None
-    extension = (envelope.extension or "") if kind is EventKind.EXTENSION else None
+    task_id = envelope.task_id if kind is not START_KIND else None
+    extension = (envelope.extension or "") if kind is EXTENSION_KIND else None
     body = structured_body(envelope.data, value)
     valid: ValidEvent | None = None
     try:
@@ -170,14 +178,14 @@ def _command(
     tenant: str | None,
     group: str | None,
 ) -> Command:
-    if valid.kind is EventKind.START:
+    if valid.kind is START_KIND:
         event = valid.start
         fields = {name: getattr(event, name) for name in event.model_fields_set & START_FIELDS}
         return StartCommand(
             identity, valid.service_id, fields, event.attached_data, position, tenant, group
         )
     assert valid.task_id is not None  # noqa: S101 - validated for END and EXTENSION
-    if valid.kind is EventKind.END:
+    if valid.kind is END_KIND:
         end = valid.end
         fields = {name: getattr(end, name) for name in end.model_fields_set & END_FIELDS}
         return EndCommand(

@@ -34,6 +34,8 @@ from schemas.limits import Limits
 from schemas.requests import KIND_OF_TYPE, TaskRequest
 from schemas.tenants import Tenancy
 from schemas.validation import (
+    EXTENSION_KIND,
+    START_KIND,
     EventKind,
     Scanned,
     ValidEvent,
@@ -106,8 +108,8 @@ def validated(
             service_id,
             data,
             limits,
-            task_id=None if kind is EventKind.START else task_id,
-            extension=extension if kind is EventKind.EXTENSION else None,
+            task_id=None if kind is START_KIND else task_id,
+            extension=extension if kind is EXTENSION_KIND else None,
         )
     except EventValidationError as exc:  # names every problem of the ids and the body
         problems = Problems.kept(problems, exc)
@@ -268,7 +270,7 @@ def canonical(request: TaskRequest) -> bytes:
     `task_id`, then `event` / `end` / `extension` and `value` (absent ones left out); byte for
     byte `{"service_id":<id>,"event":<event>}` for a plain start. Its identity comes from it."""
     if (
-        request.kind is EventKind.START
+        request.kind is START_KIND
         and request.task_id is None
         and request.tenant is None
         and request.group is None
@@ -282,7 +284,7 @@ def canonical(request: TaskRequest) -> bytes:
     )
     if request.task_id is not None:
         parts.append(b',"task_id":%d' % request.task_id)
-    if request.kind is EventKind.EXTENSION:
+    if request.kind is EXTENSION_KIND:
         parts.append(b',"extension":%s' % orjson.dumps(request.extension))
     parts.append(b',"%s":%s}' % (_BODY_KEY[request.kind].encode(), request.body))
     return b"".join(parts)
@@ -354,7 +356,7 @@ class LinePreparer:
         decoded a second time from the compact JSON that is sent); one over the size cap is
         refused from its bytes, as before (the message says "N bytes", not "as JSON")."""
         if obj.keys() == _PLAIN_START:  # the common line: a start, no tenant or group
-            kind, tenant, group = EventKind.START, None, None
+            kind, tenant, group = START_KIND, None, None
         else:
             kind = _plain_kind(obj)
             tenant, group = _label(obj, "tenant"), _label(obj, "group")
