@@ -52,8 +52,9 @@ class TaskRequest(NamedTuple):
         cls, valid: ValidEvent, body: bytes, tenant: str | None = None, group: str | None = None
     ) -> TaskRequest:
         """The request `valid` describes (its kind and canonical ids), with its raw `body`."""
-        return cls(
-            valid.kind, valid.service_id, body, valid.task_id, valid.extension, tenant, group
+        # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
+        return tuple.__new__(
+            cls, (valid.kind, valid.service_id, body, valid.task_id, valid.extension, tenant, group)
         )
 
     def record(

@@ -184,4 +184,5 @@ def validate_event(
         problems.raise_any()
     if service is None or event is None:
         raise AssertionError(f"a problem of {kind} went unreported: {service}, {task}, {event}")
-    return ValidEvent(kind, service, event, task, extension)
+    # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
+    return tuple.__new__(ValidEvent, (kind, service, event, task, extension))

@@ -110,7 +110,8 @@ def _reply_to_problem(name: str, own: frozenset[str]) -> str | None:
 
 def consumed(record: ConsumedRecord | UnparseableRecord, rules: Rules) -> Inbound:
     """Translate one consumed record; never raises (an error is the record's dead letter)."""
-    position = Position(record.topic, record.partition, record.offset)
+    # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
+    position = tuple.__new__(Position, (record.topic, record.partition, record.offset))
     if isinstance(record, UnparseableRecord):
         return dead_letters.unparseable(position, record)
     headers = tuple(record.headers)
@@ -134,7 +135,7 @@ def translate(
         envelope = wire.decode_request(value, headers)  # type: ignore[arg-type]  # None values count as absent
     except wire.UndecodableRecordError as exc:
         return Inbound(position, key, value, headers, Undecodable(position, str(exc)))
-    identity = EventIdentity(envelope.source, envelope.id)
+    identity = tuple.__new__(EventIdentity, (envelope.source, envelope.id))  # as in `consumed`
     reply_to, correlation_id = envelope.reply_to, envelope.correlation_id
     # Kept without their tracebacks: a traceback holds this frame, whose `problems` holds the
     # error, a cycle that would keep the whole record (values up to the broker's limit) alive
@@ -168,7 +169,9 @@ def translate(
         command = _rejection(identity, envelope, kind, problems, position)
     else:
         command = _command(identity, valid, position, tenant, group)
-    return Inbound(position, key, value, headers, command, reply_to, correlation_id, envelope.echo)
+    return tuple.__new__(
+        Inbound, (position, key, value, headers, command, reply_to, correlation_id, envelope.echo)
+    )
 
 
 def _command(

@@ -363,7 +363,9 @@ class LinePreparer:
         value = obj[_BODY_KEY[kind]]
         body = orjson.dumps(value)  # what is sent; its size is the body's, checked once
         size = len(body)
-        checked = Scanned(value, size) if clean and size <= self._limits.max_body_bytes else body
+        # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
+        fits = clean and size <= self._limits.max_body_bytes
+        checked = tuple.__new__(Scanned, (value, size)) if fits else body
         valid = validated(
             kind,
             obj["service_id"],
@@ -383,7 +385,9 @@ class LinePreparer:
             occurrence = self._seen[content] = self._seen.get(content, 0) + 1
             event_id = _identity(content, occurrence)
         key, value, headers = request.record(event_id=event_id, source=PRODUCE_SOURCE)
-        return Prepared(PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
+        return tuple.__new__(
+            Prepared, (PRODUCE_SOURCE, event_id, request.service_id, key, value, headers, kind)
+        )
 
     def _structured(self, line: bytes, obj: dict[str, Any], clean: bool) -> Prepared:
         """`obj`: the line decoded (not decoded again); `clean`: the line passed `scanned_clean`."""

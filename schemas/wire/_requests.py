@@ -183,21 +183,25 @@ def decode_request(value: bytes | None, headers: Headers) -> Envelope:
         _check_attributes(attrs)
         correlation = attrs.get("correlationid")
         get = attrs.get
-        return Envelope(
-            attrs["id"],
-            attrs["source"],
-            get("serviceid"),
-            value if value is not None else b"",
-            get("time"),
-            get("replyto") or alias_reply_to or None,
-            correlation if correlation is not None else alias_correlation,
-            False,
-            attrs["type"],
-            get("taskid"),
-            get("extension"),
-            get("tenantid") or None,
-            get("groupid") or None,
-            echo,
+        # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
+        return tuple.__new__(
+            Envelope,
+            (
+                attrs["id"],
+                attrs["source"],
+                get("serviceid"),
+                value if value is not None else b"",
+                get("time"),
+                get("replyto") or alias_reply_to or None,
+                correlation if correlation is not None else alias_correlation,
+                False,
+                attrs["type"],
+                get("taskid"),
+                get("extension"),
+                get("tenantid") or None,
+                get("groupid") or None,
+                echo,
+            ),
         )
     if value is None:
         raise UndecodableRecordError("empty record: no CloudEvent")

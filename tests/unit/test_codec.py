@@ -38,6 +38,7 @@ from schemas import wire
 from schemas.replies import TaskCreated, TaskRejected
 from schemas.task_start import Limits
 from schemas.tenants import Tenancy
+from schemas.validation import EventKind, ValidEvent, validate_event
 from tests.fakes import FakeRecord
 from tests.servers import StackSettings
 
@@ -493,3 +494,18 @@ def test_a_spring_correlation_header_and_the_trace_context_come_back_on_the_repl
         sent = dict(record.headers)
         assert sent["kafka_correlationId"] == raw_id
         assert sent["traceparent"].startswith(b"00-0af76519")
+
+
+def test_the_tuples_built_per_record_are_whole() -> None:
+    # The per-record path builds these NamedTuples with tuple.__new__ (no count check):
+    # `_make` refuses a tuple of the wrong length.
+    record = FakeRecord("requests", 2, 41, b"21456878", BODY, tuple(binary().headers))
+    inbound = consumed(record, RULES)
+    assert Inbound._make(inbound) == inbound
+    assert Position._make(inbound.position) == POSITION
+    command = start(inbound)
+    assert EventIdentity._make(command.identity) == EventIdentity("urn:test", "evt-1")
+    envelope = wire.decode_request(BODY, inbound.headers)  # type: ignore[arg-type]
+    assert wire.Envelope._make(envelope) == envelope
+    valid = validate_event(EventKind.START, "21456878", BODY, LIMITS)
+    assert ValidEvent._make(valid) == valid

@@ -18,8 +18,9 @@ from producer_tools.tools._events import (
 )
 from schemas import wire
 from schemas.limits import DEFAULT_LIMITS
+from schemas.requests import TaskRequest
 from schemas.tenants import Tenancy
-from schemas.validation import EventKind
+from schemas.validation import EventKind, validate_event
 
 SERVICE = 21456878
 
@@ -223,3 +224,15 @@ def test_the_documented_line_shapes_are_accepted_as_documented() -> None:
         EventKind.START,
         EventKind.END,
     ]
+
+
+def test_the_tuples_built_per_line_are_whole() -> None:
+    # `prepare` builds these NamedTuples with tuple.__new__ (no count check): `_make` refuses a
+    # tuple of the wrong length.
+    prepared = prepare(line(service_id=SERVICE, event={"state_id": 1}))
+    assert Prepared._make(prepared) == prepared
+    valid = validate_event(EventKind.START, SERVICE, b'{"state_id": 1}')
+    request = TaskRequest.of(valid, b'{"state_id": 1}', "acme", "east")
+    assert TaskRequest._make(request) == request
+    assert request.tenant == "acme"
+    assert request.group == "east"
