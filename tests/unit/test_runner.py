@@ -636,6 +636,32 @@ async def test_after_a_partial_batch_fetching_pauses_until_it_settled_and_its_li
     assert member.committed == [{P0: 8, P1: 11}]
 
 
+class TurnRecording(Recording):
+    """Also logs the event loop's next turn after a poll that returned records, with what was
+    paused then: where aiokafka's fetcher, woken by the drained records, sends its next fetch
+    for every partition not paused."""
+
+    async def poll(self, timeout_ms: int, max_records: int) -> object:  # type: ignore[override]  # the same Polled
+        polled = await super().poll(timeout_ms, max_records)
+        if polled.records:  # type: ignore[attr-defined]  # a Polled
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: self.calls.append(("turn", loop.time(), len(self.paused()))))
+        return polled
+
+
+async def test_a_partial_batch_pauses_its_partitions_before_the_fetcher_can_fetch_again() -> None:
+    """Paused only later (after a first slice of translation yields), the fetcher's next fetch
+    goes out meanwhile and its few records, held until the broker's next look, become a batch
+    of their own: one or two records decided, published and committed while the rest wait."""
+    member = TurnRecording(two_partitions(), {P0: [event(0, 8)]})
+    settings = SETTINGS.with_(batch_max_records=100, batch_linger_ms=0)
+    runner = make_runner(member, FakePublisher(), store_factory(FakeStore()), settings)
+    await run_until(runner, lambda: len(member.committed) == 2)
+    turns = [(kind, paused) for kind, _, paused in member.calls if kind in ("poll", "turn")]
+    assert turns[:4] == [("poll", 0), ("turn", 2), ("poll", 0), ("turn", 2)], member.calls
+    assert member.committed == [{P0: 8, P1: 11}, {P0: 9}]
+
+
 async def test_after_a_full_batch_the_next_one_is_fetched_while_it_settles() -> None:
     member = Recording(two_partitions(), {P0: [event(0, 8)]})
     settings = SETTINGS.with_(batch_max_records=4, batch_linger_ms=100)
