@@ -161,21 +161,27 @@ def dispatch_reply(pending: PendingRequests, headers: wire.Headers, value: bytes
                 (value or b"")[:200],
             )
             return True
+        return _dropped("an unreadable reply", correlation_id, answers, expected)
+    if pending.resolve(correlation_id, reply, reply.event):
+        return True
+    return _dropped("a reply", correlation_id, reply.event, expected)
+
+
+def _dropped(what: str, correlation_id: str, answers: EventRef | None, expected: EventRef) -> bool:
+    """Log a reply no waiting request took; False. One that answers the expected event came as
+    its request stopped waiting (the reply timeout, or the client gone, ended the wait in this
+    very turn of the loop, before the request left the registry): late, like one that finds
+    nobody waiting. One that answers another event is a mismatch, worth a warning."""
+    if answers == expected:
+        log.debug("reply %s: its request stopped waiting as it came, dropped", correlation_id)
+    else:
         log.warning(
-            "an unreadable reply with correlation id %s answers %s, not %s: dropped",
+            "%s with correlation id %s answers %s, not %s: dropped",
+            what,
             correlation_id,
             "no event" if answers is None else _event(answers),
             _event(expected),
         )
-        return False
-    if pending.resolve(correlation_id, reply, reply.event):
-        return True
-    log.warning(
-        "a reply with correlation id %s answers %s, not %s: dropped",
-        correlation_id,
-        _event(reply.event),
-        _event(expected),
-    )
     return False
 
 

@@ -3,6 +3,7 @@ the identities it gives them, and the replies it reads: no broker."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -208,6 +209,31 @@ async def test_a_reply_resolves_only_the_request_waiting_for_its_identity() -> N
         assert dispatch_reply(pending, headers, value)
         assert isinstance(waiting.result(), CompletedReply)
     assert not dispatch_reply(pending, headers, value)  # late: nobody waits any more
+
+
+async def test_a_reply_to_another_event_is_logged_as_one_and_a_late_own_reply_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reply that comes as its own request stops waiting (the reply timeout cancelled the
+    future in this turn of the loop, before the request left the registry) is late, not a reply
+    to another event: dropped without the warning that names a mismatch."""
+    pending = PendingRequests()
+    readable = _reply(wire.TYPE_TASK_COMPLETED, TASK_REPLY | {"kind": "task.completed"})
+    unreadable = _reply(wire.TYPE_TASK_COMPLETED, {"event": IDENTITY.model_dump()})
+    caplog.set_level(logging.DEBUG, logger="producer_tools.bridge.messages")
+    for headers, value in (readable, unreadable):
+        caplog.clear()
+        with pending.expecting("c-1", IDENTITY) as waiting:
+            waiting.cancel()  # timed out; the request leaves the registry at its next turn
+            assert not dispatch_reply(pending, headers, value)
+            assert "c-1" not in pending
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("stopped waiting" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        with pending.expecting("c-1", EventRef(source=BRIDGE_SOURCE, id="another")):
+            assert not dispatch_reply(pending, headers, value)
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "'another'" in warning.getMessage()
 
 
 async def test_an_unreadable_reply_fails_its_own_request_and_is_dropped_for_another() -> None:
