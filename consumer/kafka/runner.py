@@ -42,9 +42,6 @@ class Batch(NamedTuple):
     membership: Hashable
     started: float
     """time.monotonic() when it was polled."""
-    full: bool
-    """It holds `batch_max_records` (a backlog): the next one is fetched while it settles;
-    after a partial one the assignment stays paused until it is committed."""
 
 
 class Runner:
@@ -121,7 +118,7 @@ class Runner:
                     await self._answered()  # surfaces its failure
                 if not batch.inbound:
                     continue
-                if batch.full:
+                if len(batch.inbound) >= self._settings.batch_max_records:
                     prefetch = asyncio.create_task(self._fetch())
                 # else `_fetch` paused the assignment as the poll returned
                 await self._settle(batch, stopping)
@@ -183,10 +180,9 @@ class Runner:
                 await asyncio.sleep(linger_left_s)
             member.resume(*paused)
         polled = await member.poll(POLL_TIMEOUT_MS, settings.batch_max_records)
-        full = sum(map(len, polled.records.values())) >= settings.batch_max_records
         if polled.records:
             self._last_batch_at = time.monotonic()
-            if not full:
+            if sum(map(len, polled.records.values())) < settings.batch_max_records:
                 # Before anything awaits: aiokafka sends its next fetch at the loop's next turn
                 # after a poll drained its records, and that fetch's few records, held until
                 # the broker's next look, would become the next batch (one or two records,
@@ -210,7 +206,7 @@ class Runner:
                 # trips overlap this CPU work instead of waiting for all of it.
                 await asyncio.sleep(0)
         offsets = {tp: records[-1].offset + 1 for tp, records in polled.records.items()}
-        return Batch(inbound, offsets, polled.membership, time.monotonic(), full)
+        return Batch(inbound, offsets, polled.membership, time.monotonic())
 
     async def _before_revoke(self) -> None:
         """Awaited as a rebalance begins, under the old membership: the batches in flight settle
