@@ -111,9 +111,18 @@ class Result:
     """Every answer, warm-up included (for CPU per request over the whole run)."""
     bodies: list[bytes] = field(default_factory=list)
     """The first few bodies of answers that were not the expected status (for the report)."""
+    sent_s: list[float] = field(default_factory=list)
+    """Open loop only: when each measured request was due, in seconds from the window's start
+    (in the order of `latencies_ms`), for a second-by-second view of the run."""
+    window_start: float = 0.0
+    """Open loop only: the `time.perf_counter()` at which the measured window began."""
 
-    def record(self, status: int, body: bytes, latency_ms: float, expected: int) -> None:
+    def record(
+        self, status: int, body: bytes, latency_ms: float, expected: int, sent_s: float = -1.0
+    ) -> None:
         self.latencies_ms.append(latency_ms)
+        if sent_s >= 0:  # the open loop's
+            self.sent_s.append(sent_s)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status != expected and len(self.bodies) < 3:
             self.bodies.append(body[:300])
@@ -123,10 +132,22 @@ class Result:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.latencies_ms, fraction)
+
+    def by_second(self) -> list[list[float]]:
+        """Open loop: the latencies of the requests due in each whole second of the window."""
+        seconds: list[list[float]] = [[] for _ in range(max(1, round(self.seconds)))]
+        for sent_s, latency_ms in zip(self.sent_s, self.latencies_ms, strict=True):
+            seconds[min(len(seconds) - 1, int(sent_s))].append(latency_ms)
+        return seconds
+
+
+def percentile(latencies_ms: Sequence[float], fraction: float) -> float:
+    """The `fraction` percentile of `latencies_ms` (nan when empty)."""
+    if not latencies_ms:
+        return float("nan")
+    ordered = sorted(latencies_ms)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 async def closed_loop(
@@ -219,7 +240,8 @@ async def open_loop(
                 answered = time.perf_counter()
                 result.answered += 1
                 if scheduled >= measure_from:
-                    result.record(status, body, (answered - scheduled) * 1000, expected)
+                    latency_ms = (answered - scheduled) * 1000
+                    result.record(status, body, latency_ms, expected, scheduled - measure_from)
                 due.task_done()
         finally:
             connection.close()
@@ -227,7 +249,7 @@ async def open_loop(
     workers += [asyncio.create_task(worker()) for _ in range(min(32, max_connections))]
     await asyncio.sleep(0.1)  # connected
     began = time.perf_counter()
-    measure_from = began + warmup_s
+    measure_from = result.window_start = began + warmup_s
     total = int(rate * (warmup_s + seconds))
     turns = itertools.cycle(requests)
     try:

@@ -99,6 +99,34 @@ async def produce_events(settings: StackSettings, count: int, topic: str | None 
         await producer.stop()
 
 
+async def produce_alone(settings: StackSettings, count: int, *, source: str) -> None:
+    """`count` task-start events, each a record batch of its own (as the bridge's requests are
+    at a low rate), round robin over the requests topic's partitions, 50 services."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(settings.topics.requests))
+        pending = []
+        for i in range(count):
+            key, value, headers = wire.encode_request_binary(
+                service_id=1000 + i % 50, body=BODY, event_id=f"alone-{i}", source=source
+            )
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+            batch.close()
+            partition = partitions[i % len(partitions)]
+            topic = settings.topics.requests
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+            if len(pending) >= 200:  # bounded in flight
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
 async def produce_ends(settings: StackSettings, tasks: list[tuple[int, int]], topic: str) -> None:
     """A Task End Event for each (task id, service id), distinct identities, keyed like starts."""
     producer = _producer(settings)

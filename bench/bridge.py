@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import _http_load as load
 from bench._http_apps import PEER_REPLY_TOPIC, START
-from bench._stack import BODY, embedded_stack
+from bench._stack import BODY, embedded_stack, produce_alone, time_rows
 from producer_tools.devstack.embedded import die_with_parent, free_port
 from tests.processes import settings_env
 from tests.servers import StackSettings
@@ -247,6 +248,7 @@ class Servers:
     targets: dict[str, Target]
     requests: dict[str, list[bytes]]
     meter: CpuMeter
+    settings: StackSettings
 
 
 @contextlib.asynccontextmanager
@@ -285,7 +287,7 @@ async def servers(
             }
             for name in names:
                 await wait_answering(targets[name], requests[name][0])
-            yield Servers(consumer, targets, requests, CpuMeter(consumer.pid))
+            yield Servers(consumer, targets, requests, CpuMeter(consumer.pid), base)
         finally:
             for target in targets.values():
                 stop(target.process)
@@ -314,25 +316,106 @@ async def closed_loops(args: argparse.Namespace, folder: Path) -> list[Row]:
     return rows
 
 
-async def latency_run(args: argparse.Namespace, rate: float, folder: Path) -> Row:
-    """The bridge alone on a fresh stack, requests on a fixed schedule at `rate`."""
+@dataclass
+class Paced:
+    """The open-loop run: its row, and each process's CPU sampled through it."""
+
+    row: Row
+    cpu_samples: list[tuple[float, dict[str, float]]]
+    """(`time.perf_counter()`, CPU seconds by role) every `CPU_SAMPLE_S`."""
+
+    def seconds(self) -> list[tuple[list[float], dict[str, float]]]:
+        """Each whole second of the measured window: the latencies of the requests due in it,
+        and the cores each process used in it (CPU seconds over that second, interpolated)."""
+        start = self.row.result.window_start
+        out = []
+        for second, latencies in enumerate(self.row.result.by_second()):
+            a, b = self._cpu_at(start + second), self._cpu_at(start + second + 1)
+            out.append((latencies, {role: b[role] - a[role] for role in ROLES}))
+        return out
+
+    def _cpu_at(self, when: float) -> dict[str, float]:
+        samples = self.cpu_samples
+        after = next((i for i, (t, _) in enumerate(samples) if t >= when), len(samples) - 1)
+        (t0, c0), (t1, c1) = samples[max(0, after - 1)], samples[after]
+        share = 0.0 if t1 == t0 else min(1.0, max(0.0, (when - t0) / (t1 - t0)))
+        return {role: c0[role] + (c1[role] - c0[role]) * share for role in ROLES}
+
+
+CPU_SAMPLE_S = 0.25
+PREFILL_SOURCE = "urn:bench:prefill"
+
+
+async def latency_run(args: argparse.Namespace, rate: float, folder: Path) -> Paced:
+    """The bridge alone on a fresh stack, requests on a fixed schedule at `rate`, and every
+    process's CPU sampled through the run (from a thread: the load generator's loop keeps time)."""
     async with servers((BRIDGE,), args, folder / "open-loop") as up:
         bridge = up.targets[BRIDGE]
+        if args.prefill_batches:
+            await produce_alone(up.settings, args.prefill_batches, source=PREFILL_SOURCE)
+            where = f"event_source = '{PREFILL_SOURCE}'"
+            await time_rows(up.settings.database_url, "tasks", args.prefill_batches, where=where)
+            print(f"requests topic pre-filled: {args.prefill_batches} one-record batches, stored")
+        samples: list[tuple[float, dict[str, float]]] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(CPU_SAMPLE_S):
+                samples.append((time.perf_counter(), up.meter.snapshot(bridge.process.pid)))
+
         before = up.meter.snapshot(bridge.process.pid)
+        samples.append((time.perf_counter(), before))
+        sampler = threading.Thread(target=sample, name="cpu-sampler", daemon=True)
+        sampler.start()
         spied = args.py_spy / "open-loop" if args.py_spy is not None else None
         pids = {"bridge": bridge.process.pid, "consumer": up.consumer.pid}
-        with py_spy(spied, args.warmup_s + args.latency_s, pids):
-            paced = await load.open_loop(
-                HOST,
-                bridge.port,
-                up.requests[BRIDGE],
-                rate=rate,
-                seconds=args.latency_s,
-                warmup_s=args.warmup_s,
-            )
+        try:
+            with py_spy(spied, args.warmup_s + args.latency_s, pids):
+                paced = await load.open_loop(
+                    HOST,
+                    bridge.port,
+                    up.requests[BRIDGE],
+                    rate=rate,
+                    seconds=args.latency_s,
+                    warmup_s=args.warmup_s,
+                )
+        finally:
+            sampling.set()
+            sampler.join()
         after = up.meter.snapshot(bridge.process.pid)
+        samples.append((time.perf_counter(), after))
     cpu = {role: (after[role] - before[role]) * 1000 / max(1, paced.answered) for role in ROLES}
-    return Row(0, BRIDGE, paced, cpu)
+    return Paced(Row(0, BRIDGE, paced, cpu), samples)
+
+
+def print_seconds(paced: Paced) -> None:
+    """The open loop second by second, and how its last seconds compare with its first."""
+    print("\nopen loop, second by second (requests by the second they were due; CPU in cores)")
+    print(f"{'second':>6}{'p50 ms':>9}{'p99 ms':>9} | cores:{''.join(f'{r:>9}' for r in ROLES)}")
+    seconds = paced.seconds()
+    for number, (latencies, cores) in enumerate(seconds):
+        p50, p99 = load.percentile(latencies, 0.5), load.percentile(latencies, 0.99)
+        used = "".join(f"{cores[role]:>9.2f}" for role in ROLES)
+        print(f"{number:>6}{p50:>9.1f}{p99:>9.1f} |       {used}")
+    if len(seconds) < 4:  # two seconds at each end
+        return
+    first, last = seconds[:2], seconds[-2:]
+
+    def p99(part: list[tuple[list[float], dict[str, float]]]) -> float:
+        return load.percentile([x for latencies, _ in part for x in latencies], 0.99)
+
+    def cores(part: list[tuple[list[float], dict[str, float]]], *roles: str) -> float:
+        return sum(c[r] for _, c in part for r in roles) / len(part)
+
+    ours = ("server", "consumer")
+    print(
+        f"ratio open loop, last 2 s / first 2 s: p99 {p99(last) / p99(first):.2f}"
+        f" ({p99(first):.1f} -> {p99(last):.1f} ms), the broker's CPU"
+        f" {cores(last, 'broker') / cores(first, 'broker'):.2f}"
+        f" ({cores(first, 'broker'):.2f} -> {cores(last, 'broker'):.2f} cores), the bridge's and"
+        f" the consumer's {cores(last, *ours) / cores(first, *ours):.2f}"
+        f" ({cores(first, *ours):.2f} -> {cores(last, *ours):.2f})"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -346,12 +429,14 @@ async def main(args: argparse.Namespace) -> None:
     rows = await closed_loops(args, folder)
     best = max(r.result.rate for r in rows if r.target == BRIDGE)
     rate = args.latency_rate or max(1.0, round(best / 2))
-    paced = await latency_run(args, rate, folder)
+    run = await latency_run(args, rate, folder)
+    paced = run.row
     print_table(
         f"open loop on a fresh stack, {rate:.0f} req/s offered (half the bridge's best: "
         f"{best / 2:.0f})",
         [paced],
     )
+    print_seconds(run)
     top = max(args.clients)
     at_top = {r.target: r.result.rate for r in rows if r.clients == top}
     print()
@@ -389,6 +474,14 @@ if __name__ == "__main__":
         "--latency-rate",
         type=float,
         help="requests/s of the open-loop run (default: half of the bridge's best)",
+    )
+    parser.add_argument(
+        "--prefill-batches",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before the open loop, N start events in one-record batches, each its own produce,"
+        " stored by the consumer before the load begins (what the broker's log length costs)",
     )
     parser.add_argument(
         "--set",

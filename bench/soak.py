@@ -62,6 +62,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._http_load import percentile
 from bench._stack import BODY, embedded_stack, fetch_client, produce_events
 from bench.consumer import RAW_TABLE, raw_pipeline
 from producer_tools.devstack.embedded import die_with_parent, free_port
@@ -447,11 +448,6 @@ class Sample:
     """The interval's probe events, produced -> stored (`stored_probe`)."""
     fetch_ms: dict[str, float] = field(default_factory=dict)
     """The broker's answer time to one fetch of a partition's first batch, per topic probed."""
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 @dataclass
