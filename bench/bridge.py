@@ -1,7 +1,8 @@
 """Benchmark: the HTTP bridge end to end vs a bare FastAPI handler and a FastStream-style RPC peer.
 
     .venv/bin/python bench/bridge.py [--clients 1 16 64] [--seconds 4] [--latency-s 10]
-                                     [--latency-rate N] [--set NAME=VALUE] [--py-spy DIR]
+                                     [--latency-rate N] [--prefill-batches N]
+                                     [--set NAME=VALUE] [--py-spy DIR]
 
 Needs the `bench` extra (`make bench` installs it): faststream[kafka], psutil.
 
@@ -22,8 +23,12 @@ closed-loop load after `--warmup-s`, from a light keep-alive HTTP/1.1 client in 
 (bench/_http_load.py): requests/s, p50/p90/p99 latency and the CPU time each process spent per
 request. Last, on a fresh stack with only the consumer and the bridge, an open-loop run at half
 of the bridge's best requests/s for `--latency-s` (latency measured from the scheduled send
-time). Every process shares this machine's cores, the load generator too: compare the ratios,
-and the CPU per request, rather than the absolute rates. About 90 s.
+time), printed whole and second by second (each second's p50 and p99, and the cores each
+process used in it), with how its last two seconds compare with its first two: the embedded
+broker lists every record batch of a partition to answer a fetch, so its cost grows with the
+requests log through the run (bench/README.md, bridge.py "session 7"; `--prefill-batches`
+starts the run on a longer log). Every process shares this machine's cores, the load generator
+too: compare the ratios, and the CPU per request, rather than the absolute rates. About 90 s.
 """
 
 from __future__ import annotations
