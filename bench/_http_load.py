@@ -117,12 +117,8 @@ class Result:
     window_start: float = 0.0
     """Open loop only: the `time.perf_counter()` at which the measured window began."""
 
-    def record(
-        self, status: int, body: bytes, latency_ms: float, expected: int, sent_s: float = -1.0
-    ) -> None:
+    def record(self, status: int, body: bytes, latency_ms: float, expected: int) -> None:
         self.latencies_ms.append(latency_ms)
-        if sent_s >= 0:  # the open loop's
-            self.sent_s.append(sent_s)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status != expected and len(self.bodies) < 3:
             self.bodies.append(body[:300])
@@ -240,8 +236,8 @@ async def open_loop(
                 answered = time.perf_counter()
                 result.answered += 1
                 if scheduled >= measure_from:
-                    latency_ms = (answered - scheduled) * 1000
-                    result.record(status, body, latency_ms, expected, scheduled - measure_from)
+                    result.record(status, body, (answered - scheduled) * 1000, expected)
+                    result.sent_s.append(scheduled - measure_from)
                 due.task_done()
         finally:
             connection.close()

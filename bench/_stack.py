@@ -107,7 +107,8 @@ async def produce_alone(settings: StackSettings, count: int, *, source: str) -> 
     )
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(settings.topics.requests))
+        topic = settings.topics.requests
+        partitions = sorted(await producer.partitions_for(topic))
         pending = []
         for i in range(count):
             key, value, headers = wire.encode_request_binary(
@@ -117,7 +118,6 @@ async def produce_alone(settings: StackSettings, count: int, *, source: str) -> 
             batch.append(key=key, value=value, timestamp=None, headers=headers)
             batch.close()
             partition = partitions[i % len(partitions)]
-            topic = settings.topics.requests
             pending.append(await producer.send_batch(batch, topic, partition=partition))
             if len(pending) >= 200:  # bounded in flight
                 await asyncio.gather(*pending)

@@ -333,11 +333,12 @@ class Paced:
         """Each whole second of the measured window: the latencies of the requests due in it,
         and the cores each process used in it (CPU seconds over that second, interpolated)."""
         start = self.row.result.window_start
-        out = []
-        for second, latencies in enumerate(self.row.result.by_second()):
-            a, b = self._cpu_at(start + second), self._cpu_at(start + second + 1)
-            out.append((latencies, {role: b[role] - a[role] for role in ROLES}))
-        return out
+        by_second = self.row.result.by_second()
+        bounds = [self._cpu_at(start + second) for second in range(len(by_second) + 1)]
+        return [
+            (latencies, {role: b[role] - a[role] for role in ROLES})
+            for latencies, a, b in zip(by_second, bounds, bounds[1:], strict=False)
+        ]
 
     def _cpu_at(self, when: float) -> dict[str, float]:
         samples = self.cpu_samples
@@ -404,22 +405,20 @@ def print_seconds(paced: Paced) -> None:
         print(f"{number:>6}{p50:>9.1f}{p99:>9.1f} |       {used}")
     if len(seconds) < 4:  # two seconds at each end
         return
-    first, last = seconds[:2], seconds[-2:]
 
-    def p99(part: list[tuple[list[float], dict[str, float]]]) -> float:
-        return load.percentile([x for latencies, _ in part for x in latencies], 0.99)
+    def ends(part: list[tuple[list[float], dict[str, float]]]) -> tuple[float, float, float]:
+        """p99 ms, the broker's cores, the bridge's and the consumer's cores, over `part`."""
+        p99 = load.percentile([x for latencies, _ in part for x in latencies], 0.99)
+        broker = sum(c["broker"] for _, c in part) / len(part)
+        ours = sum(c["server"] + c["consumer"] for _, c in part) / len(part)
+        return p99, broker, ours
 
-    def cores(part: list[tuple[list[float], dict[str, float]]], *roles: str) -> float:
-        return sum(c[r] for _, c in part for r in roles) / len(part)
-
-    ours = ("server", "consumer")
+    (p99_a, broker_a, ours_a), (p99_b, broker_b, ours_b) = ends(seconds[:2]), ends(seconds[-2:])
     print(
-        f"ratio open loop, last 2 s / first 2 s: p99 {p99(last) / p99(first):.2f}"
-        f" ({p99(first):.1f} -> {p99(last):.1f} ms), the broker's CPU"
-        f" {cores(last, 'broker') / cores(first, 'broker'):.2f}"
-        f" ({cores(first, 'broker'):.2f} -> {cores(last, 'broker'):.2f} cores), the bridge's and"
-        f" the consumer's {cores(last, *ours) / cores(first, *ours):.2f}"
-        f" ({cores(first, *ours):.2f} -> {cores(last, *ours):.2f})"
+        f"ratio open loop, last 2 s / first 2 s: p99 {p99_b / p99_a:.2f}"
+        f" ({p99_a:.1f} -> {p99_b:.1f} ms), the broker's CPU {broker_b / broker_a:.2f}"
+        f" ({broker_a:.2f} -> {broker_b:.2f} cores), the bridge's and the consumer's"
+        f" {ours_b / ours_a:.2f} ({ours_a:.2f} -> {ours_b:.2f})"
     )
 
 
@@ -434,20 +433,19 @@ async def main(args: argparse.Namespace) -> None:
     rows = await closed_loops(args, folder)
     best = max(r.result.rate for r in rows if r.target == BRIDGE)
     rate = args.latency_rate or max(1.0, round(best / 2))
-    run = await latency_run(args, rate, folder)
-    paced = run.row
+    paced = await latency_run(args, rate, folder)
     print_table(
         f"open loop on a fresh stack, {rate:.0f} req/s offered (half the bridge's best: "
         f"{best / 2:.0f})",
-        [paced],
+        [paced.row],
     )
-    print_seconds(run)
+    print_seconds(paced)
     top = max(args.clients)
     at_top = {r.target: r.result.rate for r in rows if r.clients == top}
     print()
     print(f"ratio bridge/bare-fastapi @{top}: {at_top[BRIDGE] / at_top[BARE]:.2f}")
     print(f"ratio bridge/faststream-rpc-peer @{top}: {at_top[BRIDGE] / at_top[PEER]:.2f}")
-    print(f"p99 @ half max ({rate:.0f} req/s): {paced.result.percentile(0.99):.1f} ms")
+    print(f"p99 @ half max ({rate:.0f} req/s): {paced.row.result.percentile(0.99):.1f} ms")
     cpu_top = {r.target: r.cpu_ms for r in rows if r.clients == top}
     server = ROLES[0]  # the target process's own CPU per request
     print(
@@ -455,7 +453,7 @@ async def main(args: argparse.Namespace) -> None:
         f" {cpu_top[BRIDGE][server] / cpu_top[BARE][server]:.2f}"
         f" ({cpu_top[BRIDGE][server]:.2f} vs {cpu_top[BARE][server]:.2f} ms, the server process)"
     )
-    half, full = sum(paced.cpu_ms.values()), sum(cpu_top[BRIDGE].values())
+    half, full = sum(paced.row.cpu_ms.values()), sum(cpu_top[BRIDGE].values())
     print(
         f"ratio CPU per request @ half max / @{top} (every process): {half / full:.2f}"
         f" ({half:.2f} vs {full:.2f} ms)"
