@@ -48,13 +48,13 @@ _ATTACHED = orjson.dumps(REFERENCE_ATTACHED).decode()
 
 _LOAD = (
     "INSERT INTO tasks (service_id, tenant, state_id, task_type_id, task_type_name, started_at,"
-    " attached_data, attached_data_text, event_source, event_id, source_topic,"
-    " source_partition, source_offset, received_at, completed_at, duration_ms,"
-    " disposition_name, completed_text, end_event_source, end_event_id, updated_at)"
+    " attached_data_text, event_source, event_id, source_topic, source_partition,"
+    " source_offset, received_at, completed_at, duration_ms, disposition_name,"
+    " completed_text, end_event_source, end_event_id, updated_at)"
     " SELECT s.service_id, s.tenant, s.i % 50,"
     "  CASE WHEN s.i % 3 = 0 THEN s.i % 7 END,"
     "  CASE WHEN s.i % 3 <> 0 THEN 'type-' || s.i % 13 END,"
-    "  s.started, CAST($2 AS jsonb), $2, 'urn:bench', 'q-' || s.i,"
+    "  s.started, $2, 'urn:bench', 'q-' || s.i,"
     "  'ucs.tasks.start', s.i % 6, s.i, s.started,"
     "  CASE WHEN s.done THEN s.started + interval '5 minutes' END,"
     "  CASE WHEN s.done THEN 300000 END,"

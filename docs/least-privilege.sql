@@ -51,8 +51,8 @@ GRANT INSERT (
     service_id, state_id, task_type_id, task_type_name, session_id, interaction_id,
     application_type_id, application_type_name, application_id, resource_type_id,
     resource_type_name, resource_id, media_type_id, media_type_name, est_duration, started_at,
-    attached_data, attached_data_text, event_source, event_id, source_topic, source_partition,
-    source_offset, received_at, tenant, tenant_group
+    attached_data_text, event_source, event_id, source_topic, source_partition, source_offset,
+    received_at, tenant, tenant_group
 ) ON TABLE tasks TO :"consumer_role";
 GRANT INSERT (
     event_source, event_id, service_id, status, code, error, source_topic, source_partition,
@@ -63,7 +63,7 @@ GRANT INSERT (
 -- UPDATE grant); what a task started with is never changed. Each applied change is recorded.
 GRANT UPDATE (
     completed_at, duration_ms, disposition_id, disposition_name, disposition_desc,
-    completed_text, end_event_source, end_event_id, updated_at, attached_data, attached_data_text
+    completed_text, end_event_source, end_event_id, updated_at, attached_data_text
 ) ON TABLE tasks TO :"consumer_role";
 GRANT INSERT ON TABLE task_changes TO :"consumer_role";
 

@@ -26,8 +26,8 @@ from consumer.domain import (
     Task,
 )
 
-READ_COLUMNS = tuple(c.name for c in tasks.columns if c.name != "attached_data")
-"""Columns a task is read from (the JSONB copy is for queries; reads use the verbatim text)."""
+READ_COLUMNS = tuple(c.name for c in tasks.columns)
+"""Columns a task is read from."""
 SELECT_LIST = ", ".join(READ_COLUMNS)
 
 

@@ -82,9 +82,9 @@ _PLAIN = ("state_id", "session_id", "interaction_id", "application_id", "resourc
 # that already holds some of the tasks). task_id is GENERATED ALWAYS: only a restore of tasks
 # with their own ids overrides it.
 _INSERT = text(
-    f"INSERT INTO tasks ({', '.join(_NAMES)}, attached_data)"  # noqa: S608
+    f"INSERT INTO tasks ({', '.join(_NAMES)})"  # noqa: S608
     " OVERRIDING SYSTEM VALUE"
-    f" SELECT {', '.join(_NAMES)}, CAST(attached_data_text AS jsonb)"
+    f" SELECT {', '.join(_NAMES)}"
     f" FROM unnest({', '.join(f'CAST(:{n} AS {sql}[])' for n, sql in _INPUT)})"
     f" AS i({', '.join(_NAMES)})"
     " ON CONFLICT DO NOTHING"

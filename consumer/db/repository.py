@@ -43,7 +43,7 @@ _INPUT: tuple[tuple[str, str], ...] = (
 )
 _NAMES = [name for name, _ in _INPUT]
 _COLUMN_OF = {"attached": "attached_data_text"}
-_INSERT_COLUMNS = [_COLUMN_OF.get(n, n) for n in _NAMES] + ["attached_data", "received_at"]
+_INSERT_COLUMNS = [_COLUMN_OF.get(n, n) for n in _NAMES] + ["received_at"]
 # Server-set times are kept to the millisecond, the precision the contract renders (so a database
 # rebuilt from the created-events log is identical to the original).
 _NOW_MS = "date_trunc('milliseconds', now())"
@@ -52,7 +52,7 @@ _SELECTED = [
         n, n
     )
     for n in _NAMES
-] + ["CAST(attached AS jsonb)", _NOW_MS]
+] + [_NOW_MS]
 _RECORD_TYPE = ", ".join(f"{name} {sql}" for name, sql in _INPUT)
 
 # Built from fixed column names only; every value is a bound parameter. Rows already stored

@@ -98,8 +98,8 @@ tasks = Table(
     *_long_or_string("media_type"),
     Column("est_duration", Integer),
     Column("started_at", DateTime(timezone=True), nullable=False),
-    # JSONB for queries and indexes; the text keeps key order and number spelling for reads.
-    Column("attached_data", JSONB, nullable=False),
+    # The attached data as received: key order and number spelling kept (migration 0004 dropped
+    # the JSONB copy nothing read; a query on it would index CAST(attached_data_text AS jsonb)).
     Column("attached_data_text", Text, nullable=False),
     Column("event_source", Text, nullable=False),
     Column("event_id", Text, nullable=False),

@@ -148,7 +148,7 @@ def test_the_script_grants_exactly_the_documented_privileges() -> None:
         "GRANT INSERT",
         "GRANT UPDATE (completed_at, duration_ms, disposition_id, disposition_name,"
         " disposition_desc, completed_text, end_event_source, end_event_id, updated_at,"
-        ' attached_data, attached_data_text) ON TABLE tasks TO :"consumer_role";',
+        ' attached_data_text) ON TABLE tasks TO :"consumer_role";',
         'GRANT INSERT ON TABLE task_changes TO :"consumer_role";',
         'GRANT SELECT ON TABLE tasks, rejected_events, task_changes TO :"bridge_role";',
     ]
@@ -253,9 +253,8 @@ async def test_the_consumer_and_the_bridge_work_each_as_its_own_role(
 
 
 _ROW = (
-    "(service_id, started_at, attached_data, attached_data_text, event_source, event_id,"
-    " source_topic, source_partition, source_offset)"
-    " VALUES (1, now(), '{}', '{}', 'urn:intruder', 'x', 't', 0, 0)"
+    "(service_id, started_at, attached_data_text, event_source, event_id, source_topic,"
+    " source_partition, source_offset) VALUES (1, now(), '{}', 'urn:intruder', 'x', 't', 0, 0)"
 )
 _NOT_FOR_ANYONE = [
     "UPDATE tasks SET state_id = 0",
@@ -281,10 +280,9 @@ _NOT_FOR_ANYONE = [
     [
         *_NOT_FOR_ANYONE,
         # With a task id of its own choosing, even past the identity: the column is not granted.
-        "INSERT INTO tasks (task_id, service_id, started_at, attached_data, attached_data_text,"
-        " event_source, event_id, source_topic, source_partition, source_offset)"
-        " OVERRIDING SYSTEM VALUE"
-        " VALUES (7, 1, now(), '{}', '{}', 'urn:intruder', 'x', 't', 0, 0)",
+        "INSERT INTO tasks (task_id, service_id, started_at, attached_data_text, event_source,"
+        " event_id, source_topic, source_partition, source_offset) OVERRIDING SYSTEM VALUE"
+        " VALUES (7, 1, now(), '{}', 'urn:intruder', 'x', 't', 0, 0)",
         "INSERT INTO rejected_events (rejection_id, event_source, event_id, status, code,"
         " error, source_topic, source_partition, source_offset) OVERRIDING SYSTEM VALUE"
         " VALUES (7, 'urn:intruder', 'x', 400, 'c', '{}', 't', 0, 0)",

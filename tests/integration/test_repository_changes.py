@@ -59,12 +59,6 @@ async def one_task(engine: AsyncEngine, **options: Any) -> Task:
     return task
 
 
-async def jsonb_copy(engine: AsyncEngine, task_id: int) -> Any:
-    async with engine.connect() as conn:
-        statement = text("SELECT attached_data FROM tasks WHERE task_id = :id")
-        return (await conn.execute(statement, {"id": task_id})).scalar_one()
-
-
 async def changes_of(engine: AsyncEngine, task_id: int) -> int:
     async with engine.connect() as conn:
         statement = text("SELECT count(*) FROM task_changes WHERE task_id = :id")
@@ -251,7 +245,7 @@ async def test_a_new_extension_is_added_at_the_end(engine: AsyncEngine) -> None:
     assert (
         text_now == orjson.dumps({"a": 1, 'Key "quoted"\t': {"b": 2}, "Proposal": value}).decode()
     )
-    assert await jsonb_copy(engine, task.task_id) == orjson.loads(text_now)
+    assert await stored(engine, task.task_id) == outcome.task
 
 
 async def test_an_extension_of_a_task_without_attached_data_is_its_only_key(
@@ -261,10 +255,10 @@ async def test_an_extension_of_a_task_without_attached_data_is_its_only_key(
     [outcome] = await applied(engine, extension(task, "x", {"y": None}))
     assert outcome.task is not None
     assert outcome.task.attached_data_json == '{"x":{"y":null}}'
-    assert await jsonb_copy(engine, task.task_id) == {"x": {"y": None}}
+    assert await stored(engine, task.task_id) == outcome.task
 
 
-async def test_the_jsonb_copy_follows_every_replacement(engine: AsyncEngine) -> None:
+async def test_every_replacement_is_stored_in_turn(engine: AsyncEngine) -> None:
     task = await one_task(engine, attached={"a": {"old": True}, "b": 1})
     outcomes = await applied(
         engine, extension(task, "a", [{"new": 1}]), extension(task, "c", {"z": [1, 2]})
@@ -272,7 +266,7 @@ async def test_the_jsonb_copy_follows_every_replacement(engine: AsyncEngine) -> 
     final = outcomes[-1].task
     assert final is not None
     assert final.attached_data_json == '{"a":[{"new":1}],"b":1,"c":{"z":[1,2]}}'
-    assert await jsonb_copy(engine, task.task_id) == orjson.loads(final.attached_data_json)
+    assert await stored(engine, task.task_id) == final
 
 
 async def test_changes_of_one_task_in_one_batch_apply_in_record_order(

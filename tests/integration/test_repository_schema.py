@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -42,7 +43,10 @@ def _differences(conn: Connection) -> list[Any]:
 
 
 _COLUMNS = text(
-    "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+    # A column's place among the live ones: a column dropped by a migration leaves a gap in
+    # attnum that a table created from tables.py does not have.
+    "SELECT c.relname, row_number() OVER (PARTITION BY c.relname ORDER BY a.attnum), a.attname,"
+    " format_type(a.atttypid, a.atttypmod), a.attnotnull,"
     " pg_get_expr(d.adbin, d.adrelid), a.attidentity, s.seqstart, s.seqmin, s.seqmax,"
     " s.seqincrement, s.seqcycle"
     " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
@@ -120,6 +124,64 @@ async def test_the_last_migration_goes_down_and_up_again(postgres_server_url: st
         scratch = build_engine(database.url)
         try:
             async with scratch.connect() as conn:
+                assert await conn.run_sync(_differences) == []
+        finally:
+            await scratch.dispose()
+    finally:
+        await servers.drop_session_database(database)
+
+
+_TASK = text(
+    "INSERT INTO tasks (service_id, started_at, attached_data_text, event_source, event_id,"
+    " source_topic, source_partition, source_offset)"
+    " VALUES (7, now(), :attached, 'urn:migration', 'start', 't', 0, 0) RETURNING task_id"
+)
+
+_BOTH_COPIES = text("SELECT attached_data_text, attached_data FROM tasks")
+_EXTENSION = text("SELECT outcome FROM apply_task_changes(CAST(:changes AS json))")
+
+
+async def _extend(conn: Any, task_id: int, event_id: str, name: str, value: Any) -> None:
+    change = {
+        "kind": "extension", "extension": name, "value": value, "event_source": "urn:migration",
+        "event_id": event_id, "service_id": 7, "task_id": task_id,
+    }  # fmt: skip
+    outcome = await conn.scalar(_EXTENSION, {"changes": orjson.dumps([change]).decode()})
+    assert outcome == "applied"
+
+
+async def test_migration_0004_keeps_the_attached_data_down_and_up(
+    postgres_server_url: str,
+) -> None:
+    """0004 drops the JSONB copy: down again it is filled from the text, and both versions of
+    apply_task_changes keep what they store in step."""
+    database = await servers.create_session_database(postgres_server_url)
+    if not database.created:
+        pytest.skip("the server does not let this role create a scratch database")
+    try:
+        await asyncio.to_thread(_migrate, database.url, "head")
+        scratch = build_engine(database.url)
+        try:
+            async with scratch.begin() as conn:
+                task_id = await conn.scalar(_TASK, {"attached": '{"b":1.50,"a":[2]}'})
+                await _extend(conn, task_id, "x1", "c", {"z": 1})
+            await asyncio.to_thread(_migrate, database.url, "0003")
+            async with scratch.begin() as conn:
+                assert tuple((await conn.execute(_BOTH_COPIES)).one()) == (
+                    '{"b":1.50,"a":[2],"c":{"z":1}}',
+                    {"a": [2], "b": 1.5, "c": {"z": 1}},
+                )
+                await _extend(conn, task_id, "x2", "a", [3])  # 0003's function: both copies
+                assert tuple((await conn.execute(_BOTH_COPIES)).one()) == (
+                    '{"b":1.50,"a":[3],"c":{"z":1}}',
+                    {"a": [3], "b": 1.5, "c": {"z": 1}},
+                )
+            await scratch.dispose()  # the plans cached for the old table
+            await asyncio.to_thread(_migrate, database.url, "head")
+            async with scratch.begin() as conn:
+                await _extend(conn, task_id, "x3", "d", True)
+                stored = await conn.scalar(text("SELECT attached_data_text FROM tasks"))
+                assert stored == '{"b":1.50,"a":[3],"c":{"z":1},"d":true}'
                 assert await conn.run_sync(_differences) == []
         finally:
             await scratch.dispose()

@@ -58,10 +58,9 @@ async def test_no_client_can_pick_a_task_id(database_url: str) -> None:
     try:
         with pytest.raises(asyncpg.GeneratedAlwaysError, match="task_id"):
             await conn.execute(
-                "INSERT INTO tasks (task_id, service_id, started_at, attached_data,"
-                " attached_data_text, event_source, event_id, source_topic, source_partition,"
-                " source_offset) VALUES (424242, 1, now(), '{}', '{}', 'urn:picker', 'x', 't',"
-                " 0, 0)"
+                "INSERT INTO tasks (task_id, service_id, started_at, attached_data_text,"
+                " event_source, event_id, source_topic, source_partition, source_offset)"
+                " VALUES (424242, 1, now(), '{}', 'urn:picker', 'x', 't', 0, 0)"
             )
         identity = await conn.fetchrow(
             "SELECT is_identity, identity_generation, identity_minimum, identity_maximum,"
