@@ -129,9 +129,9 @@ tasks = Table(
 
 # Query Tasks reads one service's (and tenant's) tasks in task id order, `LIMIT n` after a
 # cursor: each filter has an index in that order, so a page costs O(n) index entries however
-# many tasks the table holds. NULL tenants (single-tenant mode) are found by `tenant IS NULL`.
+# many tasks the table holds (all tasks: a page of active and one of completed ones, merged).
+# NULL tenants (single-tenant mode) are found by `tenant IS NULL`.
 _SCOPE = (tasks.c.service_id, tasks.c.tenant)
-Index("tasks_scope_idx", *_SCOPE, tasks.c.task_id)
 Index("tasks_active_idx", *_SCOPE, tasks.c.task_id, postgresql_where=tasks.c.completed_at.is_(None))
 Index(
     "tasks_completed_idx",
