@@ -1,21 +1,24 @@
-"""PostgreSQL's own CPU per stored start: the consumer's batch INSERT against the raw loop's.
+"""PostgreSQL's own CPU per stored start and per completion: our SQL against the raw loop's.
 
     .venv/bin/python bench/db_floor.py [--batches 40] [--batch 2000] [--rounds 5]
 
-No broker: an embedded PostgreSQL (fsync off), migrated. The same start events (the reference
-example's body, 50 services, distinct identities) are stored a batch at a time, one transaction
-per batch, on two tables side by side:
+No broker: an embedded PostgreSQL (fsync off), migrated. The same events (the reference
+example's start, 50 services, distinct identities; then the end of every task started, with
+bench/_stack.py's end body) are stored a batch at a time, one transaction per batch, on two
+tables side by side:
 
-- ours: `SqlUnitOfWork` -> `add_or_get` -> commit: the consumer's own code and SQL, on its table
-  (the indexes Query Tasks needs, the identity's unique key, the checks that keep a replay from
-  taking a task id);
-- raw: bench/consumer.py's raw loop table and INSERT (a primary key, a unique event id, the
-  attached data as one JSONB column), its columns built the way that loop builds them.
+- ours: `SqlUnitOfWork` -> `add_or_get` (starts) or `apply_changes` (ends) -> commit: the
+  consumer's own code and SQL, on its tables (the indexes Query Tasks needs, the identity's
+  unique key, the checks that keep a replay from taking a task id, each change recorded);
+- raw: bench/consumer.py's raw loop tables and statements (a primary key, a unique event id, the
+  attached data as one JSONB column; an end records its identity and sets the completion), their
+  columns built the way those loops build them.
 
 The database's CPU (every postgres process, psutil) is read around each side's batches, in
-alternated rounds, each on fresh rows after the same number before (tables emptied between
-rounds); prints each side's best CPU per start and the ratio. It is the database's share of a
-start that the schema decides: the floor under it is the raw loop's.
+alternated rounds on emptied tables; between the starts and the ends the tasks tables are
+analyzed, as autovacuum would have by then. Prints each side's best CPU per event and the
+ratios. It is the database's share that the schema decides: the floor under it is the raw
+loop's.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BODY
-from bench.consumer import RAW_INSERT, RAW_TABLE, RawEvent
+from bench._stack import BODY, END_BODY
+from bench.consumer import RAW_END, RAW_INSERT, RAW_TABLE, RawEnd, RawEvent
 from consumer.db.engine import build_engine
 from consumer.db.migrate import upgrade
 from consumer.db.uow import SqlUnitOfWork
-from consumer.domain import EventIdentity, Position, StartCommand
+from consumer.domain import ChangeStatus, EndCommand, EventIdentity, Position, StartCommand
 from producer_tools.devstack.embedded import EmbeddedPostgres
+from schemas.task_end import END_STANDARD_FIELDS, parse_task_end
 from schemas.task_start import STANDARD_FIELDS, parse_task_start
 
 SOURCE = "urn:bench:db-floor"
@@ -98,66 +102,148 @@ def database_cpu() -> float:
     return total
 
 
+Started = list[tuple[int, int]]
+"""(task id, service id) of each task started."""
+Starter = Callable[[Sequence[StartCommand]], Awaitable[Started]]
+Ender = Callable[[Started], Awaitable[None]]
+OURS, RAW = "ucs-tasks", "raw loop (bench/consumer.py)"
+
+
+def end_commands(tasks: Started, prefix: str) -> list[EndCommand]:
+    """The end of each task, END_BODY's fields, as the codec makes them."""
+    end = parse_task_end(END_BODY)
+    fields = {name: getattr(end, name) for name in end.model_fields_set & END_STANDARD_FIELDS}
+    return [
+        EndCommand(
+            EventIdentity(SOURCE, f"{prefix}-end-{task_id}"),
+            service_id,
+            task_id,
+            fields,
+            end.attached_data,
+            Position("bench.start", task_id % 6, task_id),
+        )
+        for task_id, service_id in tasks
+    ]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="batches per side and round")
-    parser.add_argument("--batch", type=int, default=2000, help="starts per batch")
+    parser.add_argument("--batch", type=int, default=2000, help="events per batch")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ucs-bench-db-"))
+    best: dict[tuple[str, str], float] = {}
     try:
         async with EmbeddedPostgres(folder / "pg", fsync=False) as pg:
             await asyncio.to_thread(upgrade, pg.url)
             raw = await asyncpg.connect(pg.url.replace("+asyncpg", ""))
             await raw.execute(RAW_TABLE)
             engine = build_engine(pg.url)
+            prefix = ""
 
-            async def ours(batch: Sequence[StartCommand]) -> None:
+            async def our_starts(batch: Sequence[StartCommand]) -> Started:
                 async with SqlUnitOfWork(engine) as uow:
                     stored = await uow.tasks.add_or_get(batch)
                     await uow.commit()
-                if len(stored) != len(batch):
-                    raise RuntimeError(f"{len(stored)} of {len(batch)} starts stored")
+                return [(task.task_id, task.service_id) for task, _ in stored.values()]
 
-            async def raw_loop(batch: Sequence[StartCommand]) -> None:
+            async def our_ends(tasks: Started) -> None:
+                async with SqlUnitOfWork(engine) as uow:
+                    outcomes = await uow.tasks.apply_changes(end_commands(tasks, prefix))
+                    await uow.commit()
+                applied = sum(o.status is ChangeStatus.APPLIED for o in outcomes)
+                if applied != len(tasks):
+                    raise RuntimeError(f"{applied} of {len(tasks)} ends applied")
+
+            async def raw_starts(batch: Sequence[StartCommand]) -> Started:
                 columns = raw_columns(batch)
                 async with raw.transaction():
                     rows = await raw.fetch(RAW_INSERT, *columns)
-                if len(rows) != len(batch):
-                    raise RuntimeError(f"{len(rows)} of {len(batch)} starts stored")
+                return [(row[0], row[1]) for row in rows]
 
-            sides: dict[str, Callable[[Sequence[StartCommand]], Awaitable[None]]] = {
-                "ucs-tasks (add_or_get)": ours,
-                "raw loop (bench/consumer.py)": raw_loop,
+            async def raw_ends(tasks: Started) -> None:
+                columns: list[list[Any]] = [[] for _ in range(5)]
+                for task_id, _ in tasks:  # as bench/consumer.py's raw end loop builds them
+                    end = RawEnd.model_validate(orjson.loads(END_BODY))
+                    values = (
+                        task_id,
+                        f"{prefix}-end-{task_id}",
+                        None if end.disposition is None else str(end.disposition),
+                        end.disposition_desc,
+                        END_BODY.decode(),
+                    )
+                    for column, value in zip(columns, values, strict=True):
+                        column.append(value)
+                async with raw.transaction():
+                    rows = await raw.fetch(RAW_END, *columns)
+                if len(rows) != len(tasks):
+                    raise RuntimeError(f"{len(rows)} of {len(tasks)} ends applied")
+
+            sides: dict[str, tuple[Starter, Ender]] = {
+                OURS: (our_starts, our_ends),
+                RAW: (raw_starts, raw_ends),
             }
-            best = dict.fromkeys(sides, float("inf"))
             count = args.batches * args.batch
             print(
                 f"{args.rounds} alternated rounds of {args.batches} batches of {args.batch}"
-                f" starts per side; PostgreSQL CPU per start, us:"
+                " events per side: the starts, then the end of every task started;"
+                " PostgreSQL CPU per event, us:"
             )
+
+            async def timed(work: Awaitable[None]) -> float:
+                before = database_cpu()
+                await work
+                return (database_cpu() - before) / count * 1e6
+
+            async def start_all(starter: Starter, starts: list[StartCommand]) -> Started:
+                tasks: Started = []
+                for i in range(0, count, args.batch):
+                    tasks += await starter(starts[i : i + args.batch])
+                if len(tasks) != count:
+                    raise RuntimeError(f"{len(tasks)} of {count} starts stored")
+                return tasks
+
+            async def end_all(ender: Ender, tasks: Started) -> None:
+                for i in range(0, count, args.batch):
+                    await ender(tasks[i : i + args.batch])
+
             for number in range(1, args.rounds + 1):
-                await raw.execute("TRUNCATE tasks, raw_tasks")
-                await raw.execute("VACUUM ANALYZE")
+                # TRUNCATE leaves the tables' statistics unknown (the planner then goes by their
+                # size as it grows). Not ANALYZE on the empty tables: statistics that say
+                # "empty" make the ends' lookups of task_changes scan every change recorded since
+                # ("Noticed" in bench/README.md, consumer.py section, "session 8").
+                await raw.execute("TRUNCATE tasks, task_changes, raw_tasks, raw_changes")
+                prefix = f"r{number}"
                 order = list(sides) if number % 2 else list(reversed(sides))
+                figures: dict[str, dict[str, float]] = {name: {} for name in order}
+                started: dict[str, Started] = {}
                 for name in order:
-                    starts = commands(count, f"r{number}")
-                    batches = [starts[i : i + args.batch] for i in range(0, count, args.batch)]
+                    starting = start_all(sides[name][0], commands(count, prefix))
                     before = database_cpu()
-                    for batch in batches:
-                        await sides[name](batch)
-                    per_start = (database_cpu() - before) / count * 1e6
-                    best[name] = min(best[name], per_start)
-                    print(f"round {number}  {name:<30} {per_start:6.1f}")
+                    started[name] = await starting
+                    figures[name]["starts"] = (database_cpu() - before) / count * 1e6
+                # What autovacuum would have done by now: the tasks' statistics current.
+                await raw.execute("ANALYZE tasks; ANALYZE raw_tasks")
+                for name in order:
+                    figures[name]["ends"] = await timed(end_all(sides[name][1], started[name]))
+                for name in order:
+                    for kind, per_event in figures[name].items():
+                        best[name, kind] = min(best.get((name, kind), float("inf")), per_event)
+                    print(
+                        f"round {number}  {name:<30} starts {figures[name]['starts']:6.1f}"
+                        f"  ends {figures[name]['ends']:6.1f}"
+                    )
             await engine.dispose()
             await raw.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ours_us, raw_us = best["ucs-tasks (add_or_get)"], best["raw loop (bench/consumer.py)"]
-    print(
-        f"ratio PostgreSQL CPU per start, ucs-tasks / raw loop: {ours_us / raw_us:.2f}"
-        f" ({ours_us:.1f} vs {raw_us:.1f} us, best of {args.rounds})"
-    )
+    for kind, event in (("starts", "start"), ("ends", "completion")):
+        ours_us, raw_us = best[OURS, kind], best[RAW, kind]
+        print(
+            f"ratio PostgreSQL CPU per {event}, ucs-tasks / raw loop: {ours_us / raw_us:.2f}"
+            f" ({ours_us:.1f} vs {raw_us:.1f} us, best of {args.rounds})"
+        )
 
 
 if __name__ == "__main__":
