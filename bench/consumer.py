@@ -81,6 +81,32 @@ WHERE t.task_id = i.task_id AND t.completed_at IS NULL
 RETURNING t.task_id, t.service_id, i.event_id, CAST(to_jsonb(t) - 'attached' AS text)"""
 
 
+def raw_start_row(service_id: int, event_id: str, value: bytes) -> tuple[Any, ...]:
+    """One start's columns of RAW_INSERT: its body parsed and validated, the rest as JSON."""
+    event = RawEvent.model_validate(orjson.loads(value))
+    return (
+        service_id,
+        event_id,
+        event.state_id,
+        str(event.task_type),
+        event.interaction_id,
+        event.est_duration,
+        orjson.dumps(event.model_extra).decode(),
+    )
+
+
+def raw_end_row(task_id: int, event_id: str, value: bytes) -> tuple[Any, ...]:
+    """One end's columns of RAW_END: its body parsed and validated, and kept as sent."""
+    end = RawEnd.model_validate(orjson.loads(value))
+    disposition = None if end.disposition is None else str(end.disposition)
+    return (task_id, event_id, disposition, end.disposition_desc, value.decode())
+
+
+def columns_of(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """The rows (at least one) as columns: one array parameter each."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def raw_kafka(
     settings: StackSettings, group: str, fetch_max_wait_ms: int = 500
 ) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
@@ -114,21 +140,16 @@ async def raw_end_pipeline(settings: StackSettings, stopping: asyncio.Event) -> 
             batch = await consumer.getmany(timeout_ms=200, max_records=1000)
             if not batch:
                 continue
-            columns: list[list[Any]] = [[] for _ in range(5)]
+            ends = []
             for records in batch.values():
                 for record in records:
-                    end = RawEnd.model_validate(orjson.loads(record.value))
                     headers = dict(record.headers)
-                    values = (
-                        int(headers["ce_taskid"]),
-                        headers["ce_id"].decode(),
-                        None if end.disposition is None else str(end.disposition),
-                        end.disposition_desc,
-                        record.value.decode(),
+                    ends.append(
+                        raw_end_row(
+                            int(headers["ce_taskid"]), headers["ce_id"].decode(), record.value
+                        )
                     )
-                    for column, value in zip(columns, values, strict=True):
-                        column.append(value)
-            rows = await db.fetch(RAW_END, *columns)
+            rows = await db.fetch(RAW_END, *columns_of(ends))
             pending = [
                 await producer.send(
                     settings.topics.created,
@@ -164,26 +185,14 @@ async def raw_pipeline(
             batch = await consumer.getmany(timeout_ms=200, max_records=1000)
             if not batch:
                 continue
-            columns: list[list[Any]] = [[] for _ in range(7)]
+            starts = []
             for records in batch.values():
                 for record in records:
-                    event = RawEvent.model_validate(orjson.loads(record.value))
                     headers = dict(record.headers)
-                    for column, value in zip(
-                        columns,
-                        (
-                            int(record.key),
-                            headers["ce_id"].decode(),
-                            event.state_id,
-                            str(event.task_type),
-                            event.interaction_id,
-                            event.est_duration,
-                            orjson.dumps(event.model_extra).decode(),
-                        ),
-                        strict=True,
-                    ):
-                        column.append(value)
-            rows = await db.fetch(RAW_INSERT, *columns)
+                    starts.append(
+                        raw_start_row(int(record.key), headers["ce_id"].decode(), record.value)
+                    )
+            rows = await db.fetch(RAW_INSERT, *columns_of(starts))
             pending = [
                 await producer.send(
                     settings.topics.created,

@@ -31,16 +31,15 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import asyncpg
-import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import BODY, END_BODY
-from bench.consumer import RAW_END, RAW_INSERT, RAW_TABLE, RawEnd, RawEvent
+from bench.consumer import RAW_END, RAW_INSERT, RAW_TABLE, columns_of, raw_end_row, raw_start_row
 from consumer.db.engine import build_engine
 from consumer.db.migrate import upgrade
 from consumer.db.uow import SqlUnitOfWork
@@ -50,6 +49,7 @@ from schemas.task_end import END_STANDARD_FIELDS, parse_task_end
 from schemas.task_start import STANDARD_FIELDS, parse_task_start
 
 SOURCE = "urn:bench:db-floor"
+T = TypeVar("T")
 
 
 def commands(count: int, prefix: str) -> list[StartCommand]:
@@ -67,25 +67,6 @@ def commands(count: int, prefix: str) -> list[StartCommand]:
         )
         for i in range(count)
     ]
-
-
-def raw_columns(batch: Sequence[StartCommand]) -> list[list[Any]]:
-    """The raw loop's seven columns of a batch, built as bench/consumer.py builds them."""
-    columns: list[list[Any]] = [[] for _ in range(7)]
-    for command in batch:
-        event = RawEvent.model_validate(orjson.loads(BODY))
-        values = (
-            command.service_id,
-            command.identity.id,
-            event.state_id,
-            str(event.task_type),
-            event.interaction_id,
-            event.est_duration,
-            orjson.dumps(event.model_extra).decode(),
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
 
 
 def database_cpu() -> float:
@@ -157,26 +138,15 @@ async def main() -> None:
                     raise RuntimeError(f"{applied} of {len(tasks)} ends applied")
 
             async def raw_starts(batch: Sequence[StartCommand]) -> Started:
-                columns = raw_columns(batch)
+                starts = [raw_start_row(c.service_id, c.identity.id, BODY) for c in batch]
                 async with raw.transaction():
-                    rows = await raw.fetch(RAW_INSERT, *columns)
+                    rows = await raw.fetch(RAW_INSERT, *columns_of(starts))
                 return [(row[0], row[1]) for row in rows]
 
             async def raw_ends(tasks: Started) -> None:
-                columns: list[list[Any]] = [[] for _ in range(5)]
-                for task_id, _ in tasks:  # as bench/consumer.py's raw end loop builds them
-                    end = RawEnd.model_validate(orjson.loads(END_BODY))
-                    values = (
-                        task_id,
-                        f"{prefix}-end-{task_id}",
-                        None if end.disposition is None else str(end.disposition),
-                        end.disposition_desc,
-                        END_BODY.decode(),
-                    )
-                    for column, value in zip(columns, values, strict=True):
-                        column.append(value)
+                ends = [raw_end_row(t, f"{prefix}-end-{t}", END_BODY) for t, _ in tasks]
                 async with raw.transaction():
-                    rows = await raw.fetch(RAW_END, *columns)
+                    rows = await raw.fetch(RAW_END, *columns_of(ends))
                 if len(rows) != len(tasks):
                     raise RuntimeError(f"{len(rows)} of {len(tasks)} ends applied")
 
@@ -191,10 +161,11 @@ async def main() -> None:
                 " PostgreSQL CPU per event, us:"
             )
 
-            async def timed(work: Awaitable[None]) -> float:
+            async def timed(work: Awaitable[T]) -> tuple[T, float]:
+                """`work`'s result, and PostgreSQL's CPU meanwhile in us per event."""
                 before = database_cpu()
-                await work
-                return (database_cpu() - before) / count * 1e6
+                result = await work
+                return result, (database_cpu() - before) / count * 1e6
 
             async def start_all(starter: Starter, starts: list[StartCommand]) -> Started:
                 tasks: Started = []
@@ -220,13 +191,11 @@ async def main() -> None:
                 started: dict[str, Started] = {}
                 for name in order:
                     starting = start_all(sides[name][0], commands(count, prefix))
-                    before = database_cpu()
-                    started[name] = await starting
-                    figures[name]["starts"] = (database_cpu() - before) / count * 1e6
+                    started[name], figures[name]["starts"] = await timed(starting)
                 # What autovacuum would have done by now: the tasks' statistics current.
                 await raw.execute("ANALYZE tasks; ANALYZE raw_tasks")
                 for name in order:
-                    figures[name]["ends"] = await timed(end_all(sides[name][1], started[name]))
+                    _, figures[name]["ends"] = await timed(end_all(sides[name][1], started[name]))
                 for name in order:
                     for kind, per_event in figures[name].items():
                         best[name, kind] = min(best.get((name, kind), float("inf")), per_event)

@@ -118,14 +118,14 @@ def query_sql(query: TaskQuery) -> tuple[str, dict[str, Any]]:
         params["type_ids"] = ids
     if names:
         params["type_names"] = names
-    if not ids and not names and query.state is TaskState.ALL and query.state_id is None:
+    if not ids and not names:
+        if query.state is not TaskState.ALL or query.state_id is not None:
+            return _page(where), params
         # No index holds all of a service's tasks (every start would pay for one more): the
         # active and the completed ones are two index ranges in the page's order, merged.
         halves = (f"({_page([*where, completed])})" for completed in _ACTIVE_OR_COMPLETED)
         union = " UNION ALL ".join(halves)
         return f"SELECT * FROM ({union}) AS q ORDER BY tenant, task_id LIMIT :limit", params  # noqa: S608 - fixed text, bound values
-    if not ids and not names:
-        return _page(where), params
     if query.state is TaskState.ACTIVE:  # as for a state: walk the active tasks, filter types
         types = [
             *(["task_type_id + 0 = ANY(CAST(:type_ids AS bigint[]))"] if ids else []),
