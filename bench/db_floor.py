@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import asyncpg
 import psutil
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -107,6 +108,25 @@ def end_commands(tasks: Started, prefix: str) -> list[EndCommand]:
     ]
 
 
+async def store_starts(engine: AsyncEngine, batch: Sequence[StartCommand]) -> Started:
+    """`batch` stored through the consumer's unit of work, as one transaction."""
+    async with SqlUnitOfWork(engine) as uow:
+        stored = await uow.tasks.add_or_get(batch)
+        await uow.commit()
+    return [(task.task_id, task.service_id) for task, _ in stored.values()]
+
+
+async def store_ends(engine: AsyncEngine, tasks: Started, prefix: str) -> None:
+    """The end of each of `tasks` applied through the consumer's unit of work, in one
+    transaction; raises unless every one was applied."""
+    async with SqlUnitOfWork(engine) as uow:
+        outcomes = await uow.tasks.apply_changes(end_commands(tasks, prefix))
+        await uow.commit()
+    applied = sum(o.status is ChangeStatus.APPLIED for o in outcomes)
+    if applied != len(tasks):
+        raise RuntimeError(f"{applied} of {len(tasks)} ends applied")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="batches per side and round")
@@ -124,18 +144,10 @@ async def main() -> None:
             prefix = ""
 
             async def our_starts(batch: Sequence[StartCommand]) -> Started:
-                async with SqlUnitOfWork(engine) as uow:
-                    stored = await uow.tasks.add_or_get(batch)
-                    await uow.commit()
-                return [(task.task_id, task.service_id) for task, _ in stored.values()]
+                return await store_starts(engine, batch)
 
             async def our_ends(tasks: Started) -> None:
-                async with SqlUnitOfWork(engine) as uow:
-                    outcomes = await uow.tasks.apply_changes(end_commands(tasks, prefix))
-                    await uow.commit()
-                applied = sum(o.status is ChangeStatus.APPLIED for o in outcomes)
-                if applied != len(tasks):
-                    raise RuntimeError(f"{applied} of {len(tasks)} ends applied")
+                await store_ends(engine, tasks, prefix)
 
             async def raw_starts(batch: Sequence[StartCommand]) -> Started:
                 starts = [raw_start_row(c.service_id, c.identity.id, BODY) for c in batch]
@@ -181,9 +193,8 @@ async def main() -> None:
 
             for number in range(1, args.rounds + 1):
                 # TRUNCATE leaves the tables' statistics unknown (the planner then goes by their
-                # size as it grows). Not ANALYZE on the empty tables: statistics that say
-                # "empty" make the ends' lookups of task_changes scan every change recorded since
-                # ("Noticed" in bench/README.md, consumer.py section, "session 8").
+                # size as it grows), as on a new database. (Statistics that say "empty" no longer
+                # change the ends' plans since migration 0006: bench/stale_stats.py.)
                 await raw.execute("TRUNCATE tasks, task_changes, raw_tasks, raw_changes")
                 prefix = f"r{number}"
                 order = list(sides) if number % 2 else list(reversed(sides))
