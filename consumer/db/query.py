@@ -62,13 +62,18 @@ class TaskQuery:
         object.__setattr__(self, "task_types", tuple(self.task_types))
 
 
+_COMPLETION = {
+    TaskState.ACTIVE: "completed_at IS NULL",
+    TaskState.COMPLETED: "completed_at IS NOT NULL",
+}
+"""The condition of each state but ALL (whose tasks are the active and the completed ones)."""
+
+
 def _conditions(query: TaskQuery) -> list[str]:
     conditions = ["service_id = :service_id"]
     conditions.append("tenant IS NULL" if query.tenant is None else "tenant = :tenant")
-    if query.state is TaskState.ACTIVE:
-        conditions.append("completed_at IS NULL")
-    elif query.state is TaskState.COMPLETED:
-        conditions.append("completed_at IS NOT NULL")
+    if query.state in _COMPLETION:
+        conditions.append(_COMPLETION[query.state])
     if query.state_id is not None:
         # Active tasks (the ones in flight) are few next to the completed history, and the
         # newest: walked in the order of the state index, a state's active tasks come after
@@ -101,9 +106,6 @@ def _per_type(where: list[str], column: str, values: str, sql_type: str) -> str:
     )
 
 
-_ACTIVE_OR_COMPLETED = ("completed_at IS NULL", "completed_at IS NOT NULL")
-
-
 def query_sql(query: TaskQuery) -> tuple[str, dict[str, Any]]:
     """The statement and parameters of `query` (also used by the query-plan benchmark)."""
     params: dict[str, Any] = {"service_id": query.service_id, "limit": query.limit}
@@ -123,7 +125,7 @@ def query_sql(query: TaskQuery) -> tuple[str, dict[str, Any]]:
             return _page(where), params
         # No index holds all of a service's tasks (every start would pay for one more): the
         # active and the completed ones are two index ranges in the page's order, merged.
-        halves = (f"({_page([*where, completed])})" for completed in _ACTIVE_OR_COMPLETED)
+        halves = (f"({_page([*where, completed])})" for completed in _COMPLETION.values())
         union = " UNION ALL ".join(halves)
         return f"SELECT * FROM ({union}) AS q ORDER BY tenant, task_id LIMIT :limit", params  # noqa: S608 - fixed text, bound values
     if query.state is TaskState.ACTIVE:  # as for a state: walk the active tasks, filter types
