@@ -37,6 +37,7 @@ ALTER FUNCTION apply_task_changes(json) OWNER TO :"operator_role";
 ALTER FUNCTION apply_task_changes_input(json) OWNER TO :"operator_role";
 ALTER FUNCTION json_member_replaced(text, text, text) OWNER TO :"operator_role";
 ALTER FUNCTION task_end_text(json, text, json) OWNER TO :"operator_role";
+ALTER TYPE task_change_input OWNER TO :"operator_role";
 
 -- The consumer and the bridge check at start-up that the database is migrated.
 GRANT USAGE ON SCHEMA public TO :"consumer_role", :"bridge_role";

@@ -124,7 +124,7 @@ async def roles(postgres_server_url: str) -> AsyncIterator[Roles]:
 
 def test_the_script_grants_exactly_the_documented_privileges() -> None:
     statements = re.findall(
-        r"^(?:GRANT|ALTER TABLE|ALTER FUNCTION) .*?;",
+        r"^(?:GRANT|ALTER TABLE|ALTER FUNCTION|ALTER TYPE) .*?;",
         SQL.read_text(),
         flags=re.MULTILINE | re.DOTALL,
     )
@@ -141,6 +141,7 @@ def test_the_script_grants_exactly_the_documented_privileges() -> None:
         'ALTER FUNCTION apply_task_changes_input(json) OWNER TO :"operator_role";',
         'ALTER FUNCTION json_member_replaced(text, text, text) OWNER TO :"operator_role";',
         'ALTER FUNCTION task_end_text(json, text, json) OWNER TO :"operator_role";',
+        'ALTER TYPE task_change_input OWNER TO :"operator_role";',
         'GRANT USAGE ON SCHEMA public TO :"consumer_role", :"bridge_role";',
         'GRANT SELECT ON TABLE alembic_version TO :"consumer_role", :"bridge_role";',
         'GRANT SELECT ON TABLE tasks, rejected_events, task_changes TO :"consumer_role";',
