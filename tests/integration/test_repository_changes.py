@@ -303,6 +303,51 @@ async def test_changes_of_one_task_in_one_batch_apply_in_record_order(
     assert all(c is not None and c.identity == batch[1].identity for c in completions)
 
 
+async def test_tasks_with_different_numbers_of_changes_in_one_batch_each_get_theirs_in_order(
+    engine: AsyncEngine,
+) -> None:
+    # Rounds of unequal sizes (the k-th change of every task is round k: 3, 2 and 1 changes
+    # here), interleaved; a replay of one change and an unknown task ride along.
+    a, b, c = await started(engine, *(start(new_service(), attached={}) for _ in range(3)))
+    replayed = extension(c, "seen", {"v": 0})
+    await applied(engine, replayed)
+    unknown = end(a)._replace(task_id=a.task_id + 1_000_000)
+    batch: list[ChangeCommand] = [
+        extension(a, "n", {"v": 1}),
+        extension(b, "n", {"v": 1}),
+        replayed,
+        extension(a, "n", {"v": 2}),
+        unknown,
+        extension(c, "n", {"v": 1}),
+        end(b, timestamp=END_AT),
+        end(a, timestamp=END_AT),
+    ]
+    outcomes = await applied(engine, *batch)
+    assert [o.identity for o in outcomes] == [command.identity for command in batch]
+    assert [o.status for o in outcomes] == [
+        ChangeStatus.APPLIED,
+        ChangeStatus.APPLIED,
+        ChangeStatus.REPLAYED,
+        ChangeStatus.APPLIED,
+        ChangeStatus.NOT_FOUND,
+        ChangeStatus.APPLIED,
+        ChangeStatus.APPLIED,
+        ChangeStatus.APPLIED,
+    ]
+    shown = [(o.task.task_id, o.task.attached_data_json) if o.task else None for o in outcomes]
+    assert shown == [
+        (a.task_id, '{"n":{"v":1}}'),
+        (b.task_id, '{"n":{"v":1}}'),
+        (c.task_id, '{"seen":{"v":0}}'),
+        (a.task_id, '{"n":{"v":2}}'),
+        None,
+        (c.task_id, '{"seen":{"v":0},"n":{"v":1}}'),
+        (b.task_id, '{"n":{"v":1}}'),
+        (a.task_id, '{"n":{"v":2}}'),
+    ]
+    assert [await changes_of(engine, t.task_id) for t in (a, b, c)] == [3, 2, 2]
+
+
 async def test_a_batch_of_changes_to_many_tasks_is_one_round_trip(engine: AsyncEngine) -> None:
     tasks = await started(engine, *(start(new_service()) for _ in range(4)))
     batch: list[ChangeCommand] = [extension(t, "x", {"i": t.task_id}) for t in tasks]
