@@ -17,13 +17,13 @@ Revises: 0003
 Create Date: 2026-12-06
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from consumer.migrations.earlier import revision_module
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -37,13 +37,7 @@ _CREATE = "CREATE FUNCTION apply_task_changes("
 def _lifecycle_function() -> str:
     """0003's `apply_task_changes`, as a CREATE OR REPLACE (this migration edits it rather than
     repeat its 150 lines)."""
-    path = Path(__file__).with_name("0003_lifecycle.py")
-    spec = importlib.util.spec_from_file_location("ucs_tasks_migration_0003", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    function = str(module._APPLY_FUNCTION)
+    function = str(revision_module("0003_lifecycle.py")._APPLY_FUNCTION)
     if function.count(_CREATE) != 1:
         raise RuntimeError("0003's apply_task_changes is not the text this migration edits")
     return function.replace(_CREATE, "CREATE OR REPLACE FUNCTION apply_task_changes(")

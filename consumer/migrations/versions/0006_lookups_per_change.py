@@ -23,11 +23,11 @@ Revises: 0005
 Create Date: 2026-12-06
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from consumer.migrations.earlier import revision_module
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -37,12 +37,7 @@ depends_on: str | Sequence[str] | None = None
 
 def _function_of_0004() -> str:
     """0004's `apply_task_changes`, as a CREATE OR REPLACE (built there from 0003's text)."""
-    path = Path(__file__).with_name("0004_attached_data_once.py")
-    spec = importlib.util.spec_from_file_location("ucs_tasks_migration_0004", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = revision_module("0004_attached_data_once.py")
     return str(module._without_copy(module._lifecycle_function()))
 
 

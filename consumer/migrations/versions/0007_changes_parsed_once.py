@@ -22,11 +22,11 @@ Revises: 0006
 Create Date: 2026-12-07
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from consumer.migrations.earlier import revision_module
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -36,12 +36,7 @@ depends_on: str | Sequence[str] | None = None
 
 def _function_of_0006() -> str:
     """0006's `apply_task_changes`, as a CREATE OR REPLACE (built there from 0004's text)."""
-    path = Path(__file__).with_name("0006_lookups_per_change.py")
-    spec = importlib.util.spec_from_file_location("ucs_tasks_migration_0006", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = revision_module("0006_lookups_per_change.py")
     return str(module._probing(module._function_of_0004()))
 
 
