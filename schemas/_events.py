@@ -319,6 +319,22 @@ def native_validator(model: type[EventModel], limits: Limits) -> SchemaValidator
 
 def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
     """Validate one event body against `model`, or raise EventValidationError (every problem)."""
+    if type(data) is Scanned:  # a decoded body proven clean, its size known: checked natively
+        value, size = data
+        rules = model.event_rules
+        if (
+            size is not None
+            and size <= limits.max_body_bytes
+            and type(value) is dict
+            and rules.reserved.isdisjoint(value)
+            and (native := native_validator(model, limits)) is not None
+        ):
+            try:
+                event: M = native.validate_python(value)
+            except ValidationError:
+                pass  # not the common case, or invalid: the full check below says why
+            else:
+                return event
     what = model.event_rules.what
     decoded = decode_body(data, limits, what)
     value = decoded.value
@@ -331,7 +347,7 @@ def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
         native = native_validator(model, limits)
     if native is not None:
         try:  # the common valid body, checked by pydantic-core alone
-            event: M = native.validate_python(value)
+            event = native.validate_python(value)
         except ValidationError:
             pass  # not the common case, or invalid: the full check names every problem
         else:

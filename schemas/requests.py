@@ -68,17 +68,16 @@ class TaskRequest(NamedTuple):
     ) -> wire.Record:
         """The binary-mode record of this request under the identity (`source`, `event_id`),
         keyed by its service id; `trace`: W3C trace context headers to send along."""
-        return wire.encode_request_binary(
-            service_id=self.service_id,
-            body=self.body,
-            event_id=event_id,
-            source=source,
-            reply_to=reply_to,
-            correlation_id=correlation_id,
-            event_type=TYPE_OF_KIND[self.kind],
-            task_id=self.task_id,
-            extension=self.extension,
-            tenant=self.tenant,
-            group=self.group,
-            trace=trace,
+        optional = (
+            None,  # time
+            reply_to,
+            correlation_id,
+            self.task_id,
+            self.extension,
+            self.tenant,
+            self.group,
+        )
+        event_type = TYPE_OF_KIND[self.kind]
+        return wire.binary_request(
+            self.service_id, self.body, event_id, source, event_type, optional=optional, trace=trace
         )

@@ -15,13 +15,13 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from schemas import extension
-from schemas._events import RAW_TYPES, Scanned, scanned_clean, too_large
+from schemas._events import RAW_TYPES, Scanned, parse_event, scanned_clean, too_large
 from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
-from schemas.ids import parse_service_id, parse_task_id
+from schemas.ids import SERVICE_ID_MAX, parse_service_id, parse_task_id
 from schemas.limits import DEFAULT_LIMITS, Limits
-from schemas.task_end import TaskEndEvent, parse_task_end
-from schemas.task_start import TaskStartEvent, parse_task_start
+from schemas.task_end import TaskEndEvent
+from schemas.task_start import TaskStartEvent
 
 __all__ = [
     "BODY_NAMES",
@@ -116,9 +116,9 @@ def _body(
     kind: EventKind, body: bytes | Any, limits: Limits, extension: str | None
 ) -> TaskStartEvent | TaskEndEvent | ExtensionUpdate:
     if kind is START_KIND:
-        return parse_task_start(body, limits)
+        return parse_event(TaskStartEvent, body, limits)  # parse_task_start, one call less
     if kind is END_KIND:
-        return parse_task_end(body, limits)
+        return parse_event(TaskEndEvent, body, limits)  # parse_task_end, one call less
     return parse_extension_update(extension, body, limits)
 
 
@@ -167,10 +167,13 @@ def validate_event(
     service: int | None = None
     task: int | None = None
     event: TaskStartEvent | TaskEndEvent | ExtensionUpdate | None = None
-    try:
-        service = parse_service_id(service_id)
-    except EventValidationError as exc:
-        problems = Problems.kept(problems, exc)
+    if type(service_id) is int and 0 < service_id <= SERVICE_ID_MAX:
+        service = service_id  # the common id, as parse_service_id would return it
+    else:
+        try:
+            service = parse_service_id(service_id)
+        except EventValidationError as exc:
+            problems = Problems.kept(problems, exc)
     if kind is not START_KIND:
         try:
             task = parse_task_id(task_id)

@@ -31,6 +31,7 @@ __all__ = [
     "Envelope",
     "RequestAttributes",
     "UndecodableRecordError",
+    "binary_request",
     "decode_request",
     "decode_structured",
     "encode_request_binary",
@@ -348,9 +349,28 @@ def encode_request_binary(
 ) -> Record:
     """A binary-mode task request record (start by default) with the `RequestAttributes` given
     (None: not written): the body goes out untouched; `trace`: W3C trace context headers to
-    send along. Named parameters, not `**RequestAttributes`: one is built per request the
-    bridge or `produce` sends, and collecting a dict of keywords cost it ~1 us; their tuple
-    below is in `_OPTIONAL_ATTRIBUTES` order (test_wire checks it against that list)."""
+    send along."""
+    optional = (time, reply_to, correlation_id, task_id, extension, tenant, group)
+    return binary_request(
+        service_id, body, event_id, source, event_type, optional=optional, trace=trace
+    )
+
+
+def binary_request(
+    service_id: int,
+    body: bytes,
+    event_id: str,
+    source: str,
+    event_type: str,
+    *,
+    optional: tuple[object, ...],
+    trace: Mapping[str, str] | None = None,
+) -> Record:
+    """`encode_request_binary` for the paths that build one record per request (the bridge and
+    `produce`, through `TaskRequest.record`): the identity positional, the optional attributes
+    one tuple in `_OPTIONAL_ATTRIBUTES` order (time, reply_to, correlation_id, task_id,
+    extension, tenant, group; None: not written). A call with a dozen keywords cost each
+    request ~1 us more; the tuple's order is checked against that list by test_wire."""
     key = str(service_id).encode()  # the record key (`service_key`) and `serviceid`
     headers = [
         _SPECVERSION_HEADER,
@@ -360,8 +380,7 @@ def encode_request_binary(
         ("ce_serviceid", key),
         _JSON_CONTENT_TYPE,
     ]
-    # In `_OPTIONAL_ATTRIBUTES` order; most records (every `produce` start) carry none of them.
-    optional = (time, reply_to, correlation_id, task_id, extension, tenant, group)
+    # Most records (every `produce` start) carry none of the optional attributes.
     if optional != _NONE_OPTIONAL:
         headers += [
             (header, str(value).encode())

@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import validation
+from schemas._events import parse_event
 from schemas.errors import MAX_REPORTED_ERRORS, EventValidationError, merged, whole_body
 from schemas.extension import ExtensionUpdate
 from schemas.ids import TASK_ID_MAX, parse_task_id
 from schemas.limits import FieldMode, Limits
 from schemas.replies import ErrorCode
 from schemas.task_end import TaskEndEvent
-from schemas.task_start import TaskStartEvent, TaskStartValidationError, parse_task_start
+from schemas.task_start import TaskStartEvent, TaskStartValidationError
 from schemas.validation import EventKind, ValidEvent, validate_event
 
 STRICT = Limits(mode=FieldMode.STRICT)
@@ -101,11 +102,11 @@ def test_each_part_of_a_refused_request_is_checked_once(monkeypatch: pytest.Monk
     # A flood of bad requests must not cost twice what a good one does.
     calls: list[object] = []
 
-    def counted(body: object, limits: Limits) -> TaskStartEvent:
+    def counted(model: type[TaskStartEvent], body: object, limits: Limits) -> TaskStartEvent:
         calls.append(body)
-        return parse_task_start(body, limits)
+        return parse_event(model, body, limits)
 
-    monkeypatch.setattr(validation, "parse_task_start", counted)
+    monkeypatch.setattr(validation, "parse_event", counted)
     error = refused(EventKind.START, "abc", b'{"state_id": "x"}')
     assert [e.field for e in error.errors] == ["service_id", "state_id"]
     assert len(calls) == 1
