@@ -141,7 +141,8 @@ class BatchSender:
     def append(self, key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> Any:
         """Append one record without awaiting: None, or a full batch that the caller must
         hand over with `submit` before appending again (the record is in a new batch)."""
-        self._raise_if_failed()
+        if self._error is not None:
+            self._raise_if_failed()
         partition = self._partition_of.get(key)
         if partition is None:  # murmur2 is pure Python: remember each key's partition
             partition = self._partitioner(key, self._partitions, self._partitions)

@@ -159,7 +159,7 @@ class _Run(ToolRun[ProduceOptions]):
         """Whether to send this record, line `number` of input `name`: not a duplicate (unless
         --new-ids), not a dry run (which counts and shows it instead)."""
         if not self.options.new_ids:
-            identity = prepared.identity
+            identity = (prepared.source, prepared.id)  # prepared.identity, without a call
             first = self.first_seen.get(identity)
             if first is not None:
                 self.summary.duplicate(f"{name}:{number}", f"{first[0]}:{first[1]}")
@@ -185,11 +185,14 @@ class _Run(ToolRun[ProduceOptions]):
         )
         number = unreported = 0
         report_every = 1 if self.options.rate else _REPORT_EVERY
-        sender, limiter = self.sender, self.limiter
+        sender, limiter, stopping = self.sender, self.limiter, self.stopping
+        limited = limiter.limited
         async for lines in _chunks(source):
+            # `stopping` is set by a signal handler, which runs only while this awaits: looked
+            # at after each await (here, and below a paced or a full batch), not every line.
+            if stopping.is_set():
+                return
             for raw in lines:
-                if self.stopping.is_set():
-                    return
                 number += 1
                 unreported += 1
                 if unreported >= report_every:
@@ -207,11 +210,13 @@ class _Run(ToolRun[ProduceOptions]):
                 if not self._admit(prepared, source.name, number) or sender is None:
                     continue
                 # No coroutine per line: only a rate, or a full batch, is awaited.
-                if limiter.limited:
-                    await limiter.pace(sender.submit_all, self.stopping)
+                if limited:
+                    await limiter.pace(sender.submit_all, stopping)
                 full = sender.append(prepared.key, prepared.value, prepared.headers)
                 if full is not None:
                     await sender.submit(full)
+                if (limited or full is not None) and stopping.is_set():
+                    return
             if not source.regular and sender is not None:
                 await sender.submit_all()  # the next read may wait on a slow writer
         bar.advance(unreported, self._status())

@@ -18,7 +18,14 @@ from typer.testing import CliRunner
 from consumer.db.engine import build_engine
 from producer_tools.cli import app
 from producer_tools.tools._events import PRODUCE_SOURCE, plain_identity
-from producer_tools.tools._progress import EXIT_BROKER, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, Reporter
+from producer_tools.tools._progress import (
+    EXIT_BROKER,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    EXIT_USAGE,
+    Reporter,
+)
 from producer_tools.tools._ranges import close_reader, end_offsets, open_reader, partitions_of
 from producer_tools.tools.produce import ProduceOptions, produce
 from producer_tools.tools.replay import ReplayOptions, replay
@@ -249,3 +256,27 @@ async def test_a_rate_limit_spaces_the_events_out(settings: StackSettings, tmp_p
     summary = await produce(settings, [path], ProduceOptions(rate=50))
     assert summary.sent == 11
     assert time.monotonic() - started >= 0.19  # 10 gaps of 20 ms
+
+
+async def test_an_interrupted_run_stops_at_the_next_line_and_keeps_what_it_sent(
+    settings: StackSettings, tmp_path: Path
+) -> None:
+    # `stopping` (the first Ctrl-C) is looked at after each await, not each line: a paced run
+    # must still stop at the next line, with every line it read sent and acknowledged.
+    path = write_lines(tmp_path / "long.jsonl", [plain({"state_id": i}) for i in range(2000)])
+    stopping = asyncio.Event()
+    running = asyncio.create_task(
+        produce(settings, [path], ProduceOptions(rate=100), stopping=stopping)
+    )
+    await wait_for_records(settings, settings.topics.requests, 5)
+    stopping.set()
+    summary = await asyncio.wait_for(running, 10)
+    assert (summary.error, summary.finish()) == ("interrupted", EXIT_INTERRUPTED)
+    assert 5 <= summary.sent < 2000
+    assert summary.read == summary.sent  # nothing read and left unsent
+    assert await count_records(settings, settings.topics.requests) == summary.sent
+
+    already = asyncio.Event()
+    already.set()
+    stopped = await produce(settings, [path], ProduceOptions(), stopping=already)
+    assert (stopped.read, stopped.sent, stopped.error) == (0, 0, "interrupted")
