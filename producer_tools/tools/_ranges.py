@@ -130,7 +130,11 @@ async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicParti
 async def end_offsets(
     reader: AIOKafkaConsumer, tps: Sequence[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    """The offset after the last record of each partition, checked by reading the last batch."""
+    """The offset after the last record of each partition, checked by reading the last batch.
+
+    A partition is done once a poll has delivered its last batch whole (a poll that returned
+    fewer records than it may: nothing it fetched was held back), or found nothing more: on a
+    topic being written, what came after the listing does not keep the probe reading."""
     firsts = await reader.beginning_offsets(list(tps))
     ends: dict[TopicPartition, int] = dict(await reader.end_offsets(list(tps)))
     probe = [tp for tp in tps if ends[tp] > firsts[tp]]
@@ -143,9 +147,12 @@ async def end_offsets(
     async with asyncio.timeout(PROBE_TIMEOUT_S):
         while todo:
             batch = await reader.getmany(*todo, timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+            whole = sum(map(len, batch.values())) < _MAX_RECORDS
             for tp, records in batch.items():
                 if records:
                     ends[tp] = max(ends[tp], records[-1].offset + 1)
+                    if whole:  # the batch at the listed end, and whatever followed it, read
+                        todo.discard(tp)
             for tp in list(todo):
                 if tp not in batch and await reader.position(tp) >= ends[tp]:
                     todo.discard(tp)  # read up to the end: nothing follows

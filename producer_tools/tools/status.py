@@ -121,8 +121,11 @@ def _print(status: Status, out: Console) -> None:
         )
 
 
-def run(settings: ToolsConfig, json: bool, out: TextIO = sys.stdout) -> int:
-    """The command: prints the status; exit 0, or 3/4 with one line on stderr."""
+def run(settings: ToolsConfig, json: bool, out: TextIO | None = None) -> int:
+    """The command: prints the status (to `out`, else the standard output of the moment: a
+    default of `sys.stdout` would be the one of the import); exit 0, or 3/4 with one line on
+    stderr."""
+    out = sys.stdout if out is None else out
     group = ConsumerSettings().consumer_group
     try:
         status = asyncio.run(read(settings, group))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from producer_tools.cli import app
 from producer_tools.devstack.embedded import free_port
+from producer_tools.tools.status import read as read_status
 from tests.kafka_client import TaskClient
 from tests.servers import StackSettings
 
@@ -56,3 +60,40 @@ async def test_status_with_the_broker_down_is_one_line_and_exit_3(settings: Stac
     assert "Traceback" not in result.output
     assert result.stderr.strip().count("\n") == 0
     assert down in result.stderr
+
+
+async def test_status_answers_while_the_requests_topic_is_being_written(
+    settings: StackSettings,
+) -> None:
+    # The end of each partition is checked by reading its last batch; records arriving all the
+    # while once kept that read going until its 10 s timeout (status failed on a busy topic).
+    path = settings.topics.requests
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await producer.start()
+    sent = 0
+    writing = asyncio.Event()
+
+    async def write() -> None:
+        nonlocal sent
+        while True:  # one partition, a record every few ms: every poll of it finds more
+            await producer.send_and_wait(path, b"{}", partition=0)
+            sent += 1
+            writing.set()
+            await asyncio.sleep(0.003)
+
+    writer = asyncio.create_task(write())
+    try:
+        await writing.wait()
+        before = sent
+        started = time.monotonic()
+        report = await read_status(settings, settings.consumer.consumer_group)
+        took = time.monotonic() - started
+        after = sent
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        await producer.stop()
+    ends = sum(p["end"] for p in report.partitions)
+    assert before <= ends <= after + 1  # + the one send in flight, stored but not acked yet
+    assert took < 8, took  # not the probe's 10 s timeout
