@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/run_all.py [--only consumer peers] [--skip replay] [--timeout-s 900]
 
-Each `bench/*.py` runs with its own default sizes, except soak.py (`make soak`), this file and
-modules starting with `_`; new benchmarks are picked up by being there. Each one's output is
-shown as it runs; a summary follows with each script's status, duration and its `ratio ...`
+Each `bench/*.py` runs with its own default sizes, except soak.py (`make soak`),
+instructions.py (valgrind, minutes: run by hand), this file and modules starting with `_`; new
+benchmarks are picked up by being there. Each one's output is shown as it runs; a summary
+follows with each script's status, duration and its `ratio ...`
 lines (or its last line when it prints none). The exit code is 1 if any script failed or ran
 out of time.
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOT_HERE = {"soak.py", Path(__file__).name}
+NOT_HERE = {"soak.py", "instructions.py", Path(__file__).name}
 
 
 def scripts(only: list[str], skip: list[str]) -> list[Path]:
