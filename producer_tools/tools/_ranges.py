@@ -144,18 +144,26 @@ async def end_offsets(
     for tp in probe:
         reader.seek(tp, ends[tp] - 1)
     todo = set(probe)
-    async with asyncio.timeout(PROBE_TIMEOUT_S):
-        while todo:
-            batch = await reader.getmany(*todo, timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
-            whole = sum(map(len, batch.values())) < _MAX_RECORDS
-            for tp, records in batch.items():
-                if records:
-                    ends[tp] = max(ends[tp], records[-1].offset + 1)
-                    if whole:  # the batch at the listed end, and whatever followed it, read
-                        todo.discard(tp)
-            for tp in list(todo):
-                if tp not in batch and await reader.position(tp) >= ends[tp]:
-                    todo.discard(tp)  # read up to the end: nothing follows
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            while todo:
+                batch = await reader.getmany(*todo, timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+                whole = sum(map(len, batch.values())) < _MAX_RECORDS
+                for tp, records in batch.items():
+                    if records:
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+                        if whole:  # the batch at the listed end, and whatever followed it, read
+                            todo.discard(tp)
+                for tp in list(todo):
+                    if tp not in batch and await reader.position(tp) >= ends[tp]:
+                        todo.discard(tp)  # read up to the end: nothing follows
+    except TimeoutError:
+        left = ", ".join(f"{tp.topic}:{tp.partition}" for tp in sorted(todo))
+        raise ToolError(
+            f"the broker did not deliver the last records of {left} within "
+            f"{PROBE_TIMEOUT_S:g} s (their end offsets could not be checked)",
+            EXIT_BROKER,
+        ) from None
     # The probe's assignment stays until the next assign(): unassigning right before stop()
     # can hang aiokafka's fetcher (it swallows its own cancellation while dropping fetches).
     return ends
