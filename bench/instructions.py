@@ -9,7 +9,10 @@ runs each side in a fresh Python under valgrind's callgrind (which counts every 
 process executes; ~50 times slower, so a few thousand events), twice, with the smaller and the
 larger count of the same events: the difference over the difference of events is the
 instructions per event, start-up and imports cancelled out. Hash randomisation is off in those
-processes (PYTHONHASHSEED=0), so a rerun gives the same figure to within ~1%.
+processes (PYTHONHASHSEED=0). The figure still moves by a few percent with timing, which decides
+how many batches aiokafka's sender forms and how many turns the loop takes while acks come back
+(the same code gave 155k and 161k per produced event, run beside other work): compare figures
+taken the same way, or `LinePreparer.prepare` alone, whose count has no clock in it.
 
 The broker (tansu, embedded) runs outside valgrind. Both sides use `replay.py`'s events and
 runners: `produce` reads, validates, derives identities, batches and waits for every ack;
