@@ -319,39 +319,31 @@ def native_validator(model: type[EventModel], limits: Limits) -> SchemaValidator
 
 def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
     """Validate one event body against `model`, or raise EventValidationError (every problem)."""
-    if type(data) is Scanned:  # a decoded body proven clean, its size known: checked natively
-        value, size = data
-        rules = model.event_rules
-        if (
-            size is not None
-            and size <= limits.max_body_bytes
-            and type(value) is dict
-            and rules.reserved.isdisjoint(value)
-            and (native := native_validator(model, limits)) is not None
-        ):
-            try:
-                event: M = native.validate_python(value)
-            except ValidationError:
-                pass  # not the common case, or invalid: the full check below says why
-            else:
-                return event
-    what = model.event_rules.what
-    decoded = decode_body(data, limits, what)
-    value = decoded.value
+    rules = model.event_rules
+    what = rules.what
+    decoded: Decoded | None = None
+    if type(data) is Scanned and data.size is not None and data.size <= limits.max_body_bytes:
+        value = data.value  # decoded, proven clean and measured by the caller: nothing to decode
+    else:
+        decoded = decode_body(data, limits, what)
+        value = decoded.value
     if not isinstance(value, dict):
         raise whole_body(
             ErrorCode.NOT_AN_OBJECT, f"The {what} must be a JSON object, got {json_type(value)}."
         )
     native = None  # looked up only for a body it may take
-    if decoded.shallow and not decoded.early and model.event_rules.reserved.isdisjoint(value):
+    clean = decoded is None or (decoded.shallow and not decoded.early)
+    if clean and rules.reserved.isdisjoint(value):
         native = native_validator(model, limits)
     if native is not None:
         try:  # the common valid body, checked by pydantic-core alone
-            event = native.validate_python(value)
+            event: M = native.validate_python(value)
         except ValidationError:
             pass  # not the common case, or invalid: the full check names every problem
         else:
             return event
+    if decoded is None:
+        decoded = Decoded(value, shallow=True)  # what decode_body says of such a body
     context = {CONTEXT_LIMITS: limits, _CONTEXT_SHALLOW: decoded.shallow}
     try:
         event = model.model_validate(value, context=context)

@@ -37,6 +37,8 @@ def _decimal_id(raw: str | int | None, high: int) -> int | str:
 
 
 def _parse_id(raw: str | int | None, high: int, field: str, code: ErrorCode) -> int:
+    if type(raw) is int and 0 < raw <= high:
+        return raw  # the common id, a JSON integer in range: as `_decimal_id` would return it
     checked = _decimal_id(raw, high)
     if isinstance(checked, int):
         return checked

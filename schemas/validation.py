@@ -18,7 +18,7 @@ from schemas import extension
 from schemas._events import RAW_TYPES, Scanned, parse_event, scanned_clean, too_large
 from schemas.errors import EventValidationError, Problems
 from schemas.extension import ExtensionUpdate, parse_extension_update
-from schemas.ids import SERVICE_ID_MAX, parse_service_id, parse_task_id
+from schemas.ids import parse_service_id, parse_task_id
 from schemas.limits import DEFAULT_LIMITS, Limits
 from schemas.task_end import TaskEndEvent
 from schemas.task_start import TaskStartEvent
@@ -167,13 +167,10 @@ def validate_event(
     service: int | None = None
     task: int | None = None
     event: TaskStartEvent | TaskEndEvent | ExtensionUpdate | None = None
-    if type(service_id) is int and 0 < service_id <= SERVICE_ID_MAX:
-        service = service_id  # the common id, as parse_service_id would return it
-    else:
-        try:
-            service = parse_service_id(service_id)
-        except EventValidationError as exc:
-            problems = Problems.kept(problems, exc)
+    try:
+        service = parse_service_id(service_id)
+    except EventValidationError as exc:
+        problems = Problems.kept(problems, exc)
     if kind is not START_KIND:
         try:
             task = parse_task_id(task_id)

@@ -113,10 +113,11 @@ def validated(
         )
     except EventValidationError as exc:  # names every problem of the ids and the body
         problems = Problems.kept(problems, exc)
-    try:
-        tenancy.resolve(tenant, group)
-    except EventValidationError as exc:
-        problems = Problems.kept(problems, exc)
+    if tenancy.tenants:  # else every request's tenant is (None, None): nothing to check
+        try:
+            tenancy.resolve(tenant, group)
+        except EventValidationError as exc:
+            problems = Problems.kept(problems, exc)
     if problems is not None:
         raise InvalidInputError(merged(problems.found).message) from None
     assert event is not None  # noqa: S101 - no problem: set
@@ -366,26 +367,17 @@ class LinePreparer:
         # tuple.__new__: the NamedTuple's own __new__ is a Python function (~0.25 us, this ~0.1)
         fits = clean and size <= self._limits.max_body_bytes
         checked = tuple.__new__(Scanned, (value, size)) if fits else body
-        valid = None
-        if kind is START_KIND and not self._tenancy.tenants:
-            # The common line, without `validated`'s keywords and tenant check (none to make);
-            # a problem is named by `validated` below, as for any other line.
-            try:  # noqa: SIM105 - contextlib.suppress costs a line more than it saves here
-                valid = validate_event(START_KIND, obj["service_id"], checked, self._limits)
-            except EventValidationError:
-                pass
-        if valid is None:
-            valid = validated(
-                kind,
-                obj["service_id"],
-                checked,
-                self._limits,
-                task_id=obj.get("task_id"),
-                extension=obj.get("extension"),
-                tenant=tenant,
-                group=group,
-                tenancy=self._tenancy,
-            )
+        valid = validated(
+            kind,
+            obj["service_id"],
+            checked,
+            self._limits,
+            task_id=obj.get("task_id"),
+            extension=obj.get("extension"),
+            tenant=tenant,
+            group=group,
+            tenancy=self._tenancy,
+        )
         request = TaskRequest.of(valid, body, tenant, group)
         if self._new_ids:
             event_id = uuid.uuid4().hex
