@@ -46,7 +46,9 @@ _MAX_DIGITS = 20  # longer (without leading zeros) is out of every range; int() 
 _TIMESTAMP = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
+_CANONICAL_FORM: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+"""The contract's own timestamp form, `2010-05-20T15:41:52.380Z`: UTC to the millisecond."""
+_CANONICAL_TIMESTAMP = re.compile(_CANONICAL_FORM)
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
@@ -241,13 +243,25 @@ def native_schema(field: StandardField, limits: Limits) -> CoreSchema:
     a body decoded by orjson without a `\\u0000` escape: such strings hold no U+0000 and no lone
     surrogate (orjson refuses both raw), so `string_problem` finds nothing in them. Anything else
     (genesys mode's decimal strings and numbers as text, null, a wrong type, out of range) fails
-    it and gets the full check, which names the problem. A timestamp is parsed by `_timestamp`.
+    it and gets the full check, which names the problem. A timestamp in the contract's own form
+    is matched by pydantic-core and read by `datetime.fromisoformat` (a C function: no Python
+    frame), as `_timestamp` reads it (UTC, `timezone.utc`); one that is not a real date or time
+    (2010-02-30) and every other form go to `_timestamp`, within the same native check.
     """
     if field.kind in _RANGES:
         low, high = _RANGES[field.kind]
         return cs.int_schema(strict=True, ge=low, le=high)
     if field.kind is Kind.TIMESTAMP:
-        return cs.no_info_plain_validator_function(_timestamp)
+        return cs.union_schema(
+            [
+                cs.no_info_after_validator_function(
+                    datetime.fromisoformat,
+                    cs.str_schema(strict=True, pattern=f"^{_CANONICAL_FORM}$"),
+                ),
+                cs.no_info_plain_validator_function(_timestamp),
+            ],
+            mode="left_to_right",
+        )
     limit = limits.max_string_length
     if field.max_length is not None and field.max_length < limit:
         limit = field.max_length

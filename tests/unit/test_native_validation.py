@@ -5,6 +5,7 @@ under tight caps; and the bodies it is for do take it."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -50,6 +51,10 @@ TIMESTAMPS = (
     "2010-05-20T17:41:52.380123+02:00",
     "2010-05-20T15:41:52.380",
     "2010-02-30T15:41:52.380Z",
+    "2010-05-20T23:59:60.000Z",
+    "2010-05-20T15:41:52.380Z\n",
+    "\u0662010-05-20T15:41:52.380Z",
+    "2010-05-20 15:41:52.380Z",
     "2010-05-20",
     "",
 )
@@ -231,6 +236,45 @@ def test_a_common_valid_start_is_checked_by_the_native_path_alone(
     assert event.attached_data == {
         "Survey": {"url": "http://ourServer/storage/userAnswers", "question1": 7}
     }
+
+
+def python_calls(check: Callable[[], object]) -> list[str]:
+    """The names of the Python functions `check` calls (C functions are not listed)."""
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            called.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        check()
+    finally:
+        sys.setprofile(None)
+    return called
+
+
+@pytest.mark.parametrize(
+    ("stamp", "python"),
+    [
+        ("2010-05-20T15:41:52.380Z", False),  # the contract's form: read by pydantic-core alone
+        ("2010-05-20T17:41:52.380+02:00", True),  # another offset: `_timestamp`, still native
+        ("2010-05-20T15:41:52Z", True),
+    ],
+)
+def test_the_contracts_timestamp_form_is_read_without_a_python_call(
+    stamp: str, python: bool
+) -> None:
+    native = native_validator(TaskStartEvent, Limits())
+    assert native is not None
+    body = {**orjson.loads(common_body()), "timestamp": stamp}
+    events: list[Any] = []
+    called = python_calls(lambda: events.append(native.validate_python(body)))
+    assert ("_timestamp" in called) is python, called
+    assert events[0].timestamp == datetime(
+        2010, 5, 20, 15, 41, 52, 380000 if "." in stamp else 0, tzinfo=UTC
+    )
+    assert events[0].timestamp.tzinfo is UTC  # the same object as the full check's
 
 
 @pytest.mark.parametrize(
