@@ -317,6 +317,9 @@ def native_validator(model: type[EventModel], limits: Limits) -> SchemaValidator
     return SchemaValidator(schema)
 
 
+_UNCOMPILED: Final = object()
+
+
 def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
     """Validate one event body against `model`, or raise EventValidationError (every problem)."""
     rules = model.event_rules
@@ -334,7 +337,9 @@ def parse_event(model: type[M], data: bytes | Any, limits: Limits) -> M:
     native = None  # looked up only for a body it may take
     clean = decoded is None or (decoded.shallow and not decoded.early)
     if clean and rules.reserved.isdisjoint(value):
-        native = native_validator(model, limits)
+        native = limits.compiled.get(model, _UNCOMPILED)
+        if native is _UNCOMPILED:  # the first event of `model` under these limits
+            native = limits.compiled[model] = native_validator(model, limits)
     if native is not None:
         try:  # the common valid body, checked by pydantic-core alone
             event: M = native.validate_python(value)

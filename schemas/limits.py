@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 
 class FieldMode(StrEnum):
@@ -32,6 +32,12 @@ class Limits:
     mode: FieldMode = FieldMode.GENESYS
     """A `FieldMode` or its name (`"strict"`); validators compare by identity, so it is
     normalised here, once."""
+    compiled: dict[Any, Any] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+    """What validation compiled for these limits, by what it was compiled for (the native
+    validator per event model, `schemas._events.parse_event`): a cache, not part of the value.
+    Read on every event without hashing the limits (a dataclass's hash is a Python call)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", FieldMode(self.mode))

@@ -310,6 +310,18 @@ def test_the_native_validator_is_compiled_once_per_model_and_limits() -> None:
     assert native_validator(TaskStartEvent, strict) is not native_validator(TaskEndEvent, strict)
 
 
+def test_limits_keep_what_was_compiled_for_them_outside_their_value() -> None:
+    limits, other = Limits(max_string_length=77), Limits(max_string_length=77)
+    parse_task_start(common_body(), limits)
+    assert limits.compiled == {TaskStartEvent: native_validator(TaskStartEvent, limits)}
+    assert other.compiled == {}
+    assert limits == other  # the cache is not part of the value
+    assert hash(limits) == hash(other)
+    assert "compiled" not in repr(limits)
+    parse_task_start(common_body(), other)  # equal limits share the compiled validator
+    assert other.compiled[TaskStartEvent] is limits.compiled[TaskStartEvent]
+
+
 def test_a_model_schema_of_another_shape_gets_no_native_path_and_the_full_check_does_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
