@@ -14,8 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-
-from starlette.datastructures import Headers
+from typing import Protocol
 
 from producer_tools.bridge.errors import UnauthorizedError
 from producer_tools.bridge.settings import BridgeConfig
@@ -43,7 +42,16 @@ def configured_tokens(settings: BridgeConfig) -> list[str]:
     return tokens
 
 
-def presented_credentials(headers: Headers) -> list[bytes]:
+class HeaderLists(Protocol):
+    """A request's headers as `check` reads them: every value of a name, in any case
+    (Starlette's `Headers`, the bridge's `inputs.RequestHeaders`)."""
+
+    def getlist(self, key: str, /) -> list[str]:
+        """Every value of the header `key` (any case), decoded as latin-1, in order."""
+        ...
+
+
+def presented_credentials(headers: HeaderLists) -> list[bytes]:
     """Every credential the request presents: Bearer tokens and API keys (raw header bytes)."""
     found: list[bytes] = []
     for value in headers.getlist("authorization"):
@@ -74,7 +82,7 @@ class BridgeAuth:
         """Whether requests must present a token."""
         return bool(self._digests)
 
-    def check(self, headers: Headers) -> None:
+    def check(self, headers: HeaderLists) -> None:
         """Return when authentication is off or a presented credential is accepted; else raise
         UnauthorizedError (401)."""
         if not self._digests:

@@ -6,7 +6,7 @@ FastAPI's router (a match against every route) and dependency solver (bridge, au
 caller, each a coroutine) cost about as much CPU as the request's own work: validation,
 publishing and waiting for its reply. This ASGI middleware matches that one method and path
 template itself and calls what the route's dependencies and handler call, in the same order
-(`writes.start_task`): `deps.authenticated`, `deps.caller`, then `writes.publish`; an error
+(`writes.start_task`): `deps.authenticated`'s check, `deps.caller`, then `writes.publish`; an error
 becomes the response the app's own exception handlers give it. Everything else (another
 method on that path, every other route, the OpenAPI document that still describes the route)
 goes to FastAPI unchanged. It sits inside `RequestMetrics`, which labels the request by its
@@ -65,8 +65,8 @@ class StartTaskFastPath:
         request = Request(scope, receive, send)
         try:
             bridge = await get_bridge(request)
-            await deps.authenticated(request, bridge)
             headers = inputs.RequestHeaders(scope["headers"])
+            bridge.auth.check(headers)  # `deps.authenticated`'s check, from the headers read once
             caller = await deps.caller(
                 bridge, headers.get(TENANT_HEADER), headers.get(GROUP_HEADER)
             )

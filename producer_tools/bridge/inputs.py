@@ -16,6 +16,7 @@ Decisions (docs/http-api.md repeats them):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import unquote_to_bytes
 
@@ -64,8 +65,11 @@ def _unsupported(message: str) -> TaskStartValidationError:
     )
 
 
+@functools.lru_cache(maxsize=32)
 def check_content_type(value: str | None) -> None:
-    """Refuse (415) a body that is not declared JSON; a missing Content-Type counts as JSON."""
+    """Refuse (415) a body that is not declared JSON; a missing Content-Type counts as JSON.
+    Callers send the same few values: an accepted one is remembered (a refusal is not: its
+    exception is raised anew each time)."""
     if value is None or not value.strip():
         return
     media_type, *params = (part.strip() for part in value.split(";"))

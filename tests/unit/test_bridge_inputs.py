@@ -64,6 +64,16 @@ def test_other_content_types_are_a_415(content_type: str) -> None:
     assert caught.value.code is ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
 
+def test_an_accepted_content_type_is_remembered_and_a_refused_one_refused_every_time() -> None:
+    inputs.check_content_type.cache_clear()
+    for _ in range(2):
+        inputs.check_content_type("application/json")
+        with pytest.raises(TaskStartValidationError):
+            inputs.check_content_type("text/plain")
+    info = inputs.check_content_type.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)  # the refusal is not cached
+
+
 def test_a_declared_length_over_the_limit_is_a_413_before_reading() -> None:
     inputs.check_declared_length("2048", LIMITS)
     with pytest.raises(TaskStartValidationError) as caught:
